@@ -1,0 +1,1 @@
+"""Charter's shared runtime library: config, security, observability, persistence, CLI."""

@@ -1,0 +1,128 @@
+"""The ``charter`` command: run the platform, get tokens, migrate, rotate keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import httpx
+
+from charter import config
+
+DEV_CLIENT_SECRETS = {"demo-cli": "demo-cli-secret", "charter-internal": "charter-internal-secret"}
+
+
+def client_secret(client: str, given: str | None) -> str:
+    """The secret for ``client``: flag, then ``<CLIENT>_SECRET`` env, then a dev default."""
+    if given:
+        return given
+    env_name = client.upper().replace("-", "_") + "_SECRET"
+    from_env = config.env(env_name)
+    if from_env:
+        return from_env
+    if config.is_embedded() and client in DEV_CLIENT_SECRETS:
+        return DEV_CLIENT_SECRETS[client]
+    raise SystemExit(f"no secret for client {client!r}: pass --secret or set {env_name}")
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    """Print a client-credentials access token for a named client."""
+    data = {"grant_type": "client_credentials"}
+    if args.scope:
+        data["scope"] = args.scope
+    url = (args.auth_url or config.service_url("auth")).rstrip("/") + "/oauth/token"
+    try:
+        resp = httpx.post(url, data=data, auth=(args.client, client_secret(args.client,
+                                                                           args.secret)),
+                          timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"charter token: cannot reach {url}: {exc}", file=sys.stderr)
+        return 2
+    if resp.status_code != 200:
+        print(f"charter token: {resp.status_code} {resp.text}", file=sys.stderr)
+        return 1
+    print(resp.json()["access_token"])
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Migrate, seed and run the platform in the foreground."""
+    from charter import registry, runner
+
+    return runner.up(registry.select(args.only), seed=not args.no_seed)
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    """Migrate every component's database to the newest revision."""
+    from charter import registry, runner
+
+    runner.migrate(registry.select(args.only), seed=False)
+    print("databases upgraded")
+    return 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Load demo data (idempotent)."""
+    from charter import registry, runner
+
+    for line in runner.migrate(registry.select(args.only), seed=True):
+        print(line)
+    return 0
+
+
+def cmd_keys_rotate(_args: argparse.Namespace) -> int:
+    """Create a new signing key; the old one stays in JWKS until its tokens expire."""
+    from auth.keys import rotate
+    from charter.db import Database
+
+    db = Database(config.database_url("auth"))
+    try:
+        print(f"new signing key: {rotate(db)}")
+    finally:
+        db.dispose()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``charter`` command."""
+    parser = argparse.ArgumentParser(prog="charter", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="migrate, seed and run the platform (Ctrl-C stops)")
+    p.add_argument("--only", help="comma-separated components, e.g. auth,catalog")
+    p.add_argument("--no-seed", action="store_true", help="do not load demo data")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("token", help="print a client-credentials access token")
+    p.add_argument("--client", default="demo-cli")
+    p.add_argument("--secret", help="client secret (default: <CLIENT>_SECRET env / dev default)")
+    p.add_argument("--scope", help="space-separated scopes (default: all the client may have)")
+    p.add_argument("--auth-url", help="authorization server base URL")
+    p.set_defaults(func=cmd_token)
+
+    db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_cmd",
+                                                                       required=True)
+    p = db.add_parser("upgrade", help="run every migration")
+    p.add_argument("--only")
+    p.set_defaults(func=cmd_db_upgrade)
+
+    p = sub.add_parser("seed", help="load demo data (idempotent)")
+    p.add_argument("--only")
+    p.set_defaults(func=cmd_seed)
+
+    keys = sub.add_parser("keys", help="signing keys").add_subparsers(dest="keys_cmd",
+                                                                       required=True)
+    p = keys.add_parser("rotate", help="rotate the token-signing key")
+    p.set_defaults(func=cmd_keys_rotate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``charter`` console script."""
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

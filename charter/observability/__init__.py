@@ -1,0 +1,1 @@
+"""Observability: JSON logs with correlation ids, Prometheus metrics, health checks."""

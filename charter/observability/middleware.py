@@ -1,0 +1,106 @@
+"""An ASGI middleware, outermost in every service: correlation ids, access logs, metrics.
+
+It sits outside Connexion's own middleware so it also sees the 400/401/403/404 answers
+that Connexion produces before Flask is reached (prometheus-flask-exporter never sees
+those). Metrics are labelled by the spec's ``operationId`` (bounded cardinality), or
+``unrouted`` for paths outside the spec.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from charter.observability.logs import correlation_id
+
+log = logging.getLogger("charter.access")
+
+HEADER = b"x-correlation-id"
+_VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+class RequestMetrics:
+    """The per-service HTTP metrics (one registry per app, so tests can build many)."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.requests = Counter(
+            "charter_http_requests_total",
+            "HTTP responses by operation and status, including middleware-produced ones",
+            ["service", "method", "operation", "status"],
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "charter_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["service", "method", "operation"],
+            registry=registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.service = service
+
+
+def _operation(scope: Scope) -> str:
+    routing = scope.get("extensions", {}).get("connexion_routing", {})
+    op = routing.get("operation_id")
+    return str(op) if op else "unrouted"
+
+
+class ObservabilityMiddleware:
+    """Correlation id in and out, one JSON access line and metrics per request."""
+
+    def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        cid_raw = next((v for k, v in headers if k == HEADER), None)
+        if cid_raw is None or not _VALID.match(cid_raw):
+            cid_raw = uuid.uuid4().hex.encode()
+            headers = [(k, v) for k, v in headers if k != HEADER] + [(HEADER, cid_raw)]
+            scope = dict(scope, headers=headers)
+        cid = cid_raw.decode()
+        token = correlation_id.set(cid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+                out: list[Any] = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != HEADER
+                ]
+                out.append((HEADER, cid_raw))
+                message = dict(message, headers=out)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            path = scope.get("path", "")
+            if not path.startswith(("/metrics", "/health")):
+                op = _operation(scope)
+                method = scope.get("method", "")
+                m = self.metrics
+                m.requests.labels(m.service, method, op, str(status)).inc()
+                m.latency.labels(m.service, method, op).observe(elapsed)
+                log.info(
+                    "%s %s %s",
+                    method,
+                    path,
+                    status,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2),
+                           "operation": op},
+                )
+            correlation_id.reset(token)

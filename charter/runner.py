@@ -1,0 +1,144 @@
+"""``charter up``: migrate, seed and run the platform's processes in the foreground.
+
+Each component runs as its own uvicorn process (as in production, where each is its
+own container). The runner waits for each one's ``/health/ready``, prints where
+everything is, and on Ctrl-C (SIGINT) or SIGTERM stops every child cleanly; if one
+child dies, the others are stopped too and the exit code says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+
+import httpx
+
+from charter import config
+from charter.db import Database, ensure_database
+from charter.migrations import upgrade
+from charter.registry import Component
+
+
+def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
+    """Create (PostgreSQL), migrate and optionally seed each component's database.
+
+    Returns human-readable lines about seeded demo data (credentials included).
+    """
+    lines: list[str] = []
+    for comp in components:
+        url = config.database_url(comp.name)
+        ensure_database(url)
+        upgrade(comp.name, comp.migrations_dir, url)
+        seed_fn = comp.seed_function() if seed else None
+        if seed_fn is not None:
+            db = Database(url)
+            try:
+                result = seed_fn(db)
+            finally:
+                db.dispose()
+            lines.extend(_describe_seed(comp.name, result))
+    return lines
+
+
+def _describe_seed(name: str, result: object) -> list[str]:
+    if isinstance(result, dict):
+        out = [f"  {name}:"]
+        for key, value in result.items():
+            out.append(f"    {key}: {value}")
+        return out
+    if isinstance(result, int):
+        return [f"  {name}: {result} demo records"]
+    return []
+
+
+def _spawn(comp: Component) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable, "-m", "uvicorn", "--factory", comp.asgi_factory,
+        "--host", config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1",
+        "--port", str(comp.port),
+        "--no-access-log", "--log-level", "warning",
+        "--timeout-graceful-shutdown", "5",
+    ]
+    return subprocess.Popen(cmd, env=os.environ.copy())
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Poll ``url`` until it answers 200; fail if the process exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+
+
+def stop(procs: dict[str, subprocess.Popen[bytes]], grace: float = 8.0) -> None:
+    """SIGTERM every child, then SIGKILL whatever is still running after ``grace``."""
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs.values():
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            proc.wait(timeout=remaining)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True) -> int:
+    """Run the platform until interrupted; returns the process exit code."""
+    seeded = migrate(components, seed=seed) if migrate_first else []
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    old_int = signal.signal(signal.SIGINT, _on_signal)
+    old_term = signal.signal(signal.SIGTERM, _on_signal)
+    try:
+        for comp in components:
+            procs[comp.name] = _spawn(comp)
+            wait_ready(f"{config.service_url(comp.name)}/health/ready", procs[comp.name])
+        _banner(components, seeded)
+        while not stopping:
+            for name, proc in procs.items():
+                if proc.poll() is not None:
+                    print(f"charter: {name} exited with {proc.returncode}; stopping", flush=True)
+                    return 1
+            time.sleep(0.3)
+        print("charter: stopping…", flush=True)
+        return 0
+    except RuntimeError as exc:
+        print(f"charter: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stop(procs)
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _banner(components: list[Component], seeded: list[str]) -> None:
+    print("\nCharter is up.\n", flush=True)
+    for comp in components:
+        base = config.service_url(comp.name)
+        extra = "" if comp.name == "auth" else f"   Swagger UI: {base}/v1/ui/"
+        print(f"  {comp.name:<14} {base}{extra}")
+    if seeded:
+        print("\nDemo data (embedded mode):")
+        for line in seeded:
+            print(line)
+    print("\nGet a token:  .venv/bin/charter token --client demo-cli")
+    print("Stop:         Ctrl-C\n", flush=True)

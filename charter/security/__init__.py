@@ -1,0 +1,1 @@
+"""Security: JWT access-token verification (and, later, mutual TLS)."""

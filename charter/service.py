@@ -1,0 +1,182 @@
+"""The app factory every service uses: one Connexion FlaskApp wired the Charter way.
+
+``create_app`` serves each spec version under ``/v<major>``, with strict request
+validation, OAuth2 scopes enforced from the spec, Swagger UI with PKCE login,
+problem+json errors, JSON logs with correlation ids, Prometheus metrics at ``/metrics``
+and ``/health/live`` + ``/health/ready``. A service supplies its name, its handler
+module, its database and any extra dependencies (kept on :class:`ServiceContext`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import connexion
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.problem import problem
+from connexion.resolver import RelativeResolver
+from flask import Flask, current_app, jsonify
+from prometheus_client import CollectorRegistry
+from prometheus_flask_exporter import PrometheusMetrics
+from werkzeug.exceptions import HTTPException
+
+from charter import config, connexion_fixes, problems, specs  # noqa: F401
+from charter.db import Database
+from charter.observability import logs
+from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
+from charter.security import connexion_auth
+from charter.security.tokens import JWKSCache, TokenVerifier, http_jwks_fetcher
+
+log = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], None]
+
+
+@dataclass
+class ServiceContext:
+    """What handlers of one service need: its name, database and other dependencies."""
+
+    name: str
+    db: Database
+    deps: dict[str, Any] = field(default_factory=dict)
+    checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+
+
+def context() -> ServiceContext:
+    """The running service's context (inside a request)."""
+    ctx: ServiceContext = current_app.extensions["charter"]
+    return ctx
+
+
+def default_verifier() -> TokenVerifier:
+    """A verifier fed by the authorization server's JWKS URL (prefetched, cached)."""
+    settings = config.auth_settings()
+    jwks = JWKSCache(http_jwks_fetcher(settings.jwks_url))
+    jwks.refresh()
+    return TokenVerifier(settings, jwks)
+
+
+def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, problems.Problem)
+    return problems.to_response(exc)
+
+
+def _unexpected_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("unhandled error", exc_info=exc)
+    return problem(500, "Internal Server Error", "The server could not complete the request.")
+
+
+def _install_flask_errors(flask_app: Flask) -> None:
+    """Errors raised inside Flask (handlers, unknown paths) become problem+json too."""
+
+    def as_problem(doc: dict[str, Any]) -> Any:
+        response = jsonify(doc)
+        response.status_code = doc["status"]
+        response.mimetype = problems.PROBLEM_JSON
+        return response
+
+    @flask_app.errorhandler(problems.Problem)
+    def _problem(exc: problems.Problem) -> Any:
+        response = as_problem(exc.body())
+        response.headers.update(exc.headers)
+        return response
+
+    @flask_app.errorhandler(HTTPException)
+    def _http(exc: HTTPException) -> Any:
+        return as_problem(problems.body(exc.code or 500, exc.name, exc.description))
+
+    @flask_app.errorhandler(Exception)
+    def _any(exc: Exception) -> Any:
+        log.error("unhandled error", exc_info=exc)
+        detail = "The server could not complete the request."
+        return as_problem(problems.body(500, "Internal Server Error", detail))
+
+
+def _install_health(flask_app: Flask, ctx: ServiceContext) -> None:
+    @flask_app.get("/health/live")
+    def live() -> Any:
+        return {"status": "ok", "service": ctx.name}
+
+    @flask_app.get("/health/ready")
+    def ready() -> Any:
+        checks: dict[str, str] = {}
+        ok = True
+        for name, check in {"database": ctx.db.ping, **ctx.checks}.items():
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # any failure means not ready
+                ok = False
+                checks[name] = f"failed: {type(exc).__name__}"
+        body = {"status": "ok" if ok else "unavailable", "service": ctx.name, "checks": checks}
+        return body, (200 if ok else 503)
+
+
+def swagger_ui_options(api_scopes: Iterable[str]) -> SwaggerUIOptions:
+    """Swagger UI configured for the authorization-code + PKCE flow against auth."""
+    client_id = config.env("SWAGGER_UI_CLIENT_ID", "swagger-ui") or "swagger-ui"
+    return SwaggerUIOptions(
+        swagger_ui_template_arguments={
+            "initOAuth": {
+                "clientId": client_id,
+                "usePkceWithAuthorizationCodeGrant": True,
+                "scopes": " ".join(api_scopes),
+            }
+        }
+    )
+
+
+def create_app(
+    name: str,
+    *,
+    api_module: str,
+    db: Database,
+    versions: Iterable[str] = ("v1",),
+    verifier: TokenVerifier | None = None,
+    deps: dict[str, Any] | None = None,
+    checks: dict[str, ReadinessCheck] | None = None,
+    spec_name: str | None = None,
+    spec_dir: Path | None = None,
+) -> connexion.FlaskApp:
+    """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``."""
+    connexion_auth.install(verifier or default_verifier())
+    app = connexion.FlaskApp(name)
+    for version in versions:
+        spec = specs.load(spec_name or name, version, spec_dir)
+        app.add_api(
+            spec,
+            base_path=f"/{version}",
+            resolver=RelativeResolver(api_module),
+            strict_validation=True,
+            validate_responses=bool(config.env("CHARTER_VALIDATE_RESPONSES")),
+            swagger_ui_options=swagger_ui_options(specs.scopes(spec)),
+            pythonic_params=True,
+        )
+    ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks or {})
+    flask_app = app.app
+    flask_app.extensions["charter"] = ctx
+    flask_app.json.sort_keys = False  # type: ignore[attr-defined]
+    registry = CollectorRegistry()
+    PrometheusMetrics(flask_app, registry=registry, group_by="url_rule", path="/metrics",
+                      default_labels={"service": name})
+    app.add_middleware(
+        ObservabilityMiddleware,
+        position=MiddlewarePosition.BEFORE_EXCEPTION,
+        metrics=RequestMetrics(registry, name),
+    )
+    app.add_error_handler(problems.Problem, _problem_handler)
+    app.add_error_handler(Exception, _unexpected_handler)
+    _install_flask_errors(flask_app)
+    _install_health(flask_app, ctx)
+    return app
+
+
+def configure_logging(name: str) -> None:
+    """JSON logs for a service process (called by the ASGI factories)."""
+    logs.configure(name, config.env("LOG_LEVEL", "INFO") or "INFO")
