@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from connexion.lifecycle import ConnexionResponse
-from connexion.problem import problem as connexion_problem
-
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
@@ -80,18 +77,6 @@ class ServiceUnavailable(Problem):
 
 class BadGateway(Problem):
     status, title = 502, "Bad Gateway"
-
-
-def to_response(exc: Problem) -> ConnexionResponse:
-    """A Connexion response for a :class:`Problem`."""
-    return connexion_problem(
-        status=exc.status,
-        title=exc.title,
-        detail=exc.detail or "",
-        type=exc.type,
-        headers=exc.headers or None,
-        ext=exc.extensions or None,
-    )
 
 
 def body(status: int, title: str, detail: str | None = None, **ext: Any) -> dict[str, Any]:

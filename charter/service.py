@@ -64,7 +64,14 @@ def default_verifier() -> TokenVerifier:
 
 def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     assert isinstance(exc, problems.Problem)
-    return problems.to_response(exc)
+    return problem(
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail or "",
+        type=exc.type,
+        headers=exc.headers or None,
+        ext=exc.extensions or None,
+    )
 
 
 def _unexpected_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:

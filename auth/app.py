@@ -1,0 +1,90 @@
+"""Application factories: ``create_flask_app`` (WSGI) and ``create_asgi`` (for uvicorn).
+
+    uvicorn --factory auth.app:create_asgi --port 8090
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, request
+from werkzeug.exceptions import HTTPException
+
+from auth.server import create_server
+from auth.settings import Settings, load_settings
+from auth.views import bp
+from auth.web import EXTENSION, AuthContext, problem
+from charter import config
+from charter.db import Database
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+log = logging.getLogger(__name__)
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+}
+_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'"
+
+
+def create_flask_app(db: Database | None = None, settings: Settings | None = None) -> Flask:
+    """The authorization server as a Flask app (database and settings from env by default)."""
+    settings = settings or load_settings()
+    db = db or Database(config.database_url("auth"))
+    # Authlib logs issued tokens at DEBUG level: keep its loggers above that.
+    logging.getLogger("authlib").setLevel(logging.INFO)
+
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.session_secret,
+        SESSION_COOKIE_NAME="charter_auth",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        MAX_CONTENT_LENGTH=64 * 1024,
+    )
+    server = create_server(app, db, settings)
+    app.extensions[EXTENSION] = AuthContext(db=db, settings=settings, server=server)
+    app.register_blueprint(bp)
+    _install_error_handlers(app)
+
+    @app.after_request
+    def _headers(response: Any) -> Any:
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Content-Security-Policy", _PAGE_CSP)
+        return response
+
+    return app
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> Any:
+        status = exc.code or 500
+        return problem(status, exc.name, exc.description if status < 500 else None)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Any:
+        log.exception("unhandled error", extra={"path": request.path})
+        return problem(500, "Internal Server Error")
+
+
+def create_asgi() -> Any:
+    """ASGI app for uvicorn. In embedded mode the database is migrated on start."""
+    from a2wsgi import WSGIMiddleware
+
+    from charter.migrations import upgrade
+
+    url = config.database_url("auth")
+    if config.is_embedded() and (config.env("AUTH_AUTO_MIGRATE", "1") != "0"):
+        upgrade("auth", MIGRATIONS_DIR, url)
+    db = Database(url)
+    app = create_flask_app(db)
+    app.extensions[EXTENSION].server.keys.signing_key()  # first start creates a key
+    return WSGIMiddleware(app)  # type: ignore[arg-type]

@@ -1,0 +1,4 @@
+from auth.store import metadata
+from charter.migrations import run_env
+
+run_env(metadata)

@@ -1,0 +1,128 @@
+"""The Authlib authorization server wired to Charter's database, keys and settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+from flask import Flask
+from sqlalchemy import delete, update
+
+from auth import endpoints, grants
+from auth.keys import ALGORITHM, KeyRing
+from auth.scopes import ALL_SCOPES
+from auth.settings import Settings
+from auth.store import Client, RefreshToken, RevokedAccessToken, digest, new_id, now
+from auth.tokens import AccessTokenGenerator
+from charter.db import Database
+
+log = logging.getLogger(__name__)
+
+GRANT_TYPES = ["authorization_code", "client_credentials", "refresh_token"]
+
+
+class CharterAuthorizationServer(AuthorizationServer):
+    """Authorization server whose grants and endpoints reach ``db``, ``settings``, ``keys``."""
+
+    def __init__(self, app: Flask, db: Database, settings: Settings, keys: KeyRing) -> None:
+        self.db = db
+        self.settings = settings
+        self.keys = keys
+        super().__init__()
+        self.init_app(app)
+        self.scopes_supported = list(ALL_SCOPES)
+        self.register_token_generator("default", AccessTokenGenerator(settings, keys))
+
+    def query_client(self, client_id: str) -> Client | None:
+        with self.db.session() as session:
+            return session.get(Client, client_id)
+
+    def save_token(self, token: dict, request: Any) -> None:
+        """Access tokens are self-contained JWTs; only refresh tokens are stored (hashed)."""
+        refresh = token.get("refresh_token")
+        if not refresh or request.user is None:
+            return
+        family = getattr(request, "refresh_family", None) or new_id()
+        request.refresh_family = family
+        with self.db.session() as session:
+            session.add(
+                RefreshToken(
+                    token_hash=digest(refresh),
+                    family_id=family,
+                    client_id=request.client.client_id,
+                    user_id=request.user.id,
+                    scope=token.get("scope") or "",
+                    issued_at=now(),
+                    expires_at=now() + self.settings.refresh_token_ttl,
+                )
+            )
+
+    def revoke_family(self, family_id: str | None) -> None:
+        """Revoke every refresh token rotated from one grant."""
+        if not family_id:
+            return
+        with self.db.session() as session:
+            session.execute(
+                update(RefreshToken)
+                .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+
+    def revoke_jti(self, jti: str, expires_at: int) -> None:
+        """Deny-list an access token until it expires; drop entries that expired."""
+        with self.db.session() as session:
+            session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now()))
+            if session.get(RevokedAccessToken, jti) is None:
+                session.add(RevokedAccessToken(jti=jti, expires_at=expires_at, revoked_at=now()))
+
+    def is_jti_revoked(self, jti: str) -> bool:
+        with self.db.session() as session:
+            return session.get(RevokedAccessToken, jti) is not None
+
+
+def create_server(app: Flask, db: Database, settings: Settings) -> CharterAuthorizationServer:
+    """The authorization server with Charter's grants and endpoints registered."""
+    retention = settings.access_token_ttl + settings.leeway + 60
+    server = CharterAuthorizationServer(app, db, settings, KeyRing(db, retention))
+    server.register_grant(grants.AuthorizationCodeGrant, [grants.S256CodeChallenge(required=True)])
+    server.register_grant(grants.ClientCredentialsGrant)
+    server.register_grant(grants.RefreshTokenGrant)
+    server.register_endpoint(endpoints.AccessTokenIntrospection(issuer=settings.issuer))
+    server.register_endpoint(endpoints.RefreshTokenIntrospection)
+    server.register_endpoint(endpoints.AccessTokenRevocation)
+    server.register_endpoint(endpoints.RefreshTokenRevocation)
+    return server
+
+
+def server_metadata(settings: Settings) -> AuthorizationServerMetadata:
+    """RFC 8414 metadata, validated (a non-https, non-loopback issuer only warns)."""
+    metadata = AuthorizationServerMetadata(
+        {
+            "issuer": settings.issuer,
+            "authorization_endpoint": settings.url("/oauth/authorize"),
+            "token_endpoint": settings.url("/oauth/token"),
+            "jwks_uri": settings.url("/.well-known/jwks.json"),
+            "introspection_endpoint": settings.url("/oauth/introspect"),
+            "revocation_endpoint": settings.url("/oauth/revoke"),
+            "scopes_supported": list(ALL_SCOPES),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": GRANT_TYPES,
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_basic",
+                "client_secret_post",
+                "none",
+            ],
+            "revocation_endpoint_auth_methods_supported": endpoints.ANY_CLIENT,
+            "introspection_endpoint_auth_methods_supported": endpoints.CONFIDENTIAL,
+            "code_challenge_methods_supported": ["S256"],
+        }
+    )
+    try:
+        metadata.validate()
+    except ValueError as exc:
+        log.warning("authorization server metadata: %s", exc)
+    metadata["access_token_signing_alg_values_supported"] = [ALGORITHM]
+    return metadata

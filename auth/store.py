@@ -1,0 +1,202 @@
+"""Tables of the authorization server and the Authlib model methods on them.
+
+Times are integer Unix seconds (UTC). Secrets at rest: client secrets, authorization codes
+and refresh tokens are stored as SHA-256 digests (they are high-entropy random strings);
+user passwords as Argon2id hashes; signing keys as PEM (see ``auth.keys``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from typing import Any
+
+from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from auth import scopes
+
+
+class AuthBase(DeclarativeBase):
+    """Declarative base of the auth service's own database."""
+
+
+metadata = AuthBase.metadata
+
+
+def now() -> int:
+    """Current Unix time in whole seconds."""
+    return int(time.time())
+
+
+def digest(value: str) -> str:
+    """SHA-256 hex digest used to store and look up secrets and opaque tokens."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class User(AuthBase):
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint("role IN ('customer', 'staff', 'admin')", name="ck_users_role"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True, nullable=False)
+    password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
+    role: Mapped[str] = mapped_column(String(16), nullable=False, default="customer")
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+
+    def get_user_id(self) -> str:
+        return self.id
+
+    def public(self) -> dict[str, str]:
+        return {"id": self.id, "email": self.email, "role": self.role}
+
+
+class Client(AuthBase, ClientMixin):
+    __tablename__ = "oauth_clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    client_name: Mapped[str] = mapped_column(String(120), nullable=False, default="")
+    grant_types: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    response_types: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    scope: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    token_endpoint_auth_method: Mapped[str] = mapped_column(
+        String(32), nullable=False, default="client_secret_basic"
+    )
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    def set_secret(self, secret: str | None) -> None:
+        self.client_secret_hash = digest(secret) if secret else None
+
+    # --- authlib ClientMixin -------------------------------------------------------
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        return self.redirect_uris[0] if self.redirect_uris else None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        """Requested ∩ allowed; nothing requested means everything the client may have."""
+        allowed = set(scopes.split(self.scope))
+        wanted = set(scopes.split(scope)) if scope else allowed
+        return scopes.join(wanted & allowed)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if not self.client_secret_hash or not client_secret:
+            return False
+        return secrets.compare_digest(self.client_secret_hash, digest(client_secret))
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if endpoint == "token":
+            return self.token_endpoint_auth_method == method
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type in self.response_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+
+class AuthorizationCode(AuthBase, AuthorizationCodeMixin):
+    __tablename__ = "oauth_authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False
+    )
+    redirect_uri: Mapped[str | None] = mapped_column(Text, nullable=True)
+    scope: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    code_challenge: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    code_challenge_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    issued_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+
+    def get_redirect_uri(self) -> str | None:
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= now()
+
+
+class RefreshToken(AuthBase, TokenMixin):
+    """An opaque refresh token; ``family_id`` links every token rotated from one grant."""
+
+    __tablename__ = "oauth_refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    family_id: Mapped[str] = mapped_column(String(36), nullable=False, index=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), nullable=False
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    scope: Mapped[str] = mapped_column(Text, nullable=False, default="")
+    issued_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+    expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    revoked_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    # --- authlib TokenMixin --------------------------------------------------------
+    def check_client(self, client: Any) -> bool:
+        return bool(self.client_id == client.get_client_id())
+
+    def get_scope(self) -> str:
+        return self.scope
+
+    def get_expires_in(self) -> int:
+        return max(0, self.expires_at - now())
+
+    def is_expired(self) -> bool:
+        return self.expires_at <= now()
+
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+
+class RevokedAccessToken(AuthBase):
+    """Deny-list of revoked JWT access tokens, kept until the token would expire anyway."""
+
+    __tablename__ = "oauth_revoked_jtis"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    revoked_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+
+
+class SigningKey(AuthBase):
+    """A token-signing key pair (private PEM; the public half is derived)."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16), nullable=False)
+    private_key_pem: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+    retired_at: Mapped[int | None] = mapped_column(Integer, nullable=True)

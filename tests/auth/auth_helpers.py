@@ -1,0 +1,121 @@
+"""Helpers for the auth tests: client authentication, PKCE, the browser part of the code flow."""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jwt
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from flask.testing import FlaskClient
+
+ISSUER = "http://127.0.0.1:8090"
+AUDIENCE = "charter-api"
+REDIRECT_URI = "http://127.0.0.1:8101/v1/ui/oauth2-redirect.html"
+ALICE = ("alice@example.com", "alice-password-1")
+CLI = ("demo-cli", "demo-cli-secret")
+INTERNAL = ("charter-internal", "charter-internal-secret")
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    return {"Authorization": f"Basic {raw}"}
+
+
+def client_credentials(client: FlaskClient, creds: tuple[str, str] = CLI, **extra: str) -> Any:
+    return client.post(
+        "/oauth/token", data={"grant_type": "client_credentials", **extra}, headers=basic(*creds)
+    )
+
+
+def jwks_verify(client: FlaskClient, token: str) -> dict[str, Any]:
+    """Verify like a resource server: JWKS key by kid, pinned alg, audience, issuer."""
+    header = jwt.get_unverified_header(token)
+    keys = {k["kid"]: k for k in client.get("/.well-known/jwks.json").get_json()["keys"]}
+    key = jwt.PyJWK(keys[header["kid"]]).key
+    return jwt.decode(
+        token,
+        key,
+        algorithms=["RS256"],
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        leeway=30,
+        options={"require": ["exp", "iat", "iss", "aud", "sub", "jti"]},
+    )
+
+
+def csrf_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "no CSRF token in page"
+    return match.group(1)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    return verifier, create_s256_code_challenge(verifier)
+
+
+def authorize_url(challenge: str | None, scope: str = "", method: str | None = "S256",
+                  state: str = "st4te") -> str:
+    params = {
+        "response_type": "code",
+        "client_id": "swagger-ui",
+        "redirect_uri": REDIRECT_URI,
+        "state": state,
+    }
+    if scope:
+        params["scope"] = scope
+    if challenge is not None:
+        params["code_challenge"] = challenge
+    if method is not None:
+        params["code_challenge_method"] = method
+    return "/oauth/authorize?" + urlencode(params)
+
+
+def login(client: FlaskClient, email: str, password: str, next_url: str = "/") -> Any:
+    page = client.get("/login?" + urlencode({"next": next_url}))
+    return client.post(
+        "/login",
+        data={"csrf_token": csrf_from(page.get_data(as_text=True)), "email": email,
+              "password": password, "next": next_url},
+    )
+
+
+def query_of(location: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def obtain_code(client: FlaskClient, challenge: str, scope: str = "",
+                user: tuple[str, str] = ALICE) -> str:
+    """Run the browser part of the code flow: login, consent, Allow; return the code."""
+    url = authorize_url(challenge, scope)
+    first = client.get(url)
+    assert first.status_code == 302 and first.headers["Location"].startswith("/login?next=")
+    signed_in = login(client, *user, next_url=url)
+    assert signed_in.status_code == 302 and signed_in.headers["Location"] == url
+    consent = client.get(url)
+    assert consent.status_code == 200
+    html = consent.get_data(as_text=True)
+    assert "Allow" in html and "Deny" in html
+    decision = client.post(url, data={"csrf_token": csrf_from(html), "decision": "allow"})
+    assert decision.status_code == 302, decision.get_data(as_text=True)
+    location = decision.headers["Location"]
+    assert location.startswith(REDIRECT_URI)
+    params = query_of(location)
+    assert params["state"] == "st4te"
+    return params["code"]
+
+
+def exchange_code(client: FlaskClient, code: str, verifier: str | None) -> Any:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "client_id": "swagger-ui",
+    }
+    if verifier is not None:
+        data["code_verifier"] = verifier
+    return client.post("/oauth/token", data=data)
