@@ -1,0 +1,307 @@
+"""Cache-aside for read paths: an in-process TTL cache by default, Redis when configured.
+
+:func:`make_cache` picks the backend from ``charter.config.redis_url()``. Values are JSON
+documents (what a handler returns). Two ways to invalidate:
+
+* :meth:`Cache.invalidate_prefix` drops every key starting with a prefix (the in-process
+  cache scans its keys; Redis uses ``SCAN`` + ``UNLINK``);
+* :class:`Namespace` puts a version number into every key and invalidates by bumping it —
+  O(1) on any backend; the orphaned entries simply expire.
+
+A cache is an optimisation, never a dependency: :class:`RedisCache` logs a warning and
+behaves as a miss (or a no-op) when Redis fails, so reads fall through to the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from charter import config
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_TTL = 30.0
+
+
+class Cache(ABC):
+    """A key → JSON value store with expiry."""
+
+    default_ttl: float = DEFAULT_TTL
+
+    @abstractmethod
+    def get(self, key: str) -> Any | None:
+        """The value, or ``None`` on a miss (``None`` itself is never stored)."""
+
+    @abstractmethod
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        """Store ``value`` for ``ttl`` seconds (the cache's default when ``None``)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Forget one key."""
+
+    @abstractmethod
+    def invalidate_prefix(self, prefix: str) -> None:
+        """Forget every key that starts with ``prefix``."""
+
+    @abstractmethod
+    def incr(self, key: str) -> int:
+        """Atomically add one to an integer counter (created at 1); never expires."""
+
+    @abstractmethod
+    def counter(self, key: str) -> int | None:
+        """The counter's value (0 when absent, ``None`` when it cannot be read)."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Forget everything this cache holds."""
+
+    def get_or_load(self, key: str, loader: Callable[[], T], ttl: float | None = None) -> T:
+        """Cache-aside: the cached value, or ``loader()`` stored for next time."""
+        hit = self.get(key)
+        if hit is not None:
+            return hit  # type: ignore[no-any-return]
+        value = loader()
+        if value is not None:
+            self.set(key, value, ttl)
+        return value
+
+    def namespace(self, name: str) -> Namespace:
+        return Namespace(self, name)
+
+
+class Namespace:
+    """A group of keys invalidated together by bumping a version number."""
+
+    def __init__(self, cache: Cache, name: str) -> None:
+        self.cache = cache
+        self.name = name
+        self._version_key = f"__ns__:{name}"
+
+    def version(self) -> int | None:
+        return self.cache.counter(self._version_key)
+
+    def key(self, key: str) -> str | None:
+        """The versioned key, or ``None`` when the version is unknown (cache bypassed)."""
+        version = self.version()
+        return None if version is None else f"{self.name}:v{version}:{key}"
+
+    def get(self, key: str) -> Any | None:
+        full = self.key(key)
+        return None if full is None else self.cache.get(full)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        full = self.key(key)
+        if full is not None:
+            self.cache.set(full, value, ttl)
+
+    def get_or_load(self, key: str, loader: Callable[[], T], ttl: float | None = None) -> T:
+        full = self.key(key)
+        if full is None:
+            return loader()
+        return self.cache.get_or_load(full, loader, ttl)
+
+    def invalidate(self) -> None:
+        """Every key of the namespace becomes unreachable (old entries expire on their own)."""
+        self.cache.incr(self._version_key)
+
+
+class TTLCache(Cache):
+    """In-process, thread-safe, bounded (least recently used entries go first)."""
+
+    def __init__(
+        self,
+        maxsize: int = 4096,
+        default_ttl: float = DEFAULT_TTL,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if maxsize < 1:
+            raise ValueError("maxsize must be at least 1")
+        self.maxsize = maxsize
+        self.default_ttl = default_ttl
+        self._clock = clock
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._counters: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._data)
+
+    def get(self, key: str) -> Any | None:
+        now = self._clock()
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return None
+            expires, payload = entry
+            if expires <= now:
+                del self._data[key]
+                return None
+            self._data.move_to_end(key)
+        # Stored as JSON text: every reader gets its own copy, like Redis would give.
+        return json.loads(payload)
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if value is None:
+            return
+        payload = json.dumps(value, separators=(",", ":"))
+        expires = self._clock() + (self.default_ttl if ttl is None else ttl)
+        with self._lock:
+            self._data[key] = (expires, payload)
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._data.pop(key, None)
+
+    def invalidate_prefix(self, prefix: str) -> None:
+        with self._lock:
+            for key in [k for k in self._data if k.startswith(prefix)]:
+                del self._data[key]
+
+    def incr(self, key: str) -> int:
+        with self._lock:
+            value = self._counters.get(key, 0) + 1
+            self._counters[key] = value
+            return value
+
+    def counter(self, key: str) -> int | None:
+        with self._lock:
+            return self._counters.get(key, 0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._counters.clear()
+
+
+class RedisCache(Cache):
+    """Redis-backed; every key gets ``<prefix>:``; failures degrade to misses, with a warning.
+
+    When a namespace's version cannot be read the cache is bypassed for that read; a bump
+    that cannot be written is logged, and the stale entries live at most their TTL.
+    """
+
+    def __init__(
+        self,
+        url_or_client: Any,
+        prefix: str,
+        default_ttl: float = DEFAULT_TTL,
+        socket_timeout: float = 0.25,
+    ) -> None:
+        import redis
+
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        if isinstance(url_or_client, str):
+            self.client = redis.Redis.from_url(
+                url_or_client,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=socket_timeout,
+                health_check_interval=30,
+            )
+        else:
+            self.client = url_or_client
+        self.prefix = prefix.rstrip(":")
+        self.default_ttl = default_ttl
+
+    def _k(self, key: str) -> str:
+        return f"{self.prefix}:{key}"
+
+    def _failed(self, op: str, exc: BaseException) -> None:
+        log.warning("redis cache %s failed, falling back: %s: %s", op, type(exc).__name__, exc)
+
+    def get(self, key: str) -> Any | None:
+        try:
+            raw = self.client.get(self._k(key))
+        except self._errors as exc:
+            self._failed("get", exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            log.warning("redis cache: undecodable value under %s, ignored", key)
+            return None
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        if value is None:
+            return
+        seconds = self.default_ttl if ttl is None else ttl
+        try:
+            self.client.set(
+                self._k(key),
+                json.dumps(value, separators=(",", ":")),
+                px=max(1, int(seconds * 1000)),
+            )
+        except self._errors as exc:
+            self._failed("set", exc)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete(self._k(key))
+        except self._errors as exc:
+            self._failed("delete", exc)
+
+    def invalidate_prefix(self, prefix: str) -> None:
+        try:
+            batch: list[Any] = []
+            for name in self.client.scan_iter(match=self._k(_glob_escape(prefix)) + "*",
+                                              count=500):
+                batch.append(name)
+                if len(batch) >= 500:
+                    self.client.unlink(*batch)
+                    batch.clear()
+            if batch:
+                self.client.unlink(*batch)
+        except self._errors as exc:
+            self._failed("invalidate_prefix", exc)
+
+    def incr(self, key: str) -> int:
+        try:
+            return int(self.client.incr(self._k(key)))
+        except self._errors as exc:
+            self._failed("incr", exc)
+            return 0
+
+    def counter(self, key: str) -> int | None:
+        try:
+            raw = self.client.get(self._k(key))
+        except self._errors as exc:
+            self._failed("counter", exc)
+            return None
+        return int(raw) if raw is not None else 0
+
+    def clear(self) -> None:
+        self.invalidate_prefix("")
+
+    def ping(self) -> None:
+        """Raise if Redis does not answer (for readiness checks)."""
+        self.client.ping()
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
+
+
+def make_cache(service: str, default_ttl: float | None = None) -> Cache:
+    """Redis (``REDIS_URL``, keys prefixed ``charter:<service>:``) or an in-process cache."""
+    ttl = default_ttl if default_ttl is not None else float(
+        config.env("CACHE_TTL_SECONDS", str(DEFAULT_TTL)) or DEFAULT_TTL
+    )
+    url = config.redis_url()
+    if url:
+        return RedisCache(url, prefix=f"charter:{service}", default_ttl=ttl)
+    return TTLCache(default_ttl=ttl)

@@ -1,0 +1,215 @@
+"""The outbound HTTP client policy every service uses for calls to other services.
+
+Small for now: an :class:`httpx.Client` with explicit timeouts, the caller's
+``X-Correlation-Id`` propagated on every request, an optional bearer token from a
+``Callable[[], str]`` (e.g. a ``ClientCredentialsTokenProvider`` from
+:mod:`charter.security.client_credentials`), a bounded retry with exponential backoff
+and jitter for idempotent methods only, and one overall deadline per call so that
+retries never turn a 2 s timeout into a hang.
+Connection errors and timeouts become :class:`charter.problems.ServiceUnavailable`.
+
+Not here yet (see DESIGN.md "Resilience"): circuit breaker, bulkhead, fault injection,
+retry metrics. :class:`HttpClient` is the single place where they will be added.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx
+
+from charter.observability.logs import correlation_id
+from charter.problems import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+CORRELATION_HEADER = "X-Correlation-Id"
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+DEFAULT_TIMEOUT = 2.0
+
+TokenSource = Callable[[], str]
+
+
+def current_correlation_id() -> str | None:
+    """The correlation id of the request being served, if any.
+
+    Set by :class:`charter.observability.middleware.ObservabilityMiddleware`; a2wsgi copies
+    the context into Flask's worker thread. Falls back to the incoming Flask request header.
+    """
+    cid = correlation_id.get()
+    if cid:
+        return cid
+    try:
+        from flask import has_request_context, request
+
+        if has_request_context():
+            return request.headers.get(CORRELATION_HEADER)
+    except ImportError:  # pragma: no cover - flask is a dependency
+        pass
+    return None
+
+
+def _add_correlation_id(request: httpx.Request) -> None:
+    cid = current_correlation_id()
+    if cid and CORRELATION_HEADER not in request.headers:
+        request.headers[CORRELATION_HEADER] = cid
+
+
+def create_client(
+    base_url: str = "",
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_connections: int = 20,
+    transport: httpx.BaseTransport | None = None,
+    verify: Any = True,
+) -> httpx.Client:
+    """An ``httpx.Client`` with the platform's timeouts, limits and correlation-id hook.
+
+    ``verify`` takes an ``ssl.SSLContext`` for mTLS (httpx 0.28 ignores ``cert=`` when
+    ``verify`` is a path, so build the context with the client certificate loaded).
+    """
+    return httpx.Client(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=connect_timeout or min(timeout, 1.0)),
+        headers=dict(headers or {}),
+        limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=10),
+        event_hooks={"request": [_add_correlation_id]},
+        transport=transport,
+        verify=verify,
+        follow_redirects=False,
+    )
+
+
+class HttpClient:
+    """Calls one upstream service with the platform policy (see the module docstring).
+
+    ``retries`` is the number of extra attempts for idempotent requests (and for others
+    only when the caller passes ``retry=True``, e.g. with an idempotency key). Every call
+    is bounded by ``deadline`` seconds in total (default: ``timeout``), retries included.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        name: str = "upstream",
+        timeout: float = DEFAULT_TIMEOUT,
+        deadline: float | None = None,
+        retries: int = 1,
+        backoff: float = 0.05,
+        token: TokenSource | None = None,
+        client: httpx.Client | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.name = name
+        self.timeout = timeout
+        self.deadline = deadline if deadline is not None else timeout
+        self.retries = max(0, retries)
+        self.backoff = backoff
+        self.token = token
+        self.client = client or create_client(base_url, timeout=timeout)
+        self._sleep = sleep
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        """Send a request; any HTTP status is returned, transport failures raise 503.
+
+        When the upstream answers 401 and the token source can ``invalidate()`` its cached
+        token (as :class:`ClientCredentialsTokenProvider` can), the request is sent once
+        more with a fresh token.
+        """
+        response = self._send(method, url, retry=retry, headers=headers, **kwargs)
+        invalidate = getattr(self.token, "invalidate", None)
+        if response.status_code == 401 and callable(invalidate):
+            # The cached token was refused (revoked, signing key rotated): fetch a new one
+            # and try once more.
+            response.close()
+            invalidate()
+            response = self._send(method, url, retry=retry, headers=headers, **kwargs)
+        return response
+
+    def _bearer(self) -> dict[str, str]:
+        if self.token is None:
+            return {}
+        try:
+            return {"Authorization": f"Bearer {self.token()}"}
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:  # the token source failed: upstream unusable
+            log.warning("%s: no access token: %s", self.name, type(exc).__name__)
+            raise ServiceUnavailable(f"{self.name} is unavailable (no access token)") from exc
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        retry: bool | None,
+        headers: Mapping[str, str] | None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        method = method.upper()
+        may_retry = method in IDEMPOTENT_METHODS if retry is None else retry
+        attempts = 1 + (self.retries if may_retry else 0)
+        started = time.monotonic()
+        out_headers = {**dict(headers or {}), **self._bearer()}
+        last_error: str = "no attempt"
+        for attempt in range(1, attempts + 1):
+            remaining = self.deadline - (time.monotonic() - started)
+            if remaining <= 0:
+                break
+            per_try = min(self.timeout, remaining)
+            try:
+                response = self.client.request(
+                    method,
+                    url,
+                    headers=out_headers,
+                    timeout=httpx.Timeout(per_try, connect=min(per_try, 1.0)),
+                    **kwargs,
+                )
+            except httpx.TimeoutException as exc:
+                last_error = f"timeout ({type(exc).__name__})"
+            except httpx.TransportError as exc:
+                last_error = f"connection failed ({type(exc).__name__})"
+            else:
+                if response.status_code not in RETRYABLE_STATUSES or attempt == attempts:
+                    return response
+                last_error = f"status {response.status_code}"
+                response.close()
+            log.warning(
+                "%s %s %s: %s (attempt %d/%d)", self.name, method, url, last_error, attempt,
+                attempts,
+            )
+            if attempt < attempts:
+                pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
+                remaining = self.deadline - (time.monotonic() - started)
+                if pause >= remaining:
+                    break
+                self._sleep(pause)
+        raise ServiceUnavailable(f"{self.name} is unavailable: {last_error}")
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        """``GET`` with the policy."""
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        """``POST`` with the policy (retried only with ``retry=True``)."""
+        return self.request("POST", url, **kwargs)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.client.close()

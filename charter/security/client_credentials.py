@@ -1,0 +1,139 @@
+"""Access tokens for service-to-service calls (OAuth 2.0 client credentials grant).
+
+:class:`ClientCredentialsTokenProvider` asks the authorization server for a token
+(``POST {auth}/oauth/token``, ``grant_type=client_credentials``, HTTP Basic client
+authentication) and caches it until shortly before it expires. An instance is a
+``Callable[[], str]``: pass it wherever a token source is expected
+(:class:`charter.http.HttpClient`), and pass ``lambda: factory.token(...)`` in tests.
+Thread-safe: concurrent callers share one fetch. The token is never logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import httpx
+
+from charter import config
+from charter.problems import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+
+INTERNAL_CLIENT_ID = "charter-internal"
+DEV_INTERNAL_CLIENT_SECRET = "charter-internal-secret"
+
+
+class TokenRequestFailed(ServiceUnavailable):
+    """The authorization server could not be reached or refused to issue a token."""
+
+
+class ClientCredentialsTokenProvider:
+    """Fetches, caches and refreshes one client-credentials access token."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scope: str,
+        *,
+        timeout: float = 2.0,
+        refresh_margin: float = 30.0,
+        client: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self.scope = scope
+        self._secret = client_secret
+        self._timeout = timeout
+        self._margin = refresh_margin
+        self._client = client or httpx.Client(timeout=timeout)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._token: str | None = None
+        self._refresh_at = 0.0
+        self.fetches = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientCredentialsTokenProvider(token_url={self.token_url!r}, "
+            f"client_id={self.client_id!r}, scope={self.scope!r})"
+        )
+
+    def __call__(self) -> str:
+        """A valid access token, fetched only when none is cached or it nears expiry."""
+        token = self._token
+        if token is not None and self._clock() < self._refresh_at:
+            return token
+        with self._lock:
+            if self._token is not None and self._clock() < self._refresh_at:
+                return self._token
+            return self._fetch()
+
+    token = __call__
+
+    def invalidate(self) -> None:
+        """Forget the cached token (e.g. after the resource server answered 401)."""
+        with self._lock:
+            self._token = None
+            self._refresh_at = 0.0
+
+    def _fetch(self) -> str:
+        requested = self._clock()
+        try:
+            response = self._client.post(
+                self.token_url,
+                data={"grant_type": "client_credentials", "scope": self.scope},
+                auth=(self.client_id, self._secret),
+                headers={"Accept": "application/json"},
+                timeout=self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            log.warning("token request to %s failed: %s", self.token_url, type(exc).__name__)
+            raise TokenRequestFailed("the authorization server is unavailable") from exc
+        if response.status_code != 200:
+            log.warning("token request refused: HTTP %s", response.status_code)
+            raise TokenRequestFailed(
+                f"the authorization server refused the token request ({response.status_code})"
+            )
+        try:
+            document = response.json()
+            token = str(document["access_token"])
+            expires_in = float(document.get("expires_in", 300))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TokenRequestFailed(
+                "the authorization server sent an invalid token response"
+            ) from exc
+        if str(document.get("token_type", "Bearer")).lower() != "bearer":
+            raise TokenRequestFailed("the authorization server sent a non-bearer token")
+        # Refresh `margin` seconds early, but never later than half-way for short lifetimes.
+        margin = min(self._margin, expires_in / 2)
+        self._token = token
+        self._refresh_at = requested + expires_in - margin
+        self.fetches += 1
+        return token
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+
+def internal_token_provider(scope: str, *, timeout: float = 2.0) -> ClientCredentialsTokenProvider:
+    """The provider for the platform's internal client (``charter-internal``).
+
+    ``INTERNAL_CLIENT_ID`` (default ``charter-internal``) and ``INTERNAL_CLIENT_SECRET``
+    (development default only in embedded mode) identify the client; ``AUTH_TOKEN_URL``
+    overrides the token endpoint (default ``{AUTH_URL}/oauth/token``).
+    """
+    secret = config.env("INTERNAL_CLIENT_SECRET")
+    if secret is None:
+        if not config.is_embedded():
+            raise config.ConfigError("INTERNAL_CLIENT_SECRET must be set in production")
+        secret = DEV_INTERNAL_CLIENT_SECRET
+    token_url = config.env("AUTH_TOKEN_URL") or f"{config.service_url('auth')}/oauth/token"
+    client_id = config.env("INTERNAL_CLIENT_ID", INTERNAL_CLIENT_ID) or INTERNAL_CLIENT_ID
+    return ClientCredentialsTokenProvider(token_url, client_id, secret, scope, timeout=timeout)

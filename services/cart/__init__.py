@@ -1,0 +1,1 @@
+"""The cart service: each user's shopping cart, priced from the catalog."""

@@ -1,0 +1,55 @@
+"""The cart service's app factory (``uvicorn --factory services.cart.app:create_asgi``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import connexion
+
+from charter import config
+from charter.db import Database
+from charter.security.client_credentials import internal_token_provider
+from charter.security.tokens import TokenVerifier
+from charter.service import configure_logging
+from charter.service import create_app as create_service_app
+
+from .clients import CatalogClient, HttpCatalogClient, catalog_timeout
+from .services import CartService
+
+NAME = "cart"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+CATALOG_SCOPE = "catalog:read"
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    catalog: CatalogClient | None = None,
+) -> connexion.FlaskApp:
+    """The cart app; defaults come from the environment (see :func:`create_asgi`)."""
+    db = db or Database(config.database_url(NAME))
+    catalog = catalog or default_catalog()
+    return create_service_app(
+        NAME,
+        api_module="services.cart.api",
+        db=db,
+        verifier=verifier,
+        deps={"cart": CartService(db, catalog), "catalog": catalog},
+    )
+
+
+def default_catalog() -> HttpCatalogClient:
+    """The catalog over HTTP (``CATALOG_URL``, ``CATALOG_TIMEOUT``) with an internal token."""
+    timeout = catalog_timeout()
+    return HttpCatalogClient(
+        config.service_url("catalog"),
+        internal_token_provider(CATALOG_SCOPE, timeout=timeout),
+        timeout=timeout,
+    )
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """The production entry point: JSON logs, the configured database and catalog."""
+    configure_logging(NAME)
+    db = Database(config.database_url(NAME))
+    return create_app(db=db, catalog=default_catalog())

@@ -1,0 +1,1 @@
+"""The catalog service: categories, products, stock and stock reservations."""

@@ -1,0 +1,46 @@
+"""The catalog service's app factory (``uvicorn --factory services.catalog.app:create_asgi``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import connexion
+
+from charter import config, service
+from charter.cache import Cache, make_cache
+from charter.db import Database
+from charter.security.tokens import TokenVerifier
+
+from .services import CatalogService
+
+NAME = "catalog"
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    cache: Cache | None = None,
+) -> connexion.FlaskApp:
+    """The catalog app; defaults: configured database, JWKS verifier, cache from REDIS_URL.
+
+    The cache is not a readiness check: reads fall through to the database when Redis fails.
+    """
+    db = db or Database(config.database_url(NAME))
+    cache = cache if cache is not None else make_cache(NAME)
+    catalog = CatalogService(db, cache)
+    deps: dict[str, Any] = {"catalog": catalog, "cache": cache}
+    return service.create_app(
+        NAME,
+        api_module="services.catalog.api",
+        db=db,
+        verifier=verifier,
+        deps=deps,
+    )
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
+    service.configure_logging(NAME)
+    return create_app(Database(config.database_url(NAME)))

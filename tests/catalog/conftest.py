@@ -1,0 +1,75 @@
+"""Fixtures of the catalog tests: a migrated SQLite file, tokens, the app and seeded objects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from catalog_support import migrated, seed_small
+
+from charter.cache import Cache, TTLCache
+from charter.db import Database
+from charter.testing import TokenFactory
+from services.catalog.app import create_app
+from services.catalog.services import CatalogService
+
+ALL_SCOPES = "catalog:read catalog:write catalog:reserve"
+
+
+@pytest.fixture(scope="session")
+def tokens() -> TokenFactory:
+    return TokenFactory()
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'catalog.db'}"
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    database = migrated(db_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def cache() -> Cache:
+    return TTLCache()
+
+
+@pytest.fixture
+def app(db: Database, tokens: TokenFactory, cache: Cache,
+        monkeypatch: pytest.MonkeyPatch) -> Any:
+    # Every response is also checked against the spec: a drift is a 500 and fails tests.
+    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+    return create_app(db=db, verifier=tokens.verifier(), cache=cache)
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def auth(tokens: TokenFactory) -> Callable[..., dict[str, str]]:
+    """Headers with a bearer token carrying ``scope`` (all catalog scopes by default)."""
+
+    def headers(scope: str = ALL_SCOPES, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {tokens.token(scope=scope)}", **extra}
+
+    return headers
+
+
+@pytest.fixture
+def service(app: Any) -> CatalogService:
+    svc: CatalogService = app.app.extensions["charter"].deps["catalog"]
+    return svc
+
+
+@pytest.fixture
+def seeded(service: CatalogService) -> dict[str, Any]:
+    return seed_small(service)
