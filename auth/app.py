@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
+from auth import cors
 from auth.server import create_server
 from auth.settings import Settings, load_settings
 from auth.views import bp
@@ -51,6 +52,7 @@ def create_flask_app(db: Database | None = None, settings: Settings | None = Non
     app.extensions[EXTENSION] = AuthContext(db=db, settings=settings, server=server)
     app.register_blueprint(bp)
     _install_error_handlers(app)
+    cors.install(app, db)
 
     @app.after_request
     def _headers(response: Any) -> Any:
@@ -78,13 +80,24 @@ def _install_error_handlers(app: Flask) -> None:
 def create_asgi() -> Any:
     """ASGI app for uvicorn. In embedded mode the database is migrated on start."""
     from a2wsgi import WSGIMiddleware
+    from prometheus_client import CollectorRegistry
+    from prometheus_flask_exporter import PrometheusMetrics
 
     from charter.migrations import upgrade
+    from charter.observability.logs import configure
+    from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 
+    configure("auth", config.env("LOG_LEVEL", "INFO") or "INFO")
     url = config.database_url("auth")
     if config.is_embedded() and (config.env("AUTH_AUTO_MIGRATE", "1") != "0"):
         upgrade("auth", MIGRATIONS_DIR, url)
     db = Database(url)
     app = create_flask_app(db)
     app.extensions[EXTENSION].server.keys.signing_key()  # first start creates a key
-    return WSGIMiddleware(app)  # type: ignore[arg-type]
+    registry = CollectorRegistry()
+    PrometheusMetrics(app, registry=registry, group_by="url_rule", path="/metrics",
+                      default_labels={"service": "auth"})
+    return ObservabilityMiddleware(
+        WSGIMiddleware(app),  # type: ignore[arg-type]
+        RequestMetrics(registry, "auth"),
+    )

@@ -22,7 +22,6 @@ _READ_ONLY = [s for s in ALL_SCOPES if s.endswith(":read")]
 DEMO_CLI_SCOPE = join(["catalog:read", "catalog:write", "cart:read", "cart:write", *_READ_ONLY])
 INTERNAL_SCOPE = join(ALL_SCOPES)
 UI_PATH = "/v1/ui/oauth2-redirect.html"
-GATEWAY = "http://127.0.0.1:8080"
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,20 @@ DEMO_USERS = (
 
 
 def swagger_redirect_uris() -> list[str]:
-    """Swagger UI's oauth2-redirect.html on every service port and through the gateway."""
+    """Swagger UI's oauth2-redirect.html on every service and through the gateway.
+
+    Follows the configured ports/URLs (``<SERVICE>_PORT``, ``<SERVICE>_URL``); more URIs
+    (a public host name, say) come from ``SWAGGER_UI_REDIRECT_URIS``, comma-separated.
+    """
     uris: list[str] = []
-    for port in config.PORTS.values():
-        uris += [f"http://127.0.0.1:{port}{UI_PATH}", f"http://localhost:{port}{UI_PATH}"]
-    uris += [f"{GATEWAY}/{api}{UI_PATH}" for api in config.PORTS]
-    uris.append(f"{GATEWAY}/ui/oauth2-redirect.html")
+    for name in config.PORTS:
+        base = config.service_url(name)
+        uris += [f"{base}{UI_PATH}", f"http://localhost:{config.port(name)}{UI_PATH}"]
+    gateway = config.service_url("gateway")
+    uris += [f"{gateway}/{api}{UI_PATH}" for api in config.PORTS]
+    uris.append(f"{gateway}/ui/oauth2-redirect.html")
+    extra = config.env("SWAGGER_UI_REDIRECT_URIS") or ""
+    uris += [u.strip() for u in extra.split(",") if u.strip()]
     return list(dict.fromkeys(uris))
 
 

@@ -6,90 +6,17 @@ Runs twice: on the embedded defaults (SQLite files) and on the real PostgreSQL s
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL, unavailable
+from tests.support.platform import COMPONENTS, Platform, drop_databases, start, stop
 
 pytestmark = pytest.mark.e2e
-
-COMPONENTS = ("auth", "catalog", "cart")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Platform:
-    env: dict[str, str]
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def url(self, component: str) -> str:
-        return f"http://127.0.0.1:{self.env[component.upper() + '_PORT']}"
-
-    def charter(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "charter.cli", *args], env=self.env,
-                              capture_output=True, text=True, timeout=60)
-
-    def token(self, client: str = "demo-cli", scope: str | None = None) -> str:
-        args = ["token", "--client", client] + (["--scope", scope] if scope else [])
-        done = self.charter(*args)
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
-
-
-def _drop_databases(names: list[str]) -> None:
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
-def _start(tmp_path: Path, extra_env: dict[str, str]) -> Platform:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
-    env.update({"CHARTER_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"})
-    for comp in COMPONENTS:
-        env[f"{comp.upper()}_PORT"] = str(_free_port())
-    env.update(extra_env)
-    log = tmp_path / "charter-up.log"
-    proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "up"], env=env,
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            cwd=Path(__file__).resolve().parents[2])
-    platform = Platform(env, proc, log)
-    deadline = time.monotonic() + 120
-    while "Charter is up" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("charter up did not start:\n" + log.read_text(errors="replace")[-4000:])
-        time.sleep(0.3)
-    return platform
-
-
-def _stop(platform: Platform) -> int:
-    platform.proc.send_signal(signal.SIGINT)
-    try:
-        return platform.proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        platform.proc.kill()
-        raise
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -110,14 +37,14 @@ def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platfor
         databases = [f"{prefix}_{c}" for c in COMPONENTS]
         base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
         extra["DATABASE_URL"] = f"{base}/{prefix}_{{service}}"
-    platform = _start(tmp_path, extra)
+    platform = start(tmp_path, extra)
     try:
         yield platform
     finally:
         if platform.proc.poll() is None:
-            _stop(platform)
+            stop(platform)
         if databases:
-            _drop_databases(databases)
+            drop_databases(databases)
 
 
 def test_token_then_catalog_and_cart(platform: Platform) -> None:
@@ -151,7 +78,7 @@ def test_token_then_catalog_and_cart(platform: Platform) -> None:
     r = httpx.get(f"{platform.url('auth')}/.well-known/jwks.json")
     assert r.status_code == 200 and r.json()["keys"]
 
-    assert _stop(platform) == 0
+    assert stop(platform) == 0
     for comp in COMPONENTS:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{platform.url(comp)}/health/live", timeout=2)
