@@ -25,6 +25,7 @@ class Settings:
     code_ttl: int = 300
     leeway: int = 30
     secure_cookies: bool = False
+    service_clients: frozenset[str] = frozenset({"charter-internal"})
 
     def url(self, path: str) -> str:
         """An absolute URL under the issuer."""
@@ -66,4 +67,9 @@ def load_settings() -> Settings:
         code_ttl=_int("AUTH_CODE_TTL", 300),
         leeway=shared.leeway,
         secure_cookies=shared.issuer.startswith("https://"),
+        service_clients=frozenset(
+            c.strip()
+            for c in (config.env("AUTH_SERVICE_CLIENTS", "charter-internal") or "").split(",")
+            if c.strip()
+        ),
     )

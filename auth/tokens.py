@@ -44,5 +44,9 @@ class AccessTokenGenerator(JWTBearerTokenGenerator):
 
     def get_extra_claims(self, client: Any, grant_type: str, user: Any, scope: str) -> dict:
         if user is None:
+            # Platform services acting for themselves (client credentials) get the
+            # "service" role; other clients act only as themselves.
+            if client.get_client_id() in self.settings.service_clients:
+                return {"role": "service"}
             return {}
         return {"role": user.role, "email": user.email}

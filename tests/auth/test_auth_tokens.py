@@ -165,3 +165,10 @@ def test_tokens_and_secrets_never_logged(client, caplog):
     assert body["access_token"] not in text
     assert body["access_token"].split(".")[1] not in text
     assert "demo-cli-secret" not in text and "wrong-secret-value" not in text
+
+
+def test_platform_service_client_tokens_carry_service_role(client):
+    token = client_credentials(client, INTERNAL).get_json()["access_token"]
+    claims = jwks_verify(client, token)
+    assert claims["sub"] == "charter-internal"
+    assert claims["role"] == "service"
