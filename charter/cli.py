@@ -26,7 +26,9 @@ def client_secret(client: str, given: str | None) -> str:
 
 
 def cmd_token(args: argparse.Namespace) -> int:
-    """Print a client-credentials access token for a named client."""
+    """Print an access token: client credentials, or ``--user`` through code + PKCE."""
+    if args.user:
+        return _user_token(args)
     data = {"grant_type": "client_credentials"}
     if args.scope:
         data["scope"] = args.scope
@@ -42,6 +44,24 @@ def cmd_token(args: argparse.Namespace) -> int:
         print(f"charter token: {resp.status_code} {resp.text}", file=sys.stderr)
         return 1
     print(resp.json()["access_token"])
+    return 0
+
+
+def _user_token(args: argparse.Namespace) -> int:
+    import getpass
+
+    from charter.user_login import LoginError, user_token
+
+    password = config.env("CHARTER_PASSWORD") or getpass.getpass(f"password for {args.user}: ")
+    auth_url = (args.auth_url or config.service_url("auth")).rstrip("/")
+    redirect = f"{config.service_url('gateway')}/ui/oauth2-redirect.html"
+    try:
+        body = user_token(auth_url, args.user, password, scope=args.scope or "",
+                          redirect_uri=redirect)
+    except (LoginError, httpx.HTTPError) as exc:
+        print(f"charter token: {exc}", file=sys.stderr)
+        return 1
+    print(body["access_token"])
     return 0
 
 
@@ -98,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--secret", help="client secret (default: <CLIENT>_SECRET env / dev default)")
     p.add_argument("--scope", help="space-separated scopes (default: all the client may have)")
     p.add_argument("--auth-url", help="authorization server base URL")
+    p.add_argument("--user", metavar="EMAIL",
+                   help="a user token (code + PKCE); password from CHARTER_PASSWORD or a prompt")
     p.set_defaults(func=cmd_token)
 
     db = sub.add_parser("db", help="database commands").add_subparsers(dest="db_cmd",

@@ -6,11 +6,14 @@ Runs twice: on the embedded defaults (SQLite files) and on the real PostgreSQL s
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL, unavailable
@@ -82,3 +85,24 @@ def test_token_then_catalog_and_cart(platform: Platform) -> None:
     for comp in COMPONENTS:
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{platform.url(comp)}/health/live", timeout=2)
+
+
+def test_user_token_through_code_flow(tmp_path: Path) -> None:
+    """``charter token --user`` runs login + consent + PKCE against the real auth server."""
+    platform = start(tmp_path, {"CHARTER_MTLS": "0"}, only="auth")
+    try:
+        env = dict(platform.env, CHARTER_PASSWORD="alice-password-1")
+        done = subprocess.run([sys.executable, "-m", "charter.cli", "token", "--user",
+                               "alice@example.com", "--scope", "cart:read catalog:write"],
+                              env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        claims = jwt.decode(done.stdout.strip(), options={"verify_signature": False})
+        assert claims["email"] == "alice@example.com" and claims["role"] == "customer"
+        assert claims["scope"] == "cart:read"  # a customer is never granted catalog:write
+        env["CHARTER_PASSWORD"] = "wrong-password"
+        bad = subprocess.run([sys.executable, "-m", "charter.cli", "token", "--user",
+                              "alice@example.com"], env=env, capture_output=True, text=True,
+                             timeout=60)
+        assert bad.returncode == 1 and "login failed" in bad.stderr
+    finally:
+        stop(platform)

@@ -59,7 +59,8 @@ def drop_databases(names: list[str]) -> None:
     admin.dispose()
 
 
-def start(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Platform:
+def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
+          only: str | None = None) -> Platform:
     """Run ``charter up`` on free ports with its own var dir; wait until it is up."""
     env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
     env.update({"CHARTER_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"})
@@ -67,7 +68,8 @@ def start(tmp_path: Path, extra_env: dict[str, str] | None = None) -> Platform:
         env[f"{comp.upper()}_PORT"] = str(free_port())
     env.update(extra_env or {})
     log = tmp_path / "charter-up.log"
-    proc = subprocess.Popen([sys.executable, "-m", "charter.cli", "up"], env=env,
+    argv = [sys.executable, "-m", "charter.cli", "up"] + (["--only", only] if only else [])
+    proc = subprocess.Popen(argv, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     platform = Platform(env, proc, log)
     deadline = time.monotonic() + 120
