@@ -62,6 +62,9 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Connexion's routing records the operation in scope["extensions"]; uvicorn's scope
+        # has no such key, and a dict created further in would be invisible here.
+        scope.setdefault("extensions", {})
         headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
         cid_raw = next((v for k, v in headers if k == HEADER), None)
         if cid_raw is None or not _VALID.match(cid_raw):

@@ -1,0 +1,37 @@
+"""The observability middleware sees the operation even when the server's scope lacks
+``extensions`` (uvicorn's does): a bug found when metrics said ``unrouted`` in production."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
+
+
+def test_operation_label_survives_scope_without_extensions() -> None:
+    async def routed_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # what Connexion's RoutingMiddleware does to the scope it receives
+        scope.setdefault("extensions", {}).setdefault("connexion_routing", {})[
+            "operation_id"] = "svc.api.get_thing"
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    registry = CollectorRegistry()
+    middleware = ObservabilityMiddleware(routed_app, RequestMetrics(registry, "svc"))
+    scope = {"type": "http", "method": "GET", "path": "/v1/things/1", "headers": []}
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(middleware(scope, receive, send))
+    value = registry.get_sample_value("charter_http_requests_total", {
+        "service": "svc", "method": "GET", "operation": "svc.api.get_thing", "status": "200"})
+    assert value == 1.0
+    assert any(k == b"x-correlation-id" for k, _ in sent[0]["headers"])
