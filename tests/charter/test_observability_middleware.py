@@ -13,7 +13,9 @@ from charter.observability.middleware import ObservabilityMiddleware, RequestMet
 
 def test_operation_label_survives_scope_without_extensions() -> None:
     async def routed_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        # what Connexion's RoutingMiddleware does to the scope it receives
+        # Connexion's inner middlewares pass shallow copies of the scope on; its routing
+        # then records the operation in the (shared) extensions dict
+        scope = dict(scope)
         scope.setdefault("extensions", {}).setdefault("connexion_routing", {})[
             "operation_id"] = "svc.api.get_thing"
         await send({"type": "http.response.start", "status": 200, "headers": []})
