@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install browser lint clean
+.PHONY: run demo test install browser lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -25,6 +25,10 @@ browser:
 ## run: create the virtualenv, install, migrate, seed demo data and start everything (Ctrl-C stops)
 run: $(STAMP)
 	$(BIN)/charter up
+
+## demo: walk the user journey against a running `make run` (in another shell)
+demo: $(STAMP)
+	$(BIN)/charter demo
 
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
 test: $(STAMP) browser lint

@@ -35,6 +35,7 @@ _CUSTOMER = (
     "payments:write",
     "exchange:read",
     "loyalty:read",
+    "loyalty:write",  # redeem own points; awards and reversals also need role service
 )
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {

@@ -48,7 +48,11 @@ def swagger_redirect_uris() -> list[str]:
     uris: list[str] = []
     for name in config.PORTS:
         base = config.service_url(name)
-        uris += [f"{base}{UI_PATH}", f"http://localhost:{config.port(name)}{UI_PATH}"]
+        port = config.port(name)
+        # With mTLS on, service URLs are https (a browser needs a client certificate
+        # there); the plain-HTTP address of a service serves Swagger UI with CHARTER_MTLS=0.
+        uris += [f"{base}{UI_PATH}", f"http://127.0.0.1:{port}{UI_PATH}",
+                 f"http://localhost:{port}{UI_PATH}"]
     gateway = config.service_url("gateway")
     uris += [f"{gateway}/{api}{UI_PATH}" for api in config.PORTS]
     uris.append(f"{gateway}/ui/oauth2-redirect.html")

@@ -103,6 +103,26 @@ def cmd_keys_rotate(_args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    """Create (or repair) the development CA and one certificate per service."""
+    from pathlib import Path
+
+    from charter.security import pki
+
+    directory = Path(args.dir) if args.dir else None
+    pki.init_pki(directory, force=args.force)
+    for line in pki.describe_pki(directory):
+        print(line)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Walk the user journey through the gateway of a running platform."""
+    from charter import demo
+
+    return demo.main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``charter`` command."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__)
@@ -136,6 +156,18 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        required=True)
     p = keys.add_parser("rotate", help="rotate the token-signing key")
     p.set_defaults(func=cmd_keys_rotate)
+
+    p = sub.add_parser("demo", help="the scripted tour against a running platform",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=cmd_demo)
+
+    pki_cmd = sub.add_parser("pki", help="development certificates for mutual TLS")
+    pki_sub = pki_cmd.add_subparsers(dest="pki_cmd", required=True)
+    p = pki_sub.add_parser("init", help="create the CA and one certificate per service")
+    p.add_argument("--dir", help="where to write them (default var/pki or CHARTER_PKI_DIR)")
+    p.add_argument("--force", action="store_true", help="regenerate everything")
+    p.set_defaults(func=cmd_pki_init)
     return parser
 
 

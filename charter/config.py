@@ -27,6 +27,13 @@ PORTS: dict[str, int] = {
 }
 
 
+# Services that listen for internal callers with mutual TLS when ``CHARTER_MTLS`` is on.
+# ``auth`` (browser login, JWKS) and ``gateway`` (the public entry point) stay plain HTTP.
+MTLS_SERVICES: frozenset[str] = frozenset(
+    {"catalog", "cart", "orders", "payments", "exchange", "loyalty", "notifications"}
+)
+
+
 class ConfigError(RuntimeError):
     """A required setting is missing or invalid."""
 
@@ -54,9 +61,35 @@ def port(service: str) -> int:
     return int(env(f"{service.upper()}_PORT", str(PORTS[service])) or PORTS[service])
 
 
+def mtls_enabled() -> bool:
+    """Mutual TLS between services (``CHARTER_MTLS``, default on; ``0`` = plain HTTP)."""
+    value = (env("CHARTER_MTLS", "1") or "1").strip().lower()
+    return value not in ("0", "false", "no", "off")
+
+
+def uses_mtls(service: str) -> bool:
+    """True when ``service`` listens with mutual TLS (mTLS on and not auth/gateway)."""
+    return service in MTLS_SERVICES and mtls_enabled()
+
+
+def pki_dir() -> Path:
+    """Where the CA and the service certificates live (``CHARTER_PKI_DIR``, else ``var/pki``)."""
+    configured = env("CHARTER_PKI_DIR")
+    return Path(configured) if configured else var_dir() / "pki"
+
+
+def service_identity() -> str | None:
+    """The service this process runs as (``CHARTER_SERVICE``, set by ``charter up``)."""
+    return env("CHARTER_SERVICE")
+
+
 def service_url(service: str) -> str:
-    """Base URL other processes use to reach a service (``<SERVICE>_URL`` overrides)."""
-    default = f"http://127.0.0.1:{port(service)}"
+    """Base URL other processes use to reach a service (``<SERVICE>_URL`` overrides).
+
+    ``https://`` for the services that listen with mutual TLS (see :func:`uses_mtls`).
+    """
+    scheme = "https" if uses_mtls(service) else "http"
+    default = f"{scheme}://127.0.0.1:{port(service)}"
     return (env(f"{service.upper()}_URL", default) or default).rstrip("/")
 
 

@@ -8,6 +8,12 @@ and jitter for idempotent methods only, and one overall deadline per call so tha
 retries never turn a 2 s timeout into a hang.
 Connection errors and timeouts become :class:`charter.problems.ServiceUnavailable`.
 
+Mutual TLS: a client for the URL of a platform service that listens with mTLS
+(``https://…`` from :func:`charter.config.service_url`, ``CHARTER_MTLS`` on) presents this
+process's certificate and trusts only the platform CA
+(:func:`charter.security.mtls.verify_for`). The identity is ``identity=`` when given, else
+``CHARTER_SERVICE`` (set by ``charter up`` for each service), else ``charter-cli``.
+
 Not here yet (see DESIGN.md "Resilience"): circuit breaker, bulkhead, fault injection,
 retry metrics. :class:`HttpClient` is the single place where they will be added.
 """
@@ -24,6 +30,7 @@ import httpx
 
 from charter.observability.logs import correlation_id
 from charter.problems import ServiceUnavailable
+from charter.security import mtls
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,21 @@ def _add_correlation_id(request: httpx.Request) -> None:
         request.headers[CORRELATION_HEADER] = cid
 
 
+async def _add_correlation_id_async(request: httpx.Request) -> None:
+    _add_correlation_id(request)
+
+
+def tls_verify(base_url: str, verify: Any = None, identity: str | None = None) -> Any:
+    """httpx's ``verify=``: ``verify`` when given, else the mTLS context for platform URLs.
+
+    (httpx 0.28 ignores ``cert=`` when ``verify`` is a path, so mTLS always goes through
+    an ``ssl.SSLContext`` with the client certificate loaded.)
+    """
+    if verify is not None:
+        return verify
+    return mtls.verify_for(base_url, identity) if base_url else True
+
+
 def create_client(
     base_url: str = "",
     *,
@@ -68,13 +90,17 @@ def create_client(
     headers: Mapping[str, str] | None = None,
     max_connections: int = 20,
     transport: httpx.BaseTransport | None = None,
-    verify: Any = True,
+    verify: Any = None,
+    identity: str | None = None,
 ) -> httpx.Client:
     """An ``httpx.Client`` with the platform's timeouts, limits and correlation-id hook.
 
-    ``verify`` takes an ``ssl.SSLContext`` for mTLS (httpx 0.28 ignores ``cert=`` when
-    ``verify`` is a path, so build the context with the client certificate loaded).
+    ``verify=None`` (default) chooses by ``base_url``: the mTLS client context presenting
+    ``identity`` (default: this process's, see the module docstring) for a platform
+    service's ``https`` URL, the system trust store otherwise. Pass an
+    ``ssl.SSLContext``/``True``/``False`` to decide yourself.
     """
+    verify = tls_verify(base_url, verify, identity)
     return httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout or min(timeout, 1.0)),
@@ -87,12 +113,46 @@ def create_client(
     )
 
 
+def create_async_client(
+    base_url: str = "",
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    connect_timeout: float | None = None,
+    headers: Mapping[str, str] | None = None,
+    max_connections: int = 100,
+    max_keepalive_connections: int = 20,
+    transport: httpx.AsyncBaseTransport | None = None,
+    verify: Any = None,
+    identity: str | None = None,
+) -> httpx.AsyncClient:
+    """The ``httpx.AsyncClient`` twin of :func:`create_client` (for the gateway).
+
+    For a client that calls several services, build one per upstream (each base URL gets
+    its own ``verify``), or pass ``verify=mtls.client_ssl_context(identity)`` yourself:
+    the context trusts only the platform CA.
+    """
+    verify = tls_verify(base_url, verify, identity)
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(timeout, connect=connect_timeout or min(timeout, 1.0)),
+        headers=dict(headers or {}),
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_keepalive_connections),
+        event_hooks={"request": [_add_correlation_id_async]},
+        transport=transport,
+        verify=verify,
+        follow_redirects=False,
+    )
+
+
 class HttpClient:
     """Calls one upstream service with the platform policy (see the module docstring).
 
     ``retries`` is the number of extra attempts for idempotent requests (and for others
     only when the caller passes ``retry=True``, e.g. with an idempotency key). Every call
     is bounded by ``deadline`` seconds in total (default: ``timeout``), retries included.
+    ``identity`` names the client certificate presented to mTLS services (default: this
+    process's, ``CHARTER_SERVICE``, else ``charter-cli``).
     """
 
     def __init__(
@@ -107,6 +167,7 @@ class HttpClient:
         token: TokenSource | None = None,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        identity: str | None = None,
     ) -> None:
         self.name = name
         self.timeout = timeout
@@ -114,7 +175,7 @@ class HttpClient:
         self.retries = max(0, retries)
         self.backoff = backoff
         self.token = token
-        self.client = client or create_client(base_url, timeout=timeout)
+        self.client = client or create_client(base_url, timeout=timeout, identity=identity)
         self._sleep = sleep
 
     def request(

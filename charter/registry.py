@@ -20,6 +20,7 @@ class Component:
     name: str
     package: str  # e.g. "services.catalog" or "auth"
     seed: str | None = None  # "module:function" taking a Database
+    has_database: bool = True
 
     @property
     def asgi_factory(self) -> str:
@@ -52,6 +53,12 @@ COMPONENTS: dict[str, Component] = {
         Component("auth", "auth", seed="auth.seed:seed"),
         Component("catalog", "services.catalog", seed="services.catalog.seed:seed"),
         Component("cart", "services.cart"),
+        Component("orders", "services.orders"),
+        Component("payments", "services.payments"),
+        Component("exchange", "services.exchange", seed="services.exchange.seed:seed"),
+        Component("loyalty", "services.loyalty"),
+        Component("notifications", "services.notifications"),
+        Component("gateway", "services.gateway", has_database=False),
     )
 }
 

@@ -15,12 +15,11 @@ import sys
 import time
 from collections.abc import Iterable
 
-import httpx
-
-from charter import config
+from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
 from charter.registry import Component
+from charter.security import pki
 
 
 def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
@@ -30,6 +29,8 @@ def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
     """
     lines: list[str] = []
     for comp in components:
+        if not comp.has_database:
+            continue
         url = config.database_url(comp.name)
         ensure_database(url)
         upgrade(comp.name, comp.migrations_dir, url)
@@ -62,8 +63,9 @@ def _spawn(comp: Component) -> subprocess.Popen[bytes]:
         "--port", str(comp.port),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
+        *serve.uvicorn_tls_args(comp.name),
     ]
-    return subprocess.Popen(cmd, env=os.environ.copy())
+    return subprocess.Popen(cmd, env={**os.environ, **serve.service_env(comp.name)})
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -72,11 +74,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
+        if serve.probe(url, timeout=1.0):  # presents the charter-cli certificate on mTLS
+            return
         time.sleep(0.2)
     raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
 
@@ -98,6 +97,7 @@ def stop(procs: dict[str, subprocess.Popen[bytes]], grace: float = 8.0) -> None:
 
 def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True) -> int:
     """Run the platform until interrupted; returns the process exit code."""
+    pki.ensure_pki()  # first start: a development CA and one certificate per service
     seeded = migrate(components, seed=seed) if migrate_first else []
     procs: dict[str, subprocess.Popen[bytes]] = {}
     stopping = False
@@ -109,9 +109,14 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
     old_int = signal.signal(signal.SIGINT, _on_signal)
     old_term = signal.signal(signal.SIGTERM, _on_signal)
     try:
-        for comp in components:
-            procs[comp.name] = _spawn(comp)
-            wait_ready(f"{config.service_url(comp.name)}/health/ready", procs[comp.name])
+        # auth first (every other process fetches its JWKS at start), then the rest at once
+        first = [c for c in components if c.name == "auth"]
+        rest = [c for c in components if c.name != "auth"]
+        for batch in (first, rest):
+            for comp in batch:
+                procs[comp.name] = _spawn(comp)
+            for comp in batch:
+                wait_ready(f"{config.service_url(comp.name)}/health/ready", procs[comp.name])
         _banner(components, seeded)
         while not stopping:
             for name, proc in procs.items():
@@ -132,9 +137,20 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
 
 def _banner(components: list[Component], seeded: list[str]) -> None:
     print("\nCharter is up.\n", flush=True)
+    names = {c.name for c in components}
+    gateway = config.service_url("gateway")
     for comp in components:
         base = config.service_url(comp.name)
-        extra = "" if comp.name == "auth" else f"   Swagger UI: {base}/v1/ui/"
+        if comp.name == "gateway":
+            extra = "   portal: " + gateway + "/"
+        elif comp.name == "auth":
+            extra = ""
+        elif config.uses_mtls(comp.name) and "gateway" in names:
+            extra = f"   Swagger UI: {gateway}/{comp.name}/v1/ui/ (mTLS inside)"
+        elif config.uses_mtls(comp.name):
+            extra = "   (mTLS only: reach it through the gateway)"
+        else:
+            extra = f"   Swagger UI: {base}/v1/ui/"
         print(f"  {comp.name:<14} {base}{extra}")
     if seeded:
         print("\nDemo data (embedded mode):")

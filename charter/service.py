@@ -30,7 +30,7 @@ from charter import config, connexion_fixes, problems, specs  # noqa: F401
 from charter.db import Database
 from charter.observability import logs
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
-from charter.security import connexion_auth
+from charter.security import connexion_auth, mtls
 from charter.security.tokens import JWKSCache, TokenVerifier, http_jwks_fetcher
 
 log = logging.getLogger(__name__)
@@ -150,12 +150,22 @@ def create_app(
     checks: dict[str, ReadinessCheck] | None = None,
     spec_name: str | None = None,
     spec_dir: Path | None = None,
+    enforce_callers: bool | None = None,
 ) -> connexion.FlaskApp:
-    """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``."""
+    """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``.
+
+    Operations declaring ``x-internal-callers`` are guarded by
+    :class:`charter.security.mtls.InternalCallersMiddleware`; ``enforce_callers`` is
+    ``True`` (always), ``False`` (never) or ``None``: when ``CHARTER_MTLS`` is on, for
+    requests that came over TLS, and for every request when this process runs as the
+    service (``CHARTER_SERVICE=<name>``). See :func:`charter.security.mtls.enforcement`.
+    """
     connexion_auth.install(verifier or default_verifier())
     app = connexion.FlaskApp(name)
+    callers: dict[str, dict[str, frozenset[str]]] = {}
     for version in versions:
         spec = specs.load(spec_name or name, version, spec_dir)
+        callers[f"/{version}"] = mtls.internal_callers(spec)
         app.add_api(
             spec,
             base_path=f"/{version}",
@@ -177,6 +187,14 @@ def create_app(
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=RequestMetrics(registry, name),
     )
+    if any(callers.values()):
+        app.add_middleware(
+            mtls.InternalCallersMiddleware,
+            position=MiddlewarePosition.BEFORE_SECURITY,
+            service=name,
+            callers=callers,
+            enforce=enforce_callers,
+        )
     app.add_error_handler(problems.Problem, _problem_handler)
     app.add_error_handler(Exception, _unexpected_handler)
     _install_flask_errors(flask_app)

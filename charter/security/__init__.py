@@ -1,1 +1,1 @@
-"""Security: JWT access-token verification (and, later, mutual TLS)."""
+"""Security: JWT access-token verification, principals, mutual TLS (``mtls``, ``pki``)."""

@@ -1,7 +1,9 @@
-"""Swagger UI login in a real browser: Authorize → PKCE login as alice → Try it out → 200.
+"""Swagger UI login in a real browser, through the gateway: portal → an API's Swagger UI
+→ Authorize (authorization code + PKCE, logging in as alice) → Try it out → 200.
 
-Drives Debian's headless Chromium with Playwright against ``charter up``. A screenshot
-and the page's HTML land in ``test-output/`` when a step fails.
+Drives Debian's headless Chromium with Playwright against the whole ``charter up``
+(mTLS between the gateway and the services). A screenshot and the page's HTML land in
+``test-output/`` when a step fails.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
-    running = start(tmp_path_factory.mktemp("browser"))
+    running = start(tmp_path_factory.mktemp("browser"), {"GATEWAY_RATE_LIMIT": "0"})
     yield running
     stop(running)
 
@@ -44,7 +46,10 @@ def test_authorize_with_pkce_then_try_it_out(platform: Platform) -> None:
         context = browser.new_context()
         page = context.new_page()
         try:
-            page.goto(f"{platform.url('catalog')}/v1/ui/")
+            gateway = platform.url("gateway")
+            page.goto(f"{gateway}/")
+            page.click("a[href='/catalog/v1/ui/']")
+            page.wait_for_url("**/catalog/v1/ui/")
             page.click("button.btn.authorize")
             code_flow = page.locator(".auth-container").filter(has_text="authorizationCode")
             with context.expect_page() as popup_info:
@@ -69,6 +74,8 @@ def test_authorize_with_pkce_then_try_it_out(platform: Platform) -> None:
             assert status.inner_text().strip() == "200"
             body = page.locator(".live-responses-table .microlight").first.inner_text()
             assert '"total"' in body
+            url = page.locator(".request-url pre").first.inner_text()
+            assert url.startswith(f"{gateway}/catalog/v1/products")  # via the gateway
         except Exception:
             OUTPUT.mkdir(exist_ok=True)
             for i, p in enumerate(context.pages):

@@ -31,6 +31,10 @@ def test_production_requires_database_url(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_ports_and_urls_follow_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CATALOG_PORT", "9101")
+    monkeypatch.delenv("CATALOG_URL", raising=False)
+    monkeypatch.delenv("CHARTER_MTLS", raising=False)
+    assert config.service_url("catalog") == "https://127.0.0.1:9101"  # mTLS is the default
+    monkeypatch.setenv("CHARTER_MTLS", "0")
     assert config.service_url("catalog") == "http://127.0.0.1:9101"
     monkeypatch.setenv("AUTH_PORT", "9090")
     monkeypatch.delenv("AUTH_ISSUER", raising=False)

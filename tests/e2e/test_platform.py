@@ -1,11 +1,15 @@
 """End to end: ``charter up`` as a subprocess, tokens from auth over HTTP, real calls.
 
-Runs twice: on the embedded defaults (SQLite files) and on the real PostgreSQL server
-(one database per service, created by ``charter up`` itself and dropped afterwards).
+Everything runs as it would on a laptop: every component its own process, the gateway
+as the only plain-HTTP entry point, mutual TLS between the gateway and the services.
+The platform test runs twice: on the embedded defaults (SQLite files) and on the real
+PostgreSQL server (one database per service, created by ``charter up`` and dropped
+afterwards). The tour test runs ``charter demo`` against the PostgreSQL platform.
 """
 
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import uuid
@@ -21,70 +25,112 @@ from tests.support.platform import COMPONENTS, Platform, drop_databases, start, 
 
 pytestmark = pytest.mark.e2e
 
+DATABASES = [c for c in COMPONENTS if c != "gateway"]
+
+
+def _postgres_env() -> tuple[dict[str, str], list[str]]:
+    from sqlalchemy import create_engine, text
+
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL)
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except Exception as exc:
+        unavailable("PostgreSQL", exc)
+    prefix = f"charter_e2e_{uuid.uuid4().hex[:8]}"
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return {"DATABASE_URL": f"{base}/{prefix}_{{service}}"}, [f"{prefix}_{c}" for c in DATABASES]
+
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
-    extra: dict[str, str] = {}
+    extra: dict[str, str] = {"GATEWAY_RATE_LIMIT": "0"}
     databases: list[str] = []
     if request.param == "postgres":
-        from sqlalchemy import create_engine, text
-
-        try:
-            engine = create_engine(POSTGRES_ADMIN_URL)
-            with engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            engine.dispose()
-        except Exception as exc:
-            unavailable("PostgreSQL", exc)
-        prefix = f"charter_e2e_{uuid.uuid4().hex[:8]}"
-        databases = [f"{prefix}_{c}" for c in COMPONENTS]
-        base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-        extra["DATABASE_URL"] = f"{base}/{prefix}_{{service}}"
-    platform = start(tmp_path, extra)
+        env, databases = _postgres_env()
+        extra.update(env)
+    running = start(tmp_path, extra)
     try:
-        yield platform
+        yield running
     finally:
-        if platform.proc.poll() is None:
-            stop(platform)
+        if running.proc.poll() is None:
+            stop(running)
         if databases:
             drop_databases(databases)
 
 
-def test_token_then_catalog_and_cart(platform: Platform) -> None:
-    catalog, cart = platform.url("catalog"), platform.url("cart")
+def test_token_then_calls_through_the_gateway(platform: Platform) -> None:
+    gateway = platform.url("gateway")
 
-    assert httpx.get(f"{catalog}/v1/products").status_code == 401
+    assert httpx.get(f"{gateway}/catalog/v1/products").status_code == 401
 
     token = platform.token("demo-cli")
     headers = {"Authorization": f"Bearer {token}", "X-Correlation-Id": "e2e-check-1"}
-    r = httpx.get(f"{catalog}/v1/products", headers=headers, params={"page_size": 5})
+    r = httpx.get(f"{gateway}/catalog/v1/products", headers=headers, params={"page_size": 5})
     assert r.status_code == 200, r.text
     assert r.headers["x-correlation-id"] == "e2e-check-1"
     page = r.json()
     assert page["total"] >= 50 and len(page["items"]) == 5
     product = page["items"][0]
 
-    r = httpx.post(f"{cart}/v1/cart/items", headers=headers,
+    r = httpx.post(f"{gateway}/cart/v1/cart/items", headers=headers,
                    json={"product_id": product["id"], "quantity": 2})
     assert r.status_code in (200, 201), r.text
-    r = httpx.get(f"{cart}/v1/cart", headers=headers)
+    r = httpx.get(f"{gateway}/cart/v1/cart", headers=headers)  # cart → catalog over mTLS
     assert r.status_code == 200, r.text
-    body = r.json()
-    line = next(i for i in body["items"] if str(i["product_id"]) == str(product["id"]))
-    assert line["quantity"] == 2
-    assert line["unit_price"] == product["price"]
+    line = next(i for i in r.json()["items"] if i["product_id"] == product["id"])
+    assert line["quantity"] == 2 and line["unit_price"] == product["price"]
 
     narrow = platform.token("demo-cli", scope="catalog:read")
-    r = httpx.get(f"{cart}/v1/cart", headers={"Authorization": f"Bearer {narrow}"})
+    r = httpx.get(f"{gateway}/cart/v1/cart", headers={"Authorization": f"Bearer {narrow}"})
     assert r.status_code == 403
 
-    r = httpx.get(f"{platform.url('auth')}/.well-known/jwks.json")
-    assert r.status_code == 200 and r.json()["keys"]
+    # every spec is routed: each API's OpenAPI document and Swagger UI through the gateway
+    portal = httpx.get(f"{gateway}/").text
+    for api in ("catalog", "cart", "orders", "payments", "exchange", "loyalty",
+                "notifications"):
+        assert f"/{api}/v1/ui/" in portal
+        spec = httpx.get(f"{gateway}/{api}/v1/openapi.json")
+        assert spec.status_code == 200 and spec.json()["servers"][0]["url"] == f"/{api}/v1"
+
+
+def test_services_verify_tokens_and_require_client_certificates(platform: Platform) -> None:
+    catalog = platform.url("catalog")
+    assert catalog.startswith("https://")
+    # a platform certificate but no token: the service itself refuses (zero trust)
+    with platform.client() as client:
+        assert client.get(f"{catalog}/v1/products").status_code == 401
+        token = platform.token("demo-cli")
+        ok = client.get(f"{catalog}/v1/products", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+    # no client certificate: refused at the TLS handshake
+    ca = Path(platform.env["CHARTER_VAR_DIR"]) / "pki" / "ca.pem"
+    no_cert = ssl.create_default_context(cafile=str(ca))
+    with pytest.raises((httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)):
+        httpx.get(f"{catalog}/health/live", verify=no_cert, timeout=5)
 
     assert stop(platform) == 0
-    for comp in COMPONENTS:
+    for comp in ("auth", "gateway"):
         with pytest.raises(httpx.ConnectError):
             httpx.get(f"{platform.url(comp)}/health/live", timeout=2)
+
+
+def test_demo_tour_on_postgres(tmp_path: Path) -> None:
+    """``make demo``'s tour against ``charter up`` on PostgreSQL, over mTLS inside."""
+    env, databases = _postgres_env()
+    running = start(tmp_path, {**env, "GATEWAY_RATE_LIMIT": "0"})
+    try:
+        done = running.charter("demo")
+        assert done.returncode == 0, done.stdout + done.stderr
+        out = done.stdout
+        for step in ("Token", "Browse", "cart", "order", "Pay", "Confirm", "Loyalty",
+                     "notification"):
+            assert step in out, out
+        assert "confirmed" in out and "points" in out and "sent via file" in out
+    finally:
+        stop(running)
+        drop_databases(databases)
 
 
 def test_user_token_through_code_flow(tmp_path: Path) -> None:

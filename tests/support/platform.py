@@ -10,12 +10,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import POSTGRES_ADMIN_URL
 
-COMPONENTS = ("auth", "catalog", "cart")
+COMPONENTS = ("auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
+              "notifications", "gateway")
+PLAIN_HTTP = ("auth", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -34,8 +38,22 @@ class Platform:
     proc: subprocess.Popen[bytes]
     log: Path
 
+    @property
+    def mtls(self) -> bool:
+        return self.env.get("CHARTER_MTLS", "1") != "0"
+
     def url(self, component: str) -> str:
-        return f"http://127.0.0.1:{self.env[component.upper() + '_PORT']}"
+        scheme = "https" if self.mtls and component not in PLAIN_HTTP else "http"
+        return f"{scheme}://127.0.0.1:{self.env[component.upper() + '_PORT']}"
+
+    def client(self, identity: str = "charter-cli", **kwargs: Any) -> httpx.Client:
+        """An HTTP client presenting ``identity``'s certificate (mTLS services)."""
+        if not self.mtls:
+            return httpx.Client(**kwargs)
+        from charter.security.mtls import client_ssl_context
+
+        ctx = client_ssl_context(identity, Path(self.env["CHARTER_VAR_DIR"]) / "pki")
+        return httpx.Client(verify=ctx, **kwargs)
 
     def charter(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "charter.cli", *args], env=self.env,
@@ -62,7 +80,9 @@ def drop_databases(names: list[str]) -> None:
 def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
           only: str | None = None) -> Platform:
     """Run ``charter up`` on free ports with its own var dir; wait until it is up."""
-    env = {k: v for k, v in os.environ.items() if not k.endswith("DATABASE_URL")}
+    inherited = ("CHARTER_SERVICE", "CHARTER_PKI_DIR", "CHARTER_MTLS")
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_URL") and k not in inherited}
     env.update({"CHARTER_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"})
     for comp in COMPONENTS:
         env[f"{comp.upper()}_PORT"] = str(free_port())

@@ -1,0 +1,134 @@
+"""Serving a service with mutual TLS under uvicorn.
+
+uvicorn terminates TLS itself (``--ssl-keyfile/--ssl-certfile/--ssl-ca-certs`` and
+``--ssl-cert-reqs 2`` = ``CERT_REQUIRED``: a client without a certificate signed by the
+platform CA is refused at the handshake), but it does not hand the peer certificate to the
+application. :class:`MTLSHttpToolsProtocol` and :class:`MTLSH11Protocol` are uvicorn's two
+HTTP/1.1 protocols with one addition: when a connection is made (after the handshake) they
+read the verified peer certificate from the transport's ``ssl_object`` and put the ASGI TLS
+extension — with the certificate's common name as ``client_cert_identity`` — into the scope
+of every request on that connection. uvicorn selects them with ``--http module:Class``.
+
+``charter up`` starts a service as::
+
+    python -m uvicorn --factory services.catalog.app:create_asgi --host 127.0.0.1 \\
+        --port 8101 ... $(uvicorn_tls_args("catalog"))
+
+with ``service_env("catalog")`` added to its environment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from charter import config
+from charter.security import mtls
+
+PROTOCOL = "charter.serve:MTLSHttpToolsProtocol"
+H11_PROTOCOL = "charter.serve:MTLSH11Protocol"
+
+
+def _attach_tls(protocol: H11Protocol | HttpToolsProtocol, transport: asyncio.Transport) -> None:
+    info = mtls.tls_extension_from_ssl_object(transport.get_extra_info("ssl_object"))
+    if info is not None:
+        protocol.app = mtls.TLSScopeApp(protocol.app, info)
+
+
+class MTLSHttpToolsProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol + the peer certificate in ``scope["extensions"]["tls"]``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _attach_tls(self, transport)
+
+
+class MTLSH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol + the peer certificate in ``scope["extensions"]["tls"]``."""
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        _attach_tls(self, transport)
+
+
+def uvicorn_tls_args(service: str, directory: Path | None = None,
+                     protocol: str = PROTOCOL) -> list[str]:
+    """uvicorn command-line options that serve ``service`` with mutual TLS.
+
+    ``[]`` when the service does not use mTLS (``CHARTER_MTLS=0``, or auth/gateway), so
+    a runner can append the result for every component. Raises
+    :class:`charter.config.ConfigError` when the certificate files are missing.
+    """
+    if not config.uses_mtls(service):
+        return []
+    files = mtls.require_credentials(service, directory)
+    return [
+        "--ssl-keyfile", str(files.key),
+        "--ssl-certfile", str(files.cert),
+        "--ssl-ca-certs", str(files.ca),
+        "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED)),
+        "--http", protocol,
+    ]
+
+
+def uvicorn_tls_config(service: str, directory: Path | None = None,
+                       protocol: str = PROTOCOL, *, force: bool = False) -> dict[str, Any]:
+    """The same settings as keyword arguments of ``uvicorn.Config`` (in-process servers).
+
+    ``force=True`` returns them even when ``CHARTER_MTLS`` is off or the service is not an
+    mTLS service (tests); otherwise ``{}`` in those cases, like :func:`uvicorn_tls_args`.
+    """
+    if not (force or config.uses_mtls(service)):
+        return {}
+    files = mtls.require_credentials(service, directory)
+    return {
+        "ssl_keyfile": str(files.key),
+        "ssl_certfile": str(files.cert),
+        "ssl_ca_certs": str(files.ca),
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "http": protocol,
+    }
+
+
+def service_env(service: str) -> dict[str, str]:
+    """Environment a service process needs: its identity (``CHARTER_SERVICE``).
+
+    The identity selects the client certificate its outbound calls present and turns on
+    the refusal of plain-HTTP calls to its internal operations.
+    """
+    return {"CHARTER_SERVICE": service}
+
+
+def probe(url: str, identity: str | None = None, timeout: float = 2.0) -> bool:
+    """``GET url`` presenting this process's certificate (``https`` URLs, mTLS on).
+
+    True for a 200 answer. For readiness polls (``charter up``) and Kubernetes exec
+    probes (an ``httpGet`` probe cannot present a client certificate). Any ``https`` URL
+    is treated as a platform service's (e.g. ``https://127.0.0.1:8101`` inside a pod).
+    """
+    try:
+        https = url.lower().startswith("https://") and config.mtls_enabled()
+        verify = mtls.client_ssl_context(identity) if https else True
+        return httpx.get(url, verify=verify, timeout=timeout).status_code == 200
+    except (httpx.HTTPError, OSError, config.ConfigError):
+        return False
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m charter.serve probe URL [IDENTITY]``: exit 0 when ``URL`` answers 200."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) not in (2, 3) or args[0] != "probe":
+        print("usage: python -m charter.serve probe URL [IDENTITY]", file=sys.stderr)
+        return 2
+    return 0 if probe(args[1], args[2] if len(args) == 3 else None) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

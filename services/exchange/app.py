@@ -1,0 +1,69 @@
+"""The exchange service's app factory (``uvicorn --factory services.exchange.app:create_asgi``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import connexion
+
+from charter import config
+from charter.cache import Cache, make_cache
+from charter.db import Database
+from charter.security.tokens import TokenVerifier
+from charter.service import configure_logging
+from charter.service import create_app as create_service_app
+
+from .clients import HttpRateSource, RateSource, TableRateSource, upstream_timeout
+from .services import ExchangeMetrics, ExchangeService, cache_ttl
+
+NAME = "exchange"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def default_source(db: Database) -> RateSource:
+    """``EXCHANGE_UPSTREAM_URL`` over HTTP when set, else the database's rate table."""
+    url = config.env("EXCHANGE_UPSTREAM_URL")
+    if url:
+        return HttpRateSource(url, timeout=upstream_timeout())
+    return TableRateSource(db)
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    source: RateSource | None = None,
+    cache: Cache | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> connexion.FlaskApp:
+    """The exchange app; defaults: configured database, JWKS verifier, source and cache.
+
+    The rate source is not a readiness check: when it fails the last known rates are
+    served (stale).
+    """
+    db = db or Database(config.database_url(NAME))
+    source = source or default_source(db)
+    ttl = cache_ttl()
+    cache = cache if cache is not None else make_cache(NAME, default_ttl=ttl)
+    metrics = ExchangeMetrics(NAME)
+    exchange = ExchangeService(db, source, cache, ttl=ttl, now=now, metrics=metrics)
+    app = create_service_app(
+        NAME,
+        api_module="services.exchange.api",
+        db=db,
+        verifier=verifier,
+        deps={"exchange": exchange, "source": source, "cache": cache, "metrics": metrics},
+    )
+    # Export the business counters on /metrics once the service context exposes its
+    # Prometheus registry (until then they are readable from deps["metrics"]).
+    registry = getattr(app.app.extensions["charter"], "registry", None)
+    if registry is not None:
+        registry.register(metrics)
+    return app
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """The production entry point: JSON logs, the configured database, source and cache."""
+    configure_logging(NAME)
+    return create_app(Database(config.database_url(NAME)))

@@ -1,0 +1,1 @@
+"""The loyalty service: bonus points per customer in an append-only ledger."""

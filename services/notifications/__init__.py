@@ -1,0 +1,1 @@
+"""The notifications service: email and SMS messages sent through a provider adapter."""

@@ -1,0 +1,45 @@
+"""The notifications service's app factory
+(``uvicorn --factory services.notifications.app:create_asgi``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import connexion
+
+from charter import config, service
+from charter.db import Database
+from charter.security.tokens import TokenVerifier
+
+from .ports import NotificationProvider
+from .providers import make_provider
+from .services import NotificationService
+
+NAME = "notifications"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    provider: NotificationProvider | None = None,
+) -> connexion.FlaskApp:
+    """The notifications app; defaults: configured database, JWKS verifier, and the
+    provider from the environment (SMTP for email when ``SMTP_HOST`` is set, else the
+    file sink; SMS always to the file sink)."""
+    db = db or Database(config.database_url(NAME))
+    provider = provider or make_provider()
+    notifications = NotificationService(db, provider)
+    return service.create_app(
+        NAME,
+        api_module="services.notifications.api",
+        db=db,
+        verifier=verifier,
+        deps={"notifications": notifications, "provider": provider},
+    )
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """ASGI entry point for uvicorn: JSON logs, the configured database and provider."""
+    service.configure_logging(NAME)
+    return create_app(Database(config.database_url(NAME)))

@@ -1,0 +1,10 @@
+"""Alembic environment of the notifications service (online mode, its own version table).
+
+The store is imported by name so that mypy does not see the module under two names.
+"""
+
+import importlib
+
+from charter.migrations import run_env
+
+run_env(importlib.import_module("services.notifications.store").metadata)

@@ -1,0 +1,161 @@
+"""The orders service's app factory (``uvicorn --factory services.orders.app:create_asgi``).
+
+Outbound dependencies default to the HTTP adapters (URLs from ``charter.config.service_url``,
+timeouts from ``<NAME>_TIMEOUT``, internal client-credentials tokens with one scope each);
+tests pass in-memory fakes. :func:`create_asgi` also starts the recovery loop: once at
+start-up, then every ``ORDERS_RECOVERY_INTERVAL`` seconds (default 30; 0 = only at start).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import connexion
+
+from charter import config
+from charter.db import Database
+from charter.security.client_credentials import internal_token_provider
+from charter.security.tokens import TokenVerifier
+from charter.service import configure_logging
+from charter.service import create_app as create_service_app
+
+from .clients import (
+    CartPort,
+    CatalogPort,
+    HttpCart,
+    HttpCatalog,
+    HttpLoyalty,
+    HttpNotifications,
+    HttpPayments,
+    LoyaltyPort,
+    NotificationsPort,
+    PaymentsPort,
+    dependency_timeout,
+)
+from .services import OrderService
+from .store import utcnow
+
+log = logging.getLogger(__name__)
+
+NAME = "orders"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+DEFAULT_RECOVERY_INTERVAL = 30.0
+# A periodic sweep leaves alone what changed in the last seconds (requests still at work).
+RECOVERY_GRACE = timedelta(seconds=10)
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    catalog: CatalogPort | None = None,
+    cart: CartPort | None = None,
+    payments: PaymentsPort | None = None,
+    loyalty: LoyaltyPort | None = None,
+    notifications: NotificationsPort | None = None,
+) -> connexion.FlaskApp:
+    """The orders app; every dependency not given is the configured HTTP adapter."""
+    db = db or Database(config.database_url(NAME))
+    service = OrderService(
+        db,
+        catalog or default_catalog(),
+        cart or default_cart(),
+        payments or default_payments(),
+        loyalty or default_loyalty(),
+        notifications or default_notifications(),
+    )
+    return create_service_app(
+        NAME,
+        api_module="services.orders.api",
+        db=db,
+        verifier=verifier,
+        deps={"orders": service},
+    )
+
+
+def order_service(app: connexion.FlaskApp) -> OrderService:
+    """The :class:`OrderService` behind an app made by :func:`create_app`."""
+    service: OrderService = app.app.extensions["charter"].deps["orders"]
+    return service
+
+
+def resume_pending(app: connexion.FlaskApp, now: datetime | None = None) -> dict[str, int]:
+    """Run recovery once on ``app``'s orders (see :meth:`OrderService.resume_pending`)."""
+    return order_service(app).resume_pending(now)
+
+
+def default_catalog() -> HttpCatalog:
+    timeout = dependency_timeout("catalog")
+    return HttpCatalog(
+        config.service_url("catalog"),
+        internal_token_provider("catalog:read", timeout=timeout),
+        internal_token_provider("catalog:reserve", timeout=timeout),
+        timeout=timeout,
+    )
+
+
+def default_cart() -> HttpCart:
+    return HttpCart(config.service_url("cart"), timeout=dependency_timeout("cart"))
+
+
+def default_payments() -> HttpPayments:
+    timeout = dependency_timeout("payments")
+    return HttpPayments(config.service_url("payments"),
+                        internal_token_provider("payments:read", timeout=timeout),
+                        timeout=timeout)
+
+
+def default_loyalty() -> HttpLoyalty:
+    timeout = dependency_timeout("loyalty")
+    return HttpLoyalty(config.service_url("loyalty"),
+                       internal_token_provider("loyalty:write", timeout=timeout),
+                       timeout=timeout)
+
+
+def default_notifications() -> HttpNotifications:
+    timeout = dependency_timeout("notifications")
+    return HttpNotifications(config.service_url("notifications"),
+                             internal_token_provider("notifications:write", timeout=timeout),
+                             timeout=timeout)
+
+
+def recovery_interval() -> float:
+    raw = config.env("ORDERS_RECOVERY_INTERVAL")
+    try:
+        value = float(raw) if raw is not None else DEFAULT_RECOVERY_INTERVAL
+    except ValueError as exc:
+        raise config.ConfigError("ORDERS_RECOVERY_INTERVAL must be a number of seconds") from exc
+    if value < 0:
+        raise config.ConfigError("ORDERS_RECOVERY_INTERVAL must not be negative")
+    return value
+
+
+def start_recovery(service: OrderService, interval: float,
+                   stop: threading.Event | None = None) -> threading.Thread:
+    """Run recovery now and then every ``interval`` seconds (0: once), in a daemon thread."""
+    stop = stop or threading.Event()
+
+    def loop() -> None:
+        now: datetime | None = None  # at start-up: everything unfinished
+        while True:
+            try:
+                service.resume_pending(now)
+            except Exception:  # the database may not be ready yet: try again later
+                log.exception("order recovery failed")
+            if interval <= 0 or stop.wait(interval):
+                return
+            now = utcnow() - RECOVERY_GRACE
+
+    thread = threading.Thread(target=loop, name="orders-recovery", daemon=True)
+    thread.start()
+    return thread
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """The production entry point: JSON logs, configured database and services, recovery."""
+    configure_logging(NAME)
+    app = create_app(db=Database(config.database_url(NAME)))
+    start_recovery(order_service(app), recovery_interval())
+    return app

@@ -1,0 +1,11 @@
+"""Alembic environment of the orders service (online mode, its own version table).
+
+The store is imported by name so that mypy, which sees ``services/orders`` as the package
+``orders`` while ``services/`` has no ``__init__.py``, does not check it twice.
+"""
+
+import importlib
+
+from charter.migrations import run_env
+
+run_env(importlib.import_module("services.orders.store").metadata)

@@ -1,0 +1,1 @@
+"""The payments service: authorisations, captures, voids and refunds, never charged twice."""

@@ -1,0 +1,47 @@
+"""The payments service's app factory (``uvicorn --factory services.payments.app:create_asgi``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import connexion
+
+from charter import config
+from charter.db import Database
+from charter.security.tokens import TokenVerifier
+from charter.service import configure_logging
+from charter.service import create_app as create_service_app
+
+from .ports import PaymentProvider, SimulatedProvider
+from .services import PaymentsService
+
+NAME = "payments"
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def default_provider() -> PaymentProvider:
+    """The configured provider: the simulated one (``PAYMENTS_DECLINE_ABOVE`` applies)."""
+    return SimulatedProvider()
+
+
+def create_app(
+    db: Database | None = None,
+    verifier: TokenVerifier | None = None,
+    provider: PaymentProvider | None = None,
+) -> connexion.FlaskApp:
+    """The payments app; defaults: configured database, JWKS verifier, simulated provider."""
+    db = db or Database(config.database_url(NAME))
+    provider = provider or default_provider()
+    return create_service_app(
+        NAME,
+        api_module="services.payments.api",
+        db=db,
+        verifier=verifier,
+        deps={"payments": PaymentsService(db, provider), "provider": provider},
+    )
+
+
+def create_asgi() -> connexion.FlaskApp:
+    """The production entry point: JSON logs, the configured database and provider."""
+    configure_logging(NAME)
+    return create_app(Database(config.database_url(NAME)))

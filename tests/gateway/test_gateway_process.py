@@ -1,0 +1,104 @@
+"""The gateway as ``charter up`` runs it: ``uvicorn --factory services.gateway.app:create_asgi``.
+
+Configuration only from the environment; the JWKS comes from a real HTTP endpoint; the
+access log is one JSON line per request with api, operation, status, duration and
+correlation id — and never the token.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from gateway_support import EchoUpstream, free_port, serve
+
+from charter import config
+from charter.testing import TokenFactory
+
+
+class JWKS:
+    """Serves one JSON document at any path (the authorization server's JWKS)."""
+
+    def __init__(self, document: dict[str, Any]) -> None:
+        self.body = json.dumps(document).encode()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+@pytest.fixture
+def gateway_process(echo: EchoUpstream, tokens: TokenFactory,
+                    tmp_path: Any) -> Iterator[tuple[str, Any]]:
+    jwks = serve(JWKS(tokens.jwks()))
+    port = free_port()
+    env = dict(os.environ)
+    env.update({
+        "AUTH_ISSUER": tokens.issuer,
+        "AUTH_JWKS_URL": f"{jwks.url}/.well-known/jwks.json",
+        "CATALOG_URL": echo.url,
+        "CHARTER_MTLS": "0",
+        "GATEWAY_RATE_LIMIT": "1000",
+        "GATEWAY_RATE_BURST": "7",
+        "GATEWAY_UPSTREAM_TIMEOUT": "2",
+    })
+    log_path = tmp_path / "gateway.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "services.gateway.app:create_asgi",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=config.ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                assert proc.poll() is None, log_path.read_text()
+                try:
+                    if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline, "gateway did not start"
+                time.sleep(0.1)
+            yield url, log_path
+        finally:
+            proc.terminate()
+            proc.wait(timeout=10)
+            jwks.stop()
+
+
+def test_started_by_uvicorn_factory(gateway_process: tuple[str, Any], tokens: TokenFactory,
+                                   echo: EchoUpstream) -> None:
+    url, log_path = gateway_process
+    token = tokens.token(scope="catalog:read")
+    with httpx.Client(base_url=url, timeout=5) as http:
+        ready = http.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        r = http.get("/catalog/v1/products", headers={
+            "Authorization": f"Bearer {token}", "X-Correlation-Id": "proc-test-1"})
+        assert r.status_code == 200, r.text
+        assert r.headers["ratelimit-limit"] == "7"
+        assert echo.last["headers"]["x-correlation-id"] == "proc-test-1"
+        assert http.get("/catalog/v1/products").status_code == 401
+        assert "Charter" in http.get("/").text
+    time.sleep(0.2)  # let the log lines reach the file
+    lines = [json.loads(line) for line in log_path.read_text().splitlines()
+             if line.startswith("{")]
+    access = [line for line in lines if line.get("correlation_id") == "proc-test-1"]
+    assert len(access) == 1, lines
+    entry = access[0]
+    assert entry["service"] == "gateway"
+    assert (entry["api"], entry["operation"], entry["status"]) == \
+        ("catalog", "list_products", 200)
+    assert entry["duration_ms"] > 0 and len(entry["trace_id"]) == 32
+    assert token not in log_path.read_text()
+    assert token.split(".")[2] not in log_path.read_text()

@@ -1,0 +1,118 @@
+"""Migrations match the models (SQLite and PostgreSQL), downgrade cleanly, and the
+database constraints hold even if the service layer were bypassed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from loyalty_support import bearer, migrated
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import IntegrityError
+
+from charter import migrations
+from charter.db import Database
+from charter.testing import TokenFactory
+from services.loyalty.app import MIGRATIONS_DIR, create_app
+from services.loyalty.store import metadata
+
+TABLES = {"accounts", "ledger_entries", "alembic_version_loyalty"}
+
+
+def check_migrations_match_models(url: str) -> None:
+    migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
+    db = Database(url)
+    try:
+        assert set(inspect(db.engine).get_table_names()) >= TABLES
+        with db.engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"version_table": "alembic_version_loyalty"})
+            diff = [d for d in compare_metadata(ctx, metadata)
+                    if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
+        assert diff == []
+        command.downgrade(migrations.alembic_config("loyalty", MIGRATIONS_DIR, url), "base")
+        assert set(inspect(db.engine).get_table_names()) - {"alembic_version_loyalty"} == set()
+        migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
+    finally:
+        db.dispose()
+
+
+def check_constraints(url: str) -> None:
+    migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
+    db = Database(url)
+    now = datetime.now(UTC)
+    insert_entry = text(
+        "INSERT INTO ledger_entries (customer_id, type, points, order_id, shortfall, "
+        "balance_after, created_at) VALUES ('alice', :type, :points, :order_id, 0, "
+        ":after, :now)")
+    try:
+        with db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO accounts VALUES ('alice', 5, :now, :now)"),
+                         {"now": now})
+            conn.execute(insert_entry, {"type": "award", "points": 5, "order_id": "o1",
+                                        "after": 5, "now": now})
+        bad = [
+            (text("UPDATE accounts SET balance = -1"), {}),
+            (insert_entry, {"type": "award", "points": 5, "order_id": "o1", "after": 10,
+                            "now": now}),  # second award of one order
+            (insert_entry, {"type": "bonus", "points": 5, "order_id": "o2", "after": 10,
+                            "now": now}),
+            (insert_entry, {"type": "redemption", "points": -10, "order_id": "o3",
+                            "after": -5, "now": now}),
+        ]
+        for statement, params in bad:
+            with pytest.raises(IntegrityError), db.engine.begin() as conn:
+                conn.execute(statement, params)
+    finally:
+        db.dispose()
+
+
+CHECKS = [check_migrations_match_models, check_constraints]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_sqlite(tmp_path: Path, check: Callable[[str], None]) -> None:
+    check(f"sqlite:///{tmp_path / 'loyalty.db'}")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_postgres(postgres_url: str, check: Callable[[str], None]) -> None:
+    check(postgres_url)
+
+
+@pytest.mark.postgres
+def test_api_on_postgres(postgres_url: str, tokens: TokenFactory,
+                         service_auth: dict[str, str]) -> None:
+    """The whole award → redeem → reverse path over HTTP with PostgreSQL underneath."""
+    db = migrated(postgres_url)
+    try:
+        app = create_app(db=db, verifier=tokens.verifier(), points_per_unit=1)
+        alice = bearer(tokens.token(sub="alice", scope="loyalty:read loyalty:write",
+                                    role="customer"))
+        with app.test_client() as c:
+            body = {"customer_id": "alice", "order_id": "ord-1", "amount": 4550,
+                    "currency": "EUR"}
+            assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 201
+            assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 200
+            r = c.post("/v1/redemptions", json={"order_id": "ord-2", "points": 40},
+                       headers=alice)
+            assert r.status_code == 201 and r.json()["balance_after"] == 5
+            r = c.post("/v1/redemptions", json={"order_id": "ord-3", "points": 40},
+                       headers=alice)
+            assert r.status_code == 422
+            r = c.post("/v1/redemptions/ord-2/reversal", headers=service_auth)
+            assert r.status_code == 201 and r.json()["reversal"]["balance_after"] == 45
+            r = c.post("/v1/awards/ord-1/reversal", headers=service_auth)
+            assert r.status_code == 201 and r.json()["reversal"]["shortfall"] == 0
+            assert c.get("/v1/balance", headers=alice).json()["balance"] == 0
+            history = c.get("/v1/history", headers=alice).json()
+            assert [e["type"] for e in history["items"]] == [
+                "award_reversal", "redemption_reversal", "redemption", "award"]
+    finally:
+        db.dispose()

@@ -1,0 +1,185 @@
+"""The token matrix on every operation of the loyalty spec (enumerated from the spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from loyalty_support import assert_problem, bearer
+
+from charter import specs
+from charter.testing import TokenFactory
+
+SPEC = specs.load("loyalty")
+ALL_SCOPES = set(specs.scopes(SPEC))
+SERVICE: dict[str, Any] = {"role": "service", "client_id": "charter-internal"}
+
+
+@dataclass(frozen=True)
+class Example:
+    """How to call one operation successfully."""
+
+    path_params: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    claims: dict[str, Any] = field(default_factory=lambda: {"role": "customer"})
+    award: bool = False       # alice holds an award for order "ord-a" (100 points)
+    redemption: bool = False  # alice redeemed 10 points for order "ord-r"
+
+
+EXAMPLES: dict[str, Example] = {
+    "get_balance": Example(),
+    "get_history": Example(),
+    "get_customer_balance": Example(path_params={"customer_id": "bob"},
+                                    claims={"role": "staff"}),
+    "get_customer_history": Example(path_params={"customer_id": "bob"},
+                                    claims={"role": "staff"}),
+    "create_award": Example(body={"customer_id": "bob", "order_id": "ord-new",
+                                  "amount": 1000, "currency": "EUR"}, claims=SERVICE),
+    "get_award": Example(path_params={"order_id": "ord-a"}, award=True),
+    "reverse_award": Example(path_params={"order_id": "ord-a"}, claims=SERVICE, award=True),
+    "create_redemption": Example(body={"order_id": "ord-new", "points": 5}, award=True),
+    "get_redemption": Example(path_params={"order_id": "ord-r"}, redemption=True),
+    "reverse_redemption": Example(path_params={"order_id": "ord-r"}, claims=SERVICE,
+                                  redemption=True),
+}
+
+INTERNAL = {"create_award", "reverse_award", "reverse_redemption"}
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    scopes: frozenset[str]
+    spec: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.operation_id
+
+
+def operations() -> list[Operation]:
+    found = []
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            security = op.get("security")
+            assert security, f"{op['operationId']} has no security requirement"
+            scopes = frozenset(s for req in security for names in req.values() for s in names)
+            found.append(Operation(op["operationId"], method.upper(), path, scopes, op))
+    return found
+
+
+OPERATIONS = operations()
+
+
+def test_every_operation_has_an_example() -> None:
+    assert {op.operation_id for op in OPERATIONS} == set(EXAMPLES)
+
+
+def test_internal_operations_declare_their_callers() -> None:
+    declared = {op.operation_id: op.spec.get("x-internal-callers") for op in OPERATIONS}
+    assert {k for k, v in declared.items() if v} == INTERNAL
+    for name in INTERNAL:
+        assert declared[name] == ["orders"]
+        assert EXAMPLES[name].claims.get("role") == "service"
+
+
+def prepare(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    example = EXAMPLES[op.operation_id]
+    service = bearer(tokens.token(sub="charter-internal", scope="loyalty:write", **SERVICE))
+    if example.award or example.redemption:
+        r = client.post("/v1/awards", json={"customer_id": "alice", "order_id": "ord-a",
+                                            "points": 100}, headers=service)
+        assert r.status_code == 201, r.text
+    if example.redemption:
+        r = client.post("/v1/redemptions", json={"order_id": "ord-r", "points": 10,
+                                                 "customer_id": "alice"}, headers=service)
+        assert r.status_code == 201, r.text
+
+
+def call(client: Any, op: Operation, headers: dict[str, str] | None = None) -> Any:
+    example = EXAMPLES[op.operation_id]
+    url = "/v1" + op.path.format(**example.path_params)
+    kwargs: dict[str, Any] = {"headers": headers or {}}
+    if example.body is not None:
+        kwargs["json"] = example.body
+    return client.request(op.method, url, **kwargs)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_no_token_is_401(client: Any, op: Operation) -> None:
+    assert_problem(call(client, op), 401)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    for name, token in tokens.bad_tokens(" ".join(sorted(op.scopes))).items():
+        response = call(client, op, bearer(token))
+        assert response.status_code == 401, (name, response.text)
+        assert_problem(response, 401)
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "token-without-scheme"):
+        assert call(client, op, {"Authorization": header}).status_code == 401, header
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_missing_scope_is_403(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    claims = EXAMPLES[op.operation_id].claims
+    others = " ".join(sorted(ALL_SCOPES - op.scopes))
+    for scope in ("", others, "catalog:read orders:write notifications:write"):
+        response = call(client, op, bearer(tokens.token(sub="alice", scope=scope, **claims)))
+        assert_problem(response, 403)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    prepare(client, tokens, op)
+    claims = EXAMPLES[op.operation_id].claims
+    token = tokens.token(sub="alice", scope=" ".join(sorted(op.scopes)), **claims)
+    response = call(client, op, bearer(token))
+    assert 200 <= response.status_code < 300, response.text
+
+
+@pytest.mark.parametrize("op", [o for o in OPERATIONS if o.operation_id in INTERNAL], ids=str)
+def test_internal_operations_refuse_customers_with_the_scope(
+    client: Any, tokens: TokenFactory, op: Operation
+) -> None:
+    prepare(client, tokens, op)
+    token = tokens.token(sub="alice", scope="loyalty:read loyalty:write", role="customer")
+    assert_problem(call(client, op, bearer(token)), 403)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_operations_document_the_standard_problems(op: Operation) -> None:
+    responses = op.spec["responses"]
+    for status in ("400", "401", "403"):
+        assert "application/problem+json" in responses[status]["content"], status
+    if op.method == "POST":
+        assert "409" in responses
+
+
+def test_operation_ids_are_unique_snake_case_with_summary_and_tags() -> None:
+    ids = [op.operation_id for op in OPERATIONS]
+    assert len(ids) == len(set(ids))
+    for op in OPERATIONS:
+        assert op.operation_id.replace("_", "").isalnum()
+        assert op.operation_id == op.operation_id.lower()
+        assert op.spec.get("summary") and op.spec.get("tags")
+
+
+def test_request_bodies_refuse_unknown_properties() -> None:
+    schemas = SPEC["components"]["schemas"]
+    for name in ("AwardCreate", "RedemptionCreate"):
+        assert schemas[name]["additionalProperties"] is False
+
+
+def test_spec_metadata() -> None:
+    assert SPEC["openapi"] == "3.0.3"
+    info = SPEC["info"]
+    assert info["version"] == "1.0.0"
+    assert info["title"] and info["description"] and info["contact"]
+    assert info["x-owner"] == "team-loyalty"
+    assert info["x-lifecycle"] == "production"
+    assert SPEC["components"]["securitySchemes"]["oauth2"]["type"] == "oauth2"

@@ -1,0 +1,175 @@
+"""Migrations, concurrent sends of one key, and the API on PostgreSQL.
+
+Each check is a function of a database URL so it runs on SQLite and on PostgreSQL (the
+shared ``postgres_url`` fixture gives a fresh database per test).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from notifications_support import EMAIL, SMS, assert_problem, bearer, migrated
+from sqlalchemy import inspect
+
+from charter import migrations
+from charter.idempotency import Outcome
+from charter.problems import Conflict
+from charter.testing import TokenFactory
+from services.notifications.app import MIGRATIONS_DIR, create_app
+from services.notifications.ports import Message, ProviderError, ProviderResult
+from services.notifications.providers import InMemoryProvider
+from services.notifications.services import NotificationService
+from services.notifications.store import NotificationFilter, metadata
+
+TABLES = {"notifications", "idempotency_keys", "alembic_version_notifications"}
+
+
+class SlowProvider(InMemoryProvider):
+    """Takes a while to send, so concurrent requests overlap with the send itself."""
+
+    def send(self, message: Message) -> ProviderResult:
+        time.sleep(0.2)
+        return super().send(message)
+
+
+def run_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
+    barrier = threading.Barrier(count)
+    results: list[Any] = [None] * count
+
+    def target(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except BaseException as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return results
+
+
+def check_migrations_match_models(url: str) -> None:
+    migrations.upgrade("notifications", MIGRATIONS_DIR, url)
+    db = migrated(url)
+    try:
+        assert set(inspect(db.engine).get_table_names()) >= TABLES
+        with db.engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"version_table": "alembic_version_notifications"})
+            diff = [d for d in compare_metadata(ctx, metadata)
+                    if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
+        assert diff == []
+        cfg = migrations.alembic_config("notifications", MIGRATIONS_DIR, url)
+        command.downgrade(cfg, "base")
+        left = set(inspect(db.engine).get_table_names()) - {"alembic_version_notifications"}
+        assert left == set()
+        migrations.upgrade("notifications", MIGRATIONS_DIR, url)
+    finally:
+        db.dispose()
+
+
+def check_one_key_sends_once_under_concurrency(url: str, threads: int = 10) -> None:
+    provider = SlowProvider()
+    service = NotificationService(migrated(url), provider)
+    try:
+        results = run_threads(threads, lambda i: service.send("race-key-0001", dict(EMAIL),
+                                                              "charter-internal"))
+        fresh = [r for r in results if isinstance(r, Outcome) and not r.replayed]
+        others = [r for r in results if not (isinstance(r, Outcome) and not r.replayed)]
+        assert len(fresh) == 1, results
+        for r in others:  # replayed after the first finished, or 409 while it was in flight
+            assert (isinstance(r, Outcome) and r.body == fresh[0].body) or (
+                isinstance(r, Conflict) and r.status == 409), r
+        assert len(provider.sent) == 1
+        again = service.send("race-key-0001", dict(EMAIL), "charter-internal")
+        assert again.replayed and again.body == fresh[0].body
+        listed = service.list(NotificationFilter())
+        assert listed["total"] == 1 and listed["items"][0]["status"] == "sent"
+    finally:
+        service.db.dispose()
+
+
+def check_distinct_keys_all_send(url: str, threads: int = 10) -> None:
+    provider = InMemoryProvider()
+    service = NotificationService(migrated(url), provider)
+    try:
+        results = run_threads(threads, lambda i: service.send(
+            f"distinct-key-{i:04d}", {**SMS, "order_id": f"ord-{i}"}, "charter-internal"))
+        assert all(isinstance(r, Outcome) and r.status == 201 for r in results), results
+        assert len(provider.sent) == threads
+        assert service.list(NotificationFilter(channel="sms"), page_size=100)["total"] == threads
+    finally:
+        service.db.dispose()
+
+
+def check_failure_then_retry(url: str) -> None:
+    provider = InMemoryProvider()
+    service = NotificationService(migrated(url), provider)
+    try:
+        provider.fail = ProviderError("memory", "down", permanent=False)
+        with pytest.raises(Exception) as info:
+            service.send("retry-key-0001", dict(EMAIL), "charter-internal")
+        assert getattr(info.value, "status", None) == 503
+        provider.fail = None
+        ok = service.send("retry-key-0001", dict(EMAIL), "charter-internal")
+        assert ok.status == 201 and not ok.replayed
+        statuses = [n["status"] for n in service.list(NotificationFilter())["items"]]
+        assert statuses == ["sent", "failed"]
+    finally:
+        service.db.dispose()
+
+
+CHECKS = [check_migrations_match_models, check_one_key_sends_once_under_concurrency,
+          check_distinct_keys_all_send, check_failure_then_retry]
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_sqlite(tmp_path: Path, check: Callable[[str], None]) -> None:
+    check(f"sqlite:///{tmp_path / 'notifications.db'}")
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_postgres(postgres_url: str, check: Callable[[str], None]) -> None:
+    check(postgres_url)
+
+
+@pytest.mark.postgres
+def test_api_on_postgres(postgres_url: str, tokens: TokenFactory) -> None:
+    db = migrated(postgres_url)
+    provider = InMemoryProvider()
+    try:
+        app = create_app(db=db, verifier=tokens.verifier(), provider=provider)
+        service = bearer(tokens.token(sub="charter-internal", role="service",
+                                      scope="notifications:write notifications:read"))
+        staff = bearer(tokens.token(sub="carol", role="staff", scope="notifications:read"))
+        customer = bearer(tokens.token(sub="alice", role="customer",
+                                       scope="notifications:read"))
+        with app.test_client() as c:
+            headers = {**service, "Idempotency-Key": "pg-key-000001"}
+            first = c.post("/v1/notifications", json=EMAIL, headers=headers)
+            assert first.status_code == 201, first.text
+            again = c.post("/v1/notifications", json=EMAIL, headers=headers)
+            assert again.json() == first.json() and again.headers["idempotent-replayed"]
+            assert_problem(c.post("/v1/notifications", json={**EMAIL, "body": "changed"},
+                                  headers=headers), 422)
+            listing = c.get("/v1/notifications?recipient=ALICE@example.com&order_id=ord-1",
+                            headers=staff).json()
+            assert listing["total"] == 1 and listing["items"][0] == first.json()
+            assert c.get(f"/v1/notifications/{first.json()['id']}",
+                         headers=staff).json() == first.json()
+            assert_problem(c.get("/v1/notifications", headers=customer), 403)
+        assert len(provider.sent) == 1
+    finally:
+        db.dispose()

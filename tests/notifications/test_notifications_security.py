@@ -1,0 +1,178 @@
+"""The token matrix on every operation of the notifications spec (enumerated from the spec)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from notifications_support import EMAIL, assert_problem, bearer
+
+from charter import specs
+from charter.testing import TokenFactory
+
+SPEC = specs.load("notifications")
+ALL_SCOPES = set(specs.scopes(SPEC))
+KNOWN_ID = "known"  # replaced by the id of a notification sent in prepare()
+
+
+@dataclass(frozen=True)
+class Example:
+    """How to call one operation successfully."""
+
+    path_params: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, Any] = field(default_factory=lambda: {"role": "service"})
+    needs_notification: bool = False
+
+
+EXAMPLES: dict[str, Example] = {
+    "send_notification": Example(body=EMAIL, headers={"Idempotency-Key": "matrix-key-0001"}),
+    "list_notifications": Example(claims={"role": "staff"}),
+    "get_notification": Example(path_params={"notification_id": KNOWN_ID},
+                                claims={"role": "staff"}, needs_notification=True),
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    scopes: frozenset[str]
+    spec: dict[str, Any]
+
+    def __str__(self) -> str:
+        return self.operation_id
+
+
+def operations() -> list[Operation]:
+    found = []
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            security = op.get("security")
+            assert security, f"{op['operationId']} has no security requirement"
+            scopes = frozenset(s for req in security for names in req.values() for s in names)
+            found.append(Operation(op["operationId"], method.upper(), path, scopes, op))
+    return found
+
+
+OPERATIONS = operations()
+
+
+def test_every_operation_has_an_example() -> None:
+    assert {op.operation_id for op in OPERATIONS} == set(EXAMPLES)
+
+
+def test_sending_is_internal_to_orders() -> None:
+    declared = {op.operation_id: op.spec.get("x-internal-callers") for op in OPERATIONS}
+    assert declared == {"send_notification": ["orders"], "list_notifications": None,
+                        "get_notification": None}
+
+
+def prepare(client: Any, tokens: TokenFactory, op: Operation) -> dict[str, Any]:
+    params = dict(EXAMPLES[op.operation_id].path_params)
+    if EXAMPLES[op.operation_id].needs_notification:
+        headers = bearer(tokens.token(sub="charter-internal", role="service",
+                                      scope="notifications:write"))
+        r = client.post("/v1/notifications", json=EMAIL,
+                        headers={**headers, "Idempotency-Key": "prepare-key-01"})
+        assert r.status_code == 201, r.text
+        params["notification_id"] = r.json()["id"]
+    return params
+
+
+def call(client: Any, op: Operation, headers: dict[str, str] | None = None,
+         params: dict[str, Any] | None = None) -> Any:
+    example = EXAMPLES[op.operation_id]
+    path_params = params or {**example.path_params}
+    if path_params.get("notification_id") == KNOWN_ID:
+        path_params["notification_id"] = "00000000-0000-4000-8000-000000000000"
+    url = "/v1" + op.path.format(**path_params)
+    kwargs: dict[str, Any] = {"headers": {**example.headers, **(headers or {})}}
+    if example.body is not None:
+        kwargs["json"] = example.body
+    return client.request(op.method, url, **kwargs)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_no_token_is_401(client: Any, op: Operation) -> None:
+    assert_problem(call(client, op), 401)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    for name, token in tokens.bad_tokens(" ".join(sorted(op.scopes))).items():
+        response = call(client, op, bearer(token))
+        assert response.status_code == 401, (name, response.text)
+        assert_problem(response, 401)
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "token-without-scheme"):
+        assert call(client, op, {"Authorization": header}).status_code == 401, header
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_missing_scope_is_403(client: Any, tokens: TokenFactory, op: Operation,
+                              provider: Any) -> None:
+    claims = EXAMPLES[op.operation_id].claims
+    others = " ".join(sorted(ALL_SCOPES - op.scopes))
+    for scope in ("", others, "catalog:read loyalty:write orders:write"):
+        response = call(client, op, bearer(tokens.token(sub="x", scope=scope, **claims)))
+        assert_problem(response, 403)
+    assert provider.sent == []
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: Operation) -> None:
+    params = prepare(client, tokens, op)
+    claims = EXAMPLES[op.operation_id].claims
+    token = tokens.token(sub="x", scope=" ".join(sorted(op.scopes)), **claims)
+    response = call(client, op, bearer(token), params)
+    assert 200 <= response.status_code < 300, response.text
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_customers_with_the_scope_are_403(client: Any, tokens: TokenFactory,
+                                          op: Operation) -> None:
+    params = prepare(client, tokens, op)
+    token = tokens.token(sub="alice", scope=" ".join(sorted(ALL_SCOPES)), role="customer")
+    assert_problem(call(client, op, bearer(token), params), 403)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_operations_document_the_standard_problems(op: Operation) -> None:
+    def content(status: str) -> dict[str, Any]:
+        response = op.spec["responses"][status]
+        ref = response.get("$ref", "")
+        if ref.startswith("#/components/responses/"):
+            response = SPEC["components"]["responses"][ref.rsplit("/", 1)[1]]
+        found: dict[str, Any] = response["content"]
+        return found
+
+    for status in ("400", "401", "403"):
+        assert "application/problem+json" in content(status), status
+    if op.operation_id == "send_notification":
+        for status in ("409", "422", "502", "503"):
+            assert "application/problem+json" in content(status), status
+
+
+def test_operation_ids_summary_tags_and_bodies() -> None:
+    ids = [op.operation_id for op in OPERATIONS]
+    assert len(ids) == len(set(ids))
+    for op in OPERATIONS:
+        assert op.operation_id == op.operation_id.lower()
+        assert op.operation_id.replace("_", "").isalnum()
+        assert op.spec.get("summary") and op.spec.get("tags")
+    assert SPEC["components"]["schemas"]["NotificationCreate"]["additionalProperties"] is False
+
+
+def test_spec_metadata() -> None:
+    assert SPEC["openapi"] == "3.0.3"
+    info = SPEC["info"]
+    assert info["version"] == "1.0.0"
+    assert info["title"] and info["description"] and info["contact"]
+    assert info["x-owner"] == "team-notifications"
+    assert info["x-lifecycle"] == "production"
+    assert SPEC["components"]["securitySchemes"]["oauth2"]["type"] == "oauth2"

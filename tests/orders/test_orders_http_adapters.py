@@ -1,0 +1,298 @@
+"""The HTTP adapters against tiny real servers: what they send (checked against the other
+services' specs), and how every kind of answer is mapped."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+import pytest
+from orders_support import Seen, StubServer
+
+from charter import specs
+from services.orders.clients import (
+    CartForbidden,
+    CartUnavailable,
+    CatalogUnavailable,
+    Delivery,
+    HttpCart,
+    HttpCatalog,
+    HttpLoyalty,
+    HttpNotifications,
+    HttpPayments,
+    LoyaltyUnavailable,
+    Notification,
+    NotificationsUnavailable,
+    PaymentsUnavailable,
+    ReserveOutcome,
+    TransitionOutcome,
+)
+from services.orders.domain import Order, OrderLine
+from services.orders.services import confirmation_message
+
+ORDER_ID = "3f2a9c0d-1e4b-4d8f-9a6b-7c5d4e3f2a1b"
+
+
+def request_schema_check(api: str, schema: str, body: Any) -> None:
+    """``body`` is valid for ``openapi/<api>/v1.yaml``'s ``components/schemas/<schema>``."""
+    spec = specs.load(api)
+    root = {"$ref": f"#/components/schemas/{schema}", "components": spec["components"]}
+    jsonschema.Draft4Validator(root).validate(body)
+
+
+@pytest.fixture
+def stub() -> Iterator[StubServer]:
+    server = StubServer(lambda seen: (500, None))
+    yield server
+    server.close()
+
+
+def answer(stub: StubServer, *replies: tuple[int, Any]) -> None:
+    """Answer the next requests with ``replies`` in turn (the last one repeats)."""
+    queue = list(replies)
+
+    def responder(_seen: Seen) -> tuple[int, Any]:
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    stub.responder = responder
+
+
+def catalog(stub: StubServer) -> HttpCatalog:
+    return HttpCatalog(stub.url, lambda: "read-token", lambda: "reserve-token", timeout=1.0)
+
+
+PRODUCT = {"id": 1, "sku": "COF-0001", "name": "Espresso", "price": 2490, "currency": "EUR",
+           "active": True, "description": "", "category_id": 1}
+
+
+# -- catalog ----------------------------------------------------------------------------
+def test_catalog_product_reads_use_the_read_token(stub: StubServer) -> None:
+    answer(stub, (200, PRODUCT))
+    product = catalog(stub).get_product(1)
+    assert product is not None and (product.sku, product.price, product.active) == (
+        "COF-0001", 2490, True)
+    assert stub.seen[0].path == "/v1/products/1"
+    assert stub.seen[0].headers["authorization"] == "Bearer read-token"
+    answer(stub, (404, {"title": "Not Found", "status": 404}))
+    assert catalog(stub).get_product(2) is None
+
+
+@pytest.mark.parametrize("reply", [(500, None), (200, ["not", "an", "object"]),
+                                   (200, {"id": 1}), (403, {"title": "Forbidden"})])
+def test_catalog_failures_are_unavailable(stub: StubServer, reply: tuple[int, Any]) -> None:
+    answer(stub, reply)
+    with pytest.raises(CatalogUnavailable):
+        catalog(stub).get_product(1)
+
+
+def test_reserve_sends_the_key_the_reserve_token_and_a_valid_body(stub: StubServer) -> None:
+    answer(stub, (201, {"order_id": ORDER_ID, "status": "held", "items": []}))
+    result = catalog(stub).reserve(ORDER_ID, [(1, 2), (3, 1)], f"order-{ORDER_ID}-reserve")
+    assert result.outcome is ReserveOutcome.HELD
+    seen = stub.seen[0]
+    assert (seen.method, seen.path) == ("POST", "/v1/reservations")
+    assert seen.headers["idempotency-key"] == f"order-{ORDER_ID}-reserve"
+    assert seen.headers["authorization"] == "Bearer reserve-token"
+    assert seen.json() == {"order_id": ORDER_ID, "items": [
+        {"product_id": 1, "quantity": 2}, {"product_id": 3, "quantity": 1}]}
+    request_schema_check("catalog", "ReservationCreate", seen.json())
+
+
+def test_reserve_maps_shortage_refusal_and_existing(stub: StubServer) -> None:
+    shortages = [{"product_id": 2, "requested": 3, "available": 1}]
+    answer(stub, (409, {"title": "Insufficient stock", "status": 409, "detail": "short",
+                        "product_id": 2, "shortages": shortages}))
+    result = catalog(stub).reserve(ORDER_ID, [(2, 3)], "order-x-reserve")
+    assert result.outcome is ReserveOutcome.SHORTAGE and result.shortages == shortages
+
+    answer(stub, (422, {"title": "Unknown product", "status": 422, "detail": "gone",
+                        "product_id": 9, "product_ids": [9]}))
+    result = catalog(stub).reserve(ORDER_ID, [(9, 1)], "order-x-reserve")
+    assert result.outcome is ReserveOutcome.REFUSED and result.product_ids == [9]
+
+    answer(stub, (409, {"title": "Reservation exists", "status": 409}),
+           (200, {"order_id": ORDER_ID, "status": "held", "items": []}))
+    result = catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
+    assert result.outcome is ReserveOutcome.HELD
+    assert stub.seen[-1].method == "GET"
+    assert stub.seen[-1].path == f"/v1/reservations/{ORDER_ID}"
+
+
+@pytest.mark.parametrize("reply", [
+    (409, {"title": "Request in progress", "status": 409}),
+    (422, {"title": "Idempotency-Key reused", "status": 422}),
+    (503, None),
+    (400, {"title": "Bad Request", "status": 400}),
+])
+def test_reserve_without_an_answer_is_unavailable(stub: StubServer,
+                                                  reply: tuple[int, Any]) -> None:
+    answer(stub, reply)
+    with pytest.raises(CatalogUnavailable):
+        catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
+
+
+def test_keyed_posts_are_retried_once_with_the_same_key(stub: StubServer) -> None:
+    answer(stub, (503, None), (201, {"order_id": ORDER_ID, "status": "held", "items": []}))
+    assert catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve").outcome is \
+        ReserveOutcome.HELD
+    assert [s.headers["idempotency-key"] for s in stub.seen] == ["order-x-reserve"] * 2
+
+
+def test_a_slow_catalog_times_out_as_unavailable(stub: StubServer) -> None:
+    stub.delay = 1.5
+    answer(stub, (201, {}))
+    with pytest.raises(CatalogUnavailable):
+        catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
+
+
+def test_an_unreachable_catalog_is_unavailable() -> None:
+    server = StubServer(lambda seen: (200, {}))
+    url = server.url
+    server.close()
+    client = HttpCatalog(url, lambda: "t", lambda: "t", timeout=0.5)
+    with pytest.raises(CatalogUnavailable):
+        client.get_product(1)
+
+
+@pytest.mark.parametrize("action", ["commit", "release"])
+def test_commit_and_release(stub: StubServer, action: str) -> None:
+    client = catalog(stub)
+    call = getattr(client, action)
+    answer(stub, (200, {"order_id": ORDER_ID, "status": "committed", "items": []}))
+    assert call(ORDER_ID, f"order-{ORDER_ID}-{action}").outcome is TransitionOutcome.DONE
+    assert stub.seen[0].path == f"/v1/reservations/{ORDER_ID}/{action}"
+    assert stub.seen[0].headers["idempotency-key"] == f"order-{ORDER_ID}-{action}"
+    assert stub.seen[0].headers["authorization"] == "Bearer reserve-token"
+    answer(stub, (404, {"title": "Not Found", "status": 404}))
+    assert call(ORDER_ID, "order-x-key").outcome is TransitionOutcome.NOT_FOUND
+    answer(stub, (409, {"title": "Invalid reservation state", "status": 409}))
+    assert call(ORDER_ID, "order-x-key").outcome is TransitionOutcome.CONFLICT
+    answer(stub, (409, {"title": "Request in progress", "status": 409}))
+    with pytest.raises(CatalogUnavailable):
+        call(ORDER_ID, "order-x-key")
+
+
+# -- cart -------------------------------------------------------------------------------
+CART = {"user_id": "alice", "items": [
+    {"product_id": 1, "sku": "COF-0001", "name": "Espresso", "unit_price": 2490,
+     "currency": "EUR", "quantity": 2, "line_total": 4980, "availability": "in_stock",
+     "available_quantity": 10}],
+    "item_count": 2, "total": 4980, "currency": "EUR", "pricing": "current",
+    "updated_at": None}
+
+
+def test_cart_is_read_and_cleared_with_the_callers_own_token(stub: StubServer) -> None:
+    answer(stub, (200, CART), (204, None))
+    cart = HttpCart(stub.url, timeout=1.0)
+    snapshot = cart.get_cart("Bearer alices-token", "alice")
+    assert snapshot.user_id == "alice" and snapshot.pricing == "current"
+    assert [(i.product_id, i.quantity, i.unit_price) for i in snapshot.items] == [(1, 2, 2490)]
+    cart.clear_cart("Bearer alices-token", "alice")
+    assert [(s.method, s.path) for s in stub.seen] == [("GET", "/v1/cart"), ("DELETE", "/v1/cart")]
+    assert all(s.headers["authorization"] == "Bearer alices-token" for s in stub.seen)
+
+
+@pytest.mark.parametrize("status", [401, 403])
+def test_cart_refusing_the_token_is_forbidden(stub: StubServer, status: int) -> None:
+    answer(stub, (status, {"title": "Forbidden", "status": status}))
+    with pytest.raises(CartForbidden):
+        HttpCart(stub.url, timeout=1.0).get_cart("Bearer t", "alice")
+
+
+def test_cart_of_another_user_or_garbage_is_unavailable(stub: StubServer) -> None:
+    answer(stub, (200, {**CART, "user_id": "bob"}))
+    with pytest.raises(CartUnavailable):
+        HttpCart(stub.url, timeout=1.0).get_cart("Bearer t", "alice")
+    answer(stub, (200, {"items": "nope"}))
+    with pytest.raises(CartUnavailable):
+        HttpCart(stub.url, timeout=1.0).get_cart("Bearer t", "alice")
+    answer(stub, (500, None))
+    with pytest.raises(CartUnavailable):
+        HttpCart(stub.url, timeout=1.0).clear_cart("Bearer t", "alice")
+
+
+# -- payments ---------------------------------------------------------------------------
+def test_payments_are_read_with_the_internal_token(stub: StubServer) -> None:
+    pid = "pay_" + "a" * 32
+    answer(stub, (200, {"id": pid, "order_id": ORDER_ID, "customer_id": "alice",
+                        "amount": 4980, "currency": "EUR", "status": "authorized"}))
+    payments = HttpPayments(stub.url, lambda: "payments-token", timeout=1.0)
+    payment = payments.get_payment(pid)
+    assert payment is not None and (payment.amount, payment.status) == (4980, "authorized")
+    assert stub.seen[0].path == f"/v1/payments/{pid}"
+    assert stub.seen[0].headers["authorization"] == "Bearer payments-token"
+    answer(stub, (404, {"title": "Not Found", "status": 404}))
+    assert payments.get_payment(pid) is None
+    answer(stub, (200, {"id": pid}))
+    with pytest.raises(PaymentsUnavailable):
+        payments.get_payment(pid)
+
+
+# -- loyalty ----------------------------------------------------------------------------
+def test_loyalty_award_body_and_answers(stub: StubServer) -> None:
+    loyalty = HttpLoyalty(stub.url, lambda: "loyalty-token", timeout=1.0)
+    answer(stub, (201, {}))
+    assert loyalty.award("alice", ORDER_ID, 4980, "EUR") is Delivery.DONE
+    seen = stub.seen[0]
+    assert (seen.method, seen.path) == ("POST", "/v1/awards")
+    assert seen.headers["authorization"] == "Bearer loyalty-token"
+    assert seen.json() == {"customer_id": "alice", "order_id": ORDER_ID, "amount": 4980,
+                           "currency": "EUR"}
+    request_schema_check("loyalty", "AwardCreate", seen.json())
+    answer(stub, (200, {}))  # replayed
+    assert loyalty.award("alice", ORDER_ID, 4980, "EUR") is Delivery.DONE
+    answer(stub, (409, {"title": "Conflict", "status": 409}))
+    assert loyalty.award("alice", ORDER_ID, 1, "EUR") is Delivery.REFUSED
+    for status in (503, 429, 403):
+        answer(stub, (status, {"title": "x", "status": status}))
+        with pytest.raises(LoyaltyUnavailable):
+            loyalty.award("alice", ORDER_ID, 4980, "EUR")
+
+
+# -- notifications ----------------------------------------------------------------------
+MESSAGE = Notification(recipient="alice@example.com", subject="Your order is confirmed",
+                       body="Thank you", order_id=ORDER_ID, customer_id="alice")
+
+
+def test_notification_body_key_and_answers(stub: StubServer) -> None:
+    notifications = HttpNotifications(stub.url, lambda: "notify-token", timeout=1.0)
+    answer(stub, (201, {}))
+    key = f"order-{ORDER_ID}-confirmation"
+    assert notifications.send(MESSAGE, key) is Delivery.DONE
+    seen = stub.seen[0]
+    assert (seen.method, seen.path) == ("POST", "/v1/notifications")
+    assert seen.headers["idempotency-key"] == key
+    assert seen.headers["authorization"] == "Bearer notify-token"
+    assert seen.json()["channel"] == "email" and seen.json()["recipient"] == "alice@example.com"
+    request_schema_check("notifications", "NotificationCreate", seen.json())
+    for status in (502, 422):
+        answer(stub, (status, {"title": "refused", "status": status}))
+        assert notifications.send(MESSAGE, key) is Delivery.REFUSED
+    for status in (409, 503):
+        answer(stub, (status, {"title": "later", "status": status}))
+        with pytest.raises(NotificationsUnavailable):
+            notifications.send(MESSAGE, key)
+
+
+@pytest.mark.parametrize("customer, email, expected", [
+    ("alice", "alice@example.com", "alice@example.com"),
+    ("alice", None, "alice@customers.charter.local"),
+    ("user:42/x", None, "user-42-x@customers.charter.local"),
+])
+def test_the_confirmation_message_fits_the_notifications_api(
+    stub: StubServer, customer: str, email: str | None, expected: str
+) -> None:
+    order = Order.place(ORDER_ID, customer, [OrderLine(1, "COF-0001", "Espresso", 2490, "EUR",
+                                                       2)], "EUR", datetime.now(UTC),
+                        customer_email=email)
+    order.mark_reserved(datetime.now(UTC))
+    order.start_confirmation("pay_" + "a" * 32, datetime.now(UTC))
+    order.confirm(datetime.now(UTC))
+    message = confirmation_message(order)
+    assert message.recipient == expected
+    assert "49.80 EUR" in message.body and ORDER_ID in message.body
+    answer(stub, (201, {}))
+    HttpNotifications(stub.url, lambda: "t", timeout=1.0).send(message, "order-x-confirmation")
+    request_schema_check("notifications", "NotificationCreate", stub.seen[0].json())

@@ -1,0 +1,230 @@
+"""The token matrix on every operation of the orders spec (enumerated from the spec), and
+the spec's own governance rules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from orders_support import assert_problem, bearer, new_key, payment_for
+
+from charter import specs
+from charter.testing import TokenFactory
+from services.orders.clients import InMemoryPayments
+
+SPEC = specs.load("orders")
+ALL_SCOPES = set(specs.scopes(SPEC))
+ORDER = "{order}"  # replaced by an order alice placed
+PAYMENT = "{payment}"  # replaced by a matching payment of that order
+
+
+@dataclass(frozen=True)
+class Example:
+    """How to call one operation successfully."""
+
+    path_params: dict[str, Any] = field(default_factory=dict)
+    body: dict[str, Any] | None = None
+    claims: dict[str, Any] = field(default_factory=lambda: {"role": "customer"})
+    keyed: bool = False
+
+
+EXAMPLES: dict[str, Example] = {
+    "place_order": Example(body={"items": [{"product_id": 1, "quantity": 1}]}, keyed=True),
+    "list_orders": Example(),
+    "get_order": Example(path_params={"order_id": ORDER}),
+    "cancel_order": Example(path_params={"order_id": ORDER}, keyed=True),
+    "confirm_order": Example(path_params={"order_id": ORDER}, body={"payment_id": PAYMENT},
+                             keyed=True),
+}
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str
+    path: str
+    scopes: frozenset[str]
+
+    def __str__(self) -> str:
+        return self.operation_id
+
+
+def operations() -> list[Operation]:
+    found = []
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            security = op.get("security", SPEC.get("security"))
+            assert security, f"{op['operationId']} has no security requirement"
+            scopes = frozenset(s for req in security for names in req.values() for s in names)
+            found.append(Operation(op["operationId"], method.upper(), path, scopes))
+    return found
+
+
+OPERATIONS = operations()
+
+
+@pytest.fixture
+def fixtures(client: Any, tokens: TokenFactory, payments: InMemoryPayments) -> dict[str, str]:
+    """An order alice placed and a payment that fits it."""
+    headers = {**bearer(tokens.token(sub="alice", scope="orders:write", role="customer")),
+               "Idempotency-Key": new_key()}
+    r = client.post("/v1/orders", json={"items": [{"product_id": 1, "quantity": 1}]},
+                    headers=headers)
+    assert r.status_code == 201, r.text
+    payment = payments.put(payment_for(r.json()))
+    return {"order": r.json()["id"], "payment": payment.id}
+
+
+def fill(value: Any, fixtures: dict[str, str]) -> Any:
+    if isinstance(value, str):
+        return value.format(**fixtures)
+    if isinstance(value, dict):
+        return {k: fill(v, fixtures) for k, v in value.items()}
+    if isinstance(value, list):
+        return [fill(v, fixtures) for v in value]
+    return value
+
+
+def call(client: Any, op: Operation, fixtures: dict[str, str],
+         headers: dict[str, str] | None = None) -> Any:
+    example = EXAMPLES[op.operation_id]
+    url = "/v1" + op.path.format(**fill(example.path_params, fixtures))
+    all_headers = dict(headers or {})
+    if example.keyed:
+        all_headers["Idempotency-Key"] = new_key()
+    kwargs: dict[str, Any] = {"headers": all_headers}
+    if example.body is not None:
+        kwargs["json"] = fill(example.body, fixtures)
+    return client.request(op.method, url, **kwargs)
+
+
+def test_every_operation_has_an_example() -> None:
+    assert {op.operation_id for op in OPERATIONS} == set(EXAMPLES)
+
+
+def test_every_operation_declares_its_own_security_and_scopes() -> None:
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            if method != "parameters":
+                assert op.get("security"), (path, method)
+                assert all(names for req in op["security"] for names in req.values())
+                assert set(op["security"][0]["oauth2"]) <= {"orders:read", "orders:write"}
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_no_token_is_401(client: Any, fixtures: dict[str, str], op: Operation) -> None:
+    assert_problem(call(client, op, fixtures), 401)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
+                            op: Operation) -> None:
+    bad = tokens.bad_tokens(" ".join(sorted(op.scopes)))
+    assert bad, "the factory produced no bad tokens"
+    for name, token in bad.items():
+        response = call(client, op, fixtures, bearer(token))
+        assert response.status_code == 401, (name, response.text)
+        assert_problem(response, 401)
+    for header in ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "token-without-scheme"):
+        response = call(client, op, fixtures, {"Authorization": header})
+        assert response.status_code == 401, (header, response.status_code)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_missing_scope_is_403(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
+                              op: Operation) -> None:
+    claims = EXAMPLES[op.operation_id].claims
+    others = " ".join(sorted(ALL_SCOPES - op.scopes) + ["cart:read", "cart:write"])
+    for scope in ("", others):
+        token = tokens.token(sub="alice", scope=scope, **claims)
+        assert_problem(call(client, op, fixtures, bearer(token)), 403)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
+                            op: Operation) -> None:
+    example = EXAMPLES[op.operation_id]
+    token = tokens.token(sub="alice", scope=" ".join(sorted(op.scopes)), **example.claims)
+    response = call(client, op, fixtures, bearer(token))
+    assert 200 <= response.status_code < 300, response.text
+
+
+@pytest.mark.parametrize("op", [o for o in OPERATIONS if "{order_id}" in o.path], ids=str)
+def test_someone_elses_order_is_404(client: Any, tokens: TokenFactory,
+                                    fixtures: dict[str, str], op: Operation) -> None:
+    token = tokens.token(sub="mallory", scope=" ".join(sorted(op.scopes)), role="customer")
+    assert_problem(call(client, op, fixtures, bearer(token)), 404)
+
+
+@pytest.mark.parametrize("role", ["staff", "admin", "service"])
+@pytest.mark.parametrize("op", [o for o in OPERATIONS if "{order_id}" in o.path], ids=str)
+def test_privileged_roles_act_on_any_order(client: Any, tokens: TokenFactory,
+                                           fixtures: dict[str, str], op: Operation,
+                                           role: str) -> None:
+    token = tokens.token(sub=f"{role}-1", scope=" ".join(sorted(op.scopes)), role=role)
+    response = call(client, op, fixtures, bearer(token))
+    assert 200 <= response.status_code < 300, response.text
+
+
+@pytest.mark.parametrize("op", [o for o in OPERATIONS if EXAMPLES[o.operation_id].keyed],
+                         ids=str)
+def test_unsafe_operations_require_an_idempotency_key(
+    client: Any, tokens: TokenFactory, fixtures: dict[str, str], op: Operation
+) -> None:
+    example = EXAMPLES[op.operation_id]
+    token = tokens.token(sub="alice", scope=" ".join(sorted(op.scopes)), role="customer")
+    url = "/v1" + op.path.format(**fill(example.path_params, fixtures))
+    kwargs: dict[str, Any] = {"headers": bearer(token)}
+    if example.body is not None:
+        kwargs["json"] = fill(example.body, fixtures)
+    assert_problem(client.request(op.method, url, **kwargs), 400)
+    for bad in ("short", "x" * 129, "has space", "semi;colon"):
+        kwargs["headers"] = {**bearer(token), "Idempotency-Key": bad}
+        assert_problem(client.request(op.method, url, **kwargs), 400)
+
+
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_operations_document_the_standard_problems(op: Operation) -> None:
+    operation = SPEC["paths"][op.path][op.method.lower()]
+    responses = operation["responses"]
+    for status in ("400", "401", "403", "404", "409", "422", "503"):
+        assert status in responses, (op.operation_id, status)
+        response = responses[status]
+        if "$ref" in response:  # a local reference: #/components/responses/<name>
+            response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+        content = response["content"]
+        assert "application/problem+json" in content
+    if op.method == "POST":
+        params = [p.get("name") for p in operation.get("parameters", [])]
+        assert "Idempotency-Key" in params, op.operation_id
+
+
+def test_operation_ids_are_unique_snake_case_with_summary_and_tags() -> None:
+    ids = [op.operation_id for op in OPERATIONS]
+    assert len(ids) == len(set(ids))
+    for path, item in SPEC["paths"].items():
+        for method, op in item.items():
+            if method == "parameters":
+                continue
+            assert op["operationId"].replace("_", "").isalnum()
+            assert op["operationId"] == op["operationId"].lower()
+            assert op.get("summary") and op.get("tags"), (path, method)
+
+
+def test_request_bodies_forbid_unknown_properties() -> None:
+    schemas = SPEC["components"]["schemas"]
+    for name in ("OrderCreate", "OrderConfirm", "OrderItemRequest"):
+        assert schemas[name]["additionalProperties"] is False, name
+
+
+def test_spec_metadata() -> None:
+    assert SPEC["openapi"] == "3.0.3"
+    info = SPEC["info"]
+    assert info["version"] == "1.0.0"
+    assert info["title"] and info["description"] and info["contact"]
+    assert info["x-owner"] == "team-orders"
+    assert info["x-lifecycle"] == "production"
+    assert SPEC["components"]["securitySchemes"]["oauth2"]["type"] == "oauth2"

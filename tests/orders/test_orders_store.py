@@ -1,0 +1,206 @@
+"""The orders store on SQLite and PostgreSQL: migrations match the tables, round trips,
+recovery queries, and the main flows (with concurrency) on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from orders_support import bearer, cancel, confirm, new_key, payment_for, place
+from sqlalchemy import inspect
+
+from charter import migrations
+from charter.db import Database
+from charter.security.principal import Principal
+from charter.testing import TokenFactory
+from services.orders.app import MIGRATIONS_DIR, create_app, order_service
+from services.orders.clients import (
+    InMemoryCart,
+    InMemoryCatalog,
+    InMemoryLoyalty,
+    InMemoryNotifications,
+    InMemoryPayments,
+)
+from services.orders.domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode
+from services.orders.services import Answer, Caller, PlaceRequest
+from services.orders.store import OrderFilter, OrderRepository, metadata
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
+TABLES = {"orders", "order_lines", "idempotency_keys", "alembic_version_orders"}
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_url(request: pytest.FixtureRequest, db_url: str) -> str:
+    if request.param == "sqlite":
+        return db_url
+    url: str = request.getfixturevalue("postgres_url")
+    migrations.upgrade("orders", MIGRATIONS_DIR, url)
+    return url
+
+
+@pytest.fixture
+def any_db(any_url: str) -> Iterator[Database]:
+    database = Database(any_url)
+    yield database
+    database.dispose()
+
+
+def test_migrations_match_the_tables_and_go_down_and_up(any_url: str,
+                                                        any_db: Database) -> None:
+    assert set(inspect(any_db.engine).get_table_names()) >= TABLES
+    with any_db.engine.connect() as conn:
+        ctx = MigrationContext.configure(conn, opts={"version_table": "alembic_version_orders"})
+        diff = [d for d in compare_metadata(ctx, metadata)
+                if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
+    assert diff == []
+    command.downgrade(migrations.alembic_config("orders", MIGRATIONS_DIR, any_url), "base")
+    assert set(inspect(any_db.engine).get_table_names()) - {"alembic_version_orders"} == set()
+    migrations.upgrade("orders", MIGRATIONS_DIR, any_url)
+    assert set(inspect(any_db.engine).get_table_names()) >= TABLES
+
+
+def make_order(order_id: str, customer: str = "alice", at: datetime = T0) -> Order:
+    lines = [OrderLine(2, "S2", "Two", 150, "EUR", 3), OrderLine(1, "S1", "One", 999, "EUR", 1)]
+    return Order.place(order_id, customer, lines, "EUR", at, customer_email="a@example.com")
+
+
+def test_round_trip(any_db: Database) -> None:
+    order = make_order("00000000-0000-4000-8000-000000000001")
+    with any_db.session() as session:
+        OrderRepository(session).add(order)
+    with any_db.session() as session:
+        loaded = OrderRepository(session).get(order.id)
+    assert loaded == order
+    assert loaded is not None and loaded.created_at.tzinfo is not None
+    assert [line.product_id for line in loaded.lines] == [2, 1]  # the order they were given
+
+    loaded.reject(RejectionCode.INSUFFICIENT_STOCK, "short", T0 + timedelta(seconds=1),
+                  [{"product_id": 2, "requested": 3, "available": 1}])
+    with any_db.session() as session:
+        OrderRepository(session).save(loaded)
+    with any_db.session() as session:
+        again = OrderRepository(session).get(order.id, lock=True)
+    assert again == loaded
+    with any_db.session() as session:
+        assert OrderRepository(session).get("00000000-0000-4000-8000-00000000ffff") is None
+
+
+def test_pages_and_recovery_queries(any_db: Database) -> None:
+    ids = [f"00000000-0000-4000-8000-{i:012d}" for i in range(1, 7)]
+    orders = [make_order(oid, "alice" if i % 2 else "bob", T0 + timedelta(minutes=i))
+              for i, oid in enumerate(ids)]
+    orders[0].mark_reserved(T0)
+    orders[1].mark_reserved(T0)
+    orders[1].start_confirmation("pay_x", T0)  # confirming
+    orders[2].mark_reserved(T0)
+    orders[2].start_confirmation("pay_y", T0)
+    orders[2].confirm(T0)
+    orders[2].record("loyalty", FollowUp.DONE, T0)
+    orders[2].record("notification", FollowUp.PENDING_RETRY, T0)  # follow-up open
+    orders[3].cancel(T0)  # release pending
+    orders[4].mark_reserved(T0)
+    orders[4].cancel(T0)
+    orders[4].record("release", FollowUp.DONE, T0)  # finished
+    # orders[5] stays pending
+    with any_db.session() as session:
+        repo = OrderRepository(session)
+        for order in orders:
+            repo.add(order)
+    with any_db.session() as session:
+        repo = OrderRepository(session)
+        page, total = repo.page(OrderFilter(customer_id="bob"), 0, 2)
+        assert total == 3 and [o.id for o in page] == [ids[4], ids[2]]
+        page, total = repo.page(OrderFilter(status="cancelled"), 0, 10)
+        assert total == 2
+        page, total = repo.page(OrderFilter(), 5, 10)
+        assert total == 6 and [o.id for o in page] == [ids[0]]
+        due = repo.needing_recovery(T0 + timedelta(hours=1), 100)
+        assert set(due) == {ids[1], ids[2], ids[3], ids[5]}
+        assert repo.needing_recovery(T0 - timedelta(seconds=1), 100) == []
+        assert len(repo.needing_recovery(T0 + timedelta(hours=1), 2)) == 2
+
+
+@pytest.mark.postgres
+def test_main_flows_on_postgres(postgres_url: str) -> None:
+    """Place, replay, reject, recover, cancel and confirm on PostgreSQL, and concurrent
+    placements with one key (the unique index decides) making one order."""
+    migrations.upgrade("orders", MIGRATIONS_DIR, postgres_url)
+    db = Database(postgres_url)
+    tokens = TokenFactory()
+    catalog = InMemoryCatalog()
+    catalog.put(1, price=2490, on_hand=10)
+    catalog.put(2, price=590, on_hand=0)
+    payments = InMemoryPayments()
+    loyalty, notifications = InMemoryLoyalty(), InMemoryNotifications()
+    app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=InMemoryCart(),
+                     payments=payments, loyalty=loyalty, notifications=notifications)
+    alice = bearer(tokens.token(sub="alice", scope="orders:read orders:write",
+                                role="customer"))
+    items = {"items": [{"product_id": 1, "quantity": 2}]}
+    try:
+        with app.test_client() as client:
+            key = new_key()
+            first = place(client, alice, items, key)
+            assert first.status_code == 201, first.text
+            assert place(client, alice, items, key).json()["id"] == first.json()["id"]
+            assert place(client, alice, {"items": [{"product_id": 2, "quantity": 1}]}
+                         ).status_code == 409
+            catalog.reservations_down = True
+            pending = place(client, alice, items)
+            assert pending.status_code == 202
+            catalog.reservations_down = False
+            assert order_service(app).resume_pending() == {"reservation:reserved": 1}
+
+            cancelled = cancel(client, alice, pending.json()["id"])
+            assert cancelled.json()["status"] == "cancelled"
+            assert cancelled.json()["release_status"] == "done"
+
+            order = first.json()
+            pay = payments.put(payment_for(order))
+            confirmed = confirm(client, alice, order["id"], pay.id)
+            assert confirmed.status_code == 200, confirmed.text
+            assert confirmed.json()["status"] == "confirmed"
+            assert len(loyalty.calls) == len(notifications.calls) == 1
+            assert catalog.on_hand[1] == 8 and catalog.reserved[1] == 0
+
+            listed = client.get("/v1/orders?page_size=10", headers=alice).json()
+            assert listed["total"] == 3
+            assert sorted(o["status"] for o in listed["items"]) == [
+                "cancelled", "confirmed", "rejected"]
+
+        service = order_service(app)
+        caller = Caller(Principal("bob", "customer", frozenset({"orders:write"})))
+        request = PlaceRequest.from_body({"items": [{"product_id": 1, "quantity": 1}]})
+        key = new_key()
+        answers: list[Any] = []
+        barrier = threading.Barrier(6, timeout=10)
+
+        def worker() -> None:
+            barrier.wait()
+            try:
+                answers.append(service.place(caller, key, request))
+            except Exception as exc:
+                answers.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(answers) == 6 and all(isinstance(a, Answer) for a in answers), answers
+        assert len({a.order.id for a in answers}) == 1
+        assert answers[0].order.status in (OrderStatus.RESERVED, OrderStatus.PENDING)
+        service.resume_pending()
+        with db.session() as session:
+            _, total = OrderRepository(session).page(OrderFilter(customer_id="bob"), 0, 10)
+        assert total == 1
+        assert catalog.reserved[1] == 1
+        assert all(count == 1 for count in catalog.effects.values()), catalog.effects
+    finally:
+        db.dispose()
