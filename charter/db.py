@@ -2,12 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+
+NAMING_CONVENTION: Mapping[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint naming of the declarative stores (catalog, loyalty, notifications).
+
+Unique constraints are named after all their columns, foreign keys after the local column.
+"""
+
+NAMING_CONVENTION_FK_REFERRED: Mapping[str, str] = {
+    **NAMING_CONVENTION,
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+}
+"""Constraint naming of the Core-table stores (cart, orders, payments, exchange).
+
+Unique constraints are named after their first column, foreign keys also after the
+referred table. The names are baked into those services' migrations, so the two
+conventions stay distinct.
+"""
+
+
+def service_metadata(naming_convention: Mapping[str, str] = NAMING_CONVENTION) -> MetaData:
+    """A fresh ``MetaData`` for one service's tables, with the given constraint naming."""
+    return MetaData(naming_convention=dict(naming_convention))
 
 
 class Base(DeclarativeBase):

@@ -1,7 +1,8 @@
 """Test helpers: a throw-away signing key, token minting, and a verifier that trusts it.
 
 Used by service tests to build the token matrix (valid, expired, wrong audience, wrong
-issuer, bad signature, missing scope) without running the authorization server.
+issuer, bad signature, missing scope) without running the authorization server, and to
+enumerate the operations of a bundled spec that the matrix runs on.
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from charter import specs
 from charter.config import AuthSettings
 from charter.security.tokens import JWKSCache, TokenVerifier
 
@@ -88,3 +92,116 @@ class TokenFactory:
             "wrong_issuer": self.token(scope=scope, issuer="http://evil.test"),
             "not_access_token": self.token(scope=scope, typ="JWT"),
         }
+
+
+HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+BAD_AUTHORIZATION_HEADERS = ("Basic dXNlcjpwYXNz", "Bearer", "Bearer  ", "token-without-scheme")
+"""``Authorization`` headers that carry no usable bearer token at all."""
+
+
+@dataclass(frozen=True)
+class SpecOperation:
+    """One operation of a bundled spec, as the security tests need it."""
+
+    operation_id: str
+    method: str  # upper case: "GET", "POST", …
+    path: str  # the spec's path template, without the version prefix
+    scopes: frozenset[str]  # every scope its security requirements name
+    internal_callers: tuple[str, ...] = ()  # its ``x-internal-callers``, if any
+    # path-level then operation-level parameters, local ``#/…`` references resolved
+    parameters: tuple[dict[str, Any], ...] = field(default=(), compare=False, repr=False)
+    spec: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return self.operation_id
+
+
+def _resolve(doc: dict[str, Any], node: Any) -> Any:
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        node = specs._pointer(doc, node["$ref"].partition("#")[2])
+    return node
+
+
+def spec_operations(
+    api: str, version: str = "v1", spec_dir: Path | None = None
+) -> list[SpecOperation]:
+    """Every operation of ``openapi/<api>/<version>.yaml``, in spec order.
+
+    Fails (``AssertionError``) if an operation does not declare its own ``security``
+    or a requirement of it names no scope: every Charter operation needs a token.
+    """
+    doc = specs.load(api, version, spec_dir)
+    found = []
+    for path, item in doc.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            security = op.get("security")
+            assert security, f"{op['operationId']} has no security requirement"
+            assert all(names for req in security for names in req.values()), (
+                f"{op['operationId']} has a security requirement without scopes"
+            )
+            scopes = frozenset(s for req in security for names in req.values() for s in names)
+            params = item.get("parameters", []) + op.get("parameters", [])
+            found.append(SpecOperation(
+                operation_id=op["operationId"],
+                method=method.upper(),
+                path=path,
+                scopes=scopes,
+                internal_callers=tuple(op.get("x-internal-callers") or ()),
+                parameters=tuple(_resolve(doc, p) for p in params),
+                spec=op,
+            ))
+    return found
+
+
+def assert_bad_tokens_refused(
+    call: Callable[[dict[str, str]], Any],
+    tokens: TokenFactory,
+    scopes: Iterable[str],
+    assert_problem: Callable[[Any, int], object],
+) -> None:
+    """Every bad token and every unusable ``Authorization`` header is refused with 401.
+
+    ``call`` makes the request with the given extra headers; ``assert_problem`` is the
+    test's own check of a problem response with a status. The bad tokens carry ``scopes``.
+    """
+    bad = tokens.bad_tokens(" ".join(sorted(scopes)))
+    assert bad, "the factory produced no bad tokens"
+    for name, token in bad.items():
+        response = call({"Authorization": f"Bearer {token}"})
+        assert response.status_code == 401, (name, response.text)
+        assert_problem(response, 401)
+    for header in BAD_AUTHORIZATION_HEADERS:
+        response = call({"Authorization": header})
+        assert response.status_code == 401, (header, response.status_code)
+
+
+def assert_token_refusals(
+    call: Callable[[str | None], Any],
+    tokens: TokenFactory,
+    *,
+    scope: str,
+    forbidden: str,
+    label: str,
+) -> None:
+    """The refusing half of the token matrix on one operation.
+
+    ``call`` makes the request with a bearer token (``None``: no ``Authorization``).
+    No token → 401 problem; each bad token carrying ``scope`` → 401; the valid token
+    ``forbidden`` that lacks the operation's scope → 403 problem. ``label`` names the
+    operation in failure messages.
+    """
+    problem = "application/problem+json"
+    response = call(None)
+    assert response.status_code == 401, response.text
+    assert response.headers["content-type"].startswith(problem)
+
+    for name, bad in tokens.bad_tokens(scope).items():
+        response = call(bad)
+        assert response.status_code == 401, f"{label} with {name} token: {response.text}"
+
+    response = call(forbidden)
+    assert response.status_code == 403, response.text
+    assert response.headers["content-type"].startswith(problem)

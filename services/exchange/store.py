@@ -19,7 +19,6 @@ from sqlalchemy import (
     JSON,
     Column,
     DateTime,
-    MetaData,
     String,
     Table,
     insert,
@@ -28,17 +27,11 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
+
 from . import domain
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
 base_rates = Table(
     "base_rates",

@@ -22,7 +22,6 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
-    MetaData,
     String,
     Table,
     func,
@@ -34,19 +33,12 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
+from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
 from charter.idempotency import idempotency_table
 
 from . import domain
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
 payments = Table(
     "payments",

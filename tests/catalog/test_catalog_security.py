@@ -13,38 +13,12 @@ from typing import Any
 
 import pytest
 
-from charter import specs
-from charter.testing import TokenFactory
+from charter.testing import SpecOperation, TokenFactory, assert_token_refusals, spec_operations
 
-SPEC = specs.load("catalog")
-METHODS = ("get", "put", "post", "patch", "delete")
 ALL = {"catalog:read", "catalog:write", "catalog:reserve"}
 
 
-def deref(node: Any) -> Any:
-    """Follow a local ``#/…`` reference of the bundled spec."""
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = SPEC
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def operations() -> list[tuple[str, str, str, dict[str, Any]]]:
-    """(operationId, method, path, operation) for every operation of the spec."""
-    found = []
-    for path, item in SPEC["paths"].items():
-        for method in METHODS:
-            if method in item:
-                op = item[method]
-                params = item.get("parameters", []) + op.get("parameters", [])
-                op = {**op, "parameters": [deref(p) for p in params]}
-                found.append((op["operationId"], method, path, op))
-    return found
-
-
-OPERATIONS = operations()
+OPERATIONS = spec_operations("catalog")
 
 # A valid request body per operationId (None: the operation takes no body). The path
 # parameters come from the ``seeded`` fixture; see ``path_values``.
@@ -80,20 +54,12 @@ def path_values(seeded: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def required_scopes(op: dict[str, Any]) -> set[str]:
-    scopes: set[str] = set()
-    for requirement in op.get("security", SPEC.get("security", [])):
-        for names in requirement.values():
-            scopes.update(names)
-    return scopes
-
-
-def build_request(op: dict[str, Any], path: str, seeded: dict[str, Any]) -> dict[str, Any]:
+def build_request(op: SpecOperation, seeded: dict[str, Any]) -> dict[str, Any]:
     """URL, headers and body of a valid call of ``op``."""
     values = path_values(seeded)
     headers: dict[str, str] = {}
-    url = "/v1" + path
-    for param in op["parameters"]:
+    url = "/v1" + op.path
+    for param in op.parameters:
         if param["in"] == "path":
             url = url.replace("{" + param["name"] + "}", str(values[param["name"]]))
         elif param["in"] == "header" and param.get("required"):
@@ -101,64 +67,54 @@ def build_request(op: dict[str, Any], path: str, seeded: dict[str, Any]) -> dict
             headers[param["name"]] = f"key-{uuid.uuid4().hex}"
         elif param.get("required"):
             raise AssertionError(f"no example for required {param['in']} {param['name']}")
-    body = EXAMPLE_BODIES[op["operationId"]](seeded)
+    body = EXAMPLE_BODIES[op.operation_id](seeded)
     return {"url": url, "headers": headers, "body": body}
 
 
-def call(client: Any, method: str, req: dict[str, Any], token: str | None) -> Any:
+def call(client: Any, op: SpecOperation, req: dict[str, Any], token: str | None) -> Any:
     headers = dict(req["headers"])
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     kwargs: dict[str, Any] = {"headers": headers}
     if req["body"] is not None:
         kwargs["json"] = req["body"]
-    return client.request(method.upper(), req["url"], **kwargs)
+    return client.request(op.method, req["url"], **kwargs)
 
 
 def test_every_operation_has_an_example_body() -> None:
-    ids = [op_id for op_id, *_ in OPERATIONS]
+    ids = [op.operation_id for op in OPERATIONS]
     assert len(ids) == len(set(ids)), "operationIds must be unique"
     assert set(ids) == set(EXAMPLE_BODIES)
 
 
 def test_every_operation_declares_one_catalog_scope() -> None:
-    for op_id, _, _, op in OPERATIONS:
-        scopes = required_scopes(op)
-        assert len(scopes) == 1 and scopes <= ALL, op_id
+    for op in OPERATIONS:
+        assert len(op.scopes) == 1 and op.scopes <= ALL, op.operation_id
 
 
 def test_scopes_by_kind_of_operation() -> None:
     reads = {"list_categories", "get_category", "list_products", "get_product", "get_stock"}
     reserve = {"create_reservation", "get_reservation", "commit_reservation",
                "release_reservation"}
-    for op_id, _, _, op in OPERATIONS:
+    for op in OPERATIONS:
+        op_id = op.operation_id
         expected = ("catalog:read" if op_id in reads
                     else "catalog:reserve" if op_id in reserve else "catalog:write")
-        assert required_scopes(op) == {expected}, op_id
+        assert op.scopes == {expected}, op_id
 
 
-@pytest.mark.parametrize(("op_id", "method", "path", "op"), OPERATIONS,
-                         ids=[o[0] for o in OPERATIONS])
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
 def test_token_matrix(client: Any, tokens: TokenFactory, seeded: dict[str, Any],
-                      op_id: str, method: str, path: str, op: dict[str, Any]) -> None:
-    scopes = required_scopes(op)
-    scope = " ".join(sorted(scopes))
-    req = build_request(op, path, seeded)
+                      op: SpecOperation) -> None:
+    scope = " ".join(sorted(op.scopes))
+    req = build_request(op, seeded)
+    other = " ".join(sorted(ALL - op.scopes))
+    assert_token_refusals(lambda token: call(client, op, req, token), tokens, scope=scope,
+                          forbidden=tokens.token(scope=other), label=op.operation_id)
 
-    response = call(client, method, req, None)
-    assert response.status_code == 401, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-
-    for name, bad in tokens.bad_tokens(scope).items():
-        response = call(client, method, req, bad)
-        assert response.status_code == 401, f"{op_id} with {name} token: {response.text}"
-
-    other = " ".join(sorted(ALL - scopes))
-    response = call(client, method, req, tokens.token(scope=other))
-    assert response.status_code == 403, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-
-    response = call(client, method, req, tokens.token(scope=scope))
-    assert 200 <= response.status_code < 300, f"{op_id}: {response.status_code} {response.text}"
-    documented = {int(code) for code in op["responses"] if code.isdigit() and code < "300"}
+    response = call(client, op, req, tokens.token(scope=scope))
+    assert 200 <= response.status_code < 300, (
+        f"{op.operation_id}: {response.status_code} {response.text}")
+    documented = {int(code) for code in op.spec["responses"]
+                  if code.isdigit() and code < "300"}
     assert response.status_code in documented

@@ -7,10 +7,9 @@ from typing import Any
 import pytest
 
 from charter import specs
-from charter.testing import TokenFactory
+from charter.testing import SpecOperation, TokenFactory, assert_token_refusals, spec_operations
 
 SPEC = specs.load("exchange")
-METHODS = ("get", "put", "post", "patch", "delete")
 
 # A valid query per operationId (a new operation needs an entry: a test checks it).
 EXAMPLE_QUERIES: dict[str, str] = {
@@ -19,26 +18,18 @@ EXAMPLE_QUERIES: dict[str, str] = {
 }
 
 
-def operations() -> list[tuple[str, str, str, dict[str, Any]]]:
-    return [(item[m]["operationId"], m, path, item[m])
-            for path, item in SPEC["paths"].items() for m in METHODS if m in item]
-
-
-OPERATIONS = operations()
-
-
-def required_scopes(op: dict[str, Any]) -> set[str]:
-    return {name for req in op.get("security", []) for names in req.values() for name in names}
+OPERATIONS = spec_operations("exchange")
 
 
 def test_every_operation_has_an_example_and_reads_with_exchange_read() -> None:
-    ids = [op_id for op_id, *_ in OPERATIONS]
+    ids = [op.operation_id for op in OPERATIONS]
     assert len(ids) == len(set(ids)) and set(ids) == set(EXAMPLE_QUERIES)
-    for op_id, method, _, op in OPERATIONS:
-        assert method == "get" and required_scopes(op) == {"exchange:read"}, op_id
-        assert op["summary"] and op["tags"] and "x-internal-callers" not in op, op_id
+    for op in OPERATIONS:
+        op_id, spec = op.operation_id, op.spec
+        assert op.method == "GET" and op.scopes == {"exchange:read"}, op_id
+        assert spec["summary"] and spec["tags"] and "x-internal-callers" not in spec, op_id
         for code in ("400", "401", "403", "404", "503"):
-            assert code in op["responses"], (op_id, code)
+            assert code in spec["responses"], (op_id, code)
 
 
 def test_the_spec_follows_the_house_conventions() -> None:
@@ -47,23 +38,16 @@ def test_the_spec_follows_the_house_conventions() -> None:
     assert info["x-owner"] == "team-exchange" and info["x-lifecycle"] == "production"
 
 
-@pytest.mark.parametrize(("op_id", "method", "path", "op"), OPERATIONS,
-                         ids=[o[0] for o in OPERATIONS])
-def test_token_matrix(client: Any, tokens: TokenFactory, op_id: str, method: str, path: str,
-                      op: dict[str, Any]) -> None:
-    url = f"/v1{path}?{EXAMPLE_QUERIES[op_id]}"
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_token_matrix(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
+    url = f"/v1{op.path}?{EXAMPLE_QUERIES[op.operation_id]}"
 
     def call(token: str | None) -> Any:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
-        return client.request(method.upper(), url, headers=headers)
+        return client.request(op.method, url, headers=headers)
 
-    response = call(None)
-    assert response.status_code == 401, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    for name, bad in tokens.bad_tokens("exchange:read").items():
-        assert call(bad).status_code == 401, f"{op_id} with {name} token"
-    response = call(tokens.token(scope="catalog:read payments:read"))
-    assert response.status_code == 403, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
+    assert_token_refusals(call, tokens, scope="exchange:read",
+                          forbidden=tokens.token(scope="catalog:read payments:read"),
+                          label=op.operation_id)
     response = call(tokens.token(scope="exchange:read", role="customer"))
     assert response.status_code == 200, response.text

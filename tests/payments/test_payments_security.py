@@ -15,36 +15,14 @@ import pytest
 from payments_support import Caller, payment_body
 
 from charter import specs
-from charter.testing import TokenFactory
+from charter.testing import SpecOperation, TokenFactory, assert_token_refusals, spec_operations
 
 SPEC = specs.load("payments")
-METHODS = ("get", "put", "post", "patch", "delete")
 ALL = {"payments:read", "payments:write"}
 UNSAFE = {"authorize_payment", "capture_payment", "void_payment", "refund_payment"}
 
 
-def deref(node: Any) -> Any:
-    while isinstance(node, dict) and "$ref" in node:
-        target: Any = SPEC
-        for part in node["$ref"].lstrip("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
-
-
-def operations() -> list[tuple[str, str, str, dict[str, Any]]]:
-    found = []
-    for path, item in SPEC["paths"].items():
-        for method in METHODS:
-            if method in item:
-                op = item[method]
-                params = item.get("parameters", []) + op.get("parameters", [])
-                op = {**op, "parameters": [deref(p) for p in params]}
-                found.append((op["operationId"], method, path, op))
-    return found
-
-
-OPERATIONS = operations()
+OPERATIONS = spec_operations("payments")
 
 # A valid request body per operationId (None: no body), and the payment each acts on:
 # "authorized" (fresh) or "captured".
@@ -59,30 +37,24 @@ EXAMPLES: dict[str, tuple[Callable[[], Any], str]] = {
 }
 
 
-def required_scopes(op: dict[str, Any]) -> set[str]:
-    scopes: set[str] = set()
-    for requirement in op.get("security", SPEC.get("security", [])):
-        for names in requirement.values():
-            scopes.update(names)
-    return scopes
-
-
 def test_every_operation_has_an_example() -> None:
-    ids = [op_id for op_id, *_ in OPERATIONS]
+    ids = [op.operation_id for op in OPERATIONS]
     assert len(ids) == len(set(ids)), "operationIds must be unique"
     assert set(ids) == set(EXAMPLES)
 
 
 def test_scopes_by_kind_of_operation() -> None:
-    for op_id, method, _, op in OPERATIONS:
+    for op in OPERATIONS:
+        op_id = op.operation_id
         expected = "payments:write" if op_id in UNSAFE else "payments:read"
-        assert required_scopes(op) == {expected}, op_id
-        assert (method == "get") == (op_id not in UNSAFE)
+        assert op.scopes == {expected}, op_id
+        assert (op.method == "GET") == (op_id not in UNSAFE)
 
 
 def test_unsafe_operations_take_an_idempotency_key() -> None:
-    for op_id, _, _, op in OPERATIONS:
-        headers = [p for p in op["parameters"] if p["in"] == "header"]
+    for op in OPERATIONS:
+        op_id = op.operation_id
+        headers = [p for p in op.parameters if p["in"] == "header"]
         if op_id in UNSAFE:
             assert [h["name"] for h in headers] == ["Idempotency-Key"], op_id
             assert headers[0]["required"] is True
@@ -90,59 +62,50 @@ def test_unsafe_operations_take_an_idempotency_key() -> None:
             assert headers == [], op_id
         # customers authorise through the gateway and staff refund through it: no
         # operation is restricted to service-to-service callers
-        assert "x-internal-callers" not in op, op_id
+        assert "x-internal-callers" not in op.spec, op_id
 
 
 def test_the_spec_follows_the_house_conventions() -> None:
     info = SPEC["info"]
     assert SPEC["openapi"] == "3.0.3" and info["version"] == "1.0.0"
     assert info["x-owner"] == "team-payments" and info["x-lifecycle"] == "production"
-    for op_id, _, _, op in OPERATIONS:
-        assert op["summary"] and op["tags"], op_id
+    for op in OPERATIONS:
+        assert op.spec["summary"] and op.spec["tags"], op.operation_id
         for code in ("400", "401", "403"):
-            assert code in op["responses"], (op_id, code)
+            assert code in op.spec["responses"], (op.operation_id, code)
 
 
-@pytest.mark.parametrize(("op_id", "method", "path", "op"), OPERATIONS,
-                         ids=[o[0] for o in OPERATIONS])
-def test_token_matrix(client: Any, tokens: TokenFactory, op_id: str, method: str, path: str,
-                      op: dict[str, Any]) -> None:
-    scopes = required_scopes(op)
-    scope = " ".join(sorted(scopes))
-    make_body, state = EXAMPLES[op_id]
+@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+def test_token_matrix(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
+    scope = " ".join(sorted(op.scopes))
+    make_body, state = EXAMPLES[op.operation_id]
     owner = Caller(client, tokens, "user-1", "customer")  # authorises its own payment
     payment = owner.authorize().json()
     if state == "captured":
         owner.capture(payment["id"])
-    url = "/v1" + path.replace("{payment_id}", payment["id"])
+    url = "/v1" + op.path.replace("{payment_id}", payment["id"])
     body = make_body()
 
     def call(token: str | None) -> Any:
         headers: dict[str, str] = {}
-        if any(p["in"] == "header" for p in op["parameters"]):
+        if any(p["in"] == "header" for p in op.parameters):
             headers["Idempotency-Key"] = f"key-{uuid.uuid4().hex}"
         if token is not None:
             headers["Authorization"] = f"Bearer {token}"
         kwargs: dict[str, Any] = {"headers": headers}
         if body is not None:
             kwargs["json"] = body
-        return client.request(method.upper(), url, **kwargs)
+        return client.request(op.method, url, **kwargs)
 
-    response = call(None)
-    assert response.status_code == 401, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-
-    for name, bad in tokens.bad_tokens(scope).items():
-        response = call(bad)
-        assert response.status_code == 401, f"{op_id} with {name} token: {response.text}"
-
-    other = " ".join(sorted(ALL - scopes))
-    response = call(tokens.token(scope=other, role="customer"))
-    assert response.status_code == 403, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
+    other = " ".join(sorted(ALL - op.scopes))
+    assert_token_refusals(call, tokens, scope=scope,
+                          forbidden=tokens.token(scope=other, role="customer"),
+                          label=op.operation_id)
 
     # a customer token for the payment's owner ("user-1") with just the needed scope
     response = call(tokens.token(sub="user-1", scope=scope, role="customer"))
-    assert 200 <= response.status_code < 300, f"{op_id}: {response.status_code} {response.text}"
-    documented = {int(code) for code in op["responses"] if code.isdigit() and code < "300"}
+    assert 200 <= response.status_code < 300, (
+        f"{op.operation_id}: {response.status_code} {response.text}")
+    documented = {int(code) for code in op.spec["responses"]
+                  if code.isdigit() and code < "300"}
     assert response.status_code in documented
