@@ -36,7 +36,7 @@ test: $(STAMP) browser lint
 
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
-	$(BIN)/mypy charter auth services
+	$(BIN)/mypy charter charterctl auth services
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

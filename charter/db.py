@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, MetaData, create_engine, event, text
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
 
 NAMING_CONVENTION: Mapping[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -65,8 +68,57 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC (the only clock format stored)."""
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """``value`` as an aware UTC datetime (naive values are taken to be UTC already)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A ``DateTime(timezone=True)`` column that always hands back aware UTC datetimes.
+
+    SQLite has no time zones and returns naive values; PostgreSQL returns them in the
+    session's zone. Both come back as UTC here, and naive values are refused on the way in
+    so local times can never be stored by mistake.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: store aware UTC datetimes (charter.db.utcnow)")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+def begin_write(session: Session) -> None:
+    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``).
+
+    A deferred SQLite transaction that reads and then writes fails with ``SQLITE_BUSY``
+    (busy timeout not honoured) when another writer committed in between; taking the lock
+    first serialises writers and makes every read in the transaction current. PostgreSQL
+    needs nothing here (row locks and constraints do the work).
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+
+
 class Database:
-    """A service's database: engine plus a session factory with unit-of-work semantics."""
+    """A service's database: engine plus a session factory with unit-of-work semantics.
+
+    ``session()`` is a read (or deferred) transaction; ``write()`` is the unit of work of
+    a use case that changes state: one transaction, the write lock taken first on SQLite,
+    committed on success and rolled back on any exception.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -85,6 +137,13 @@ class Database:
             raise
         finally:
             session.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction (see :func:`begin_write`): commit on success, else roll back."""
+        with self.session() as session:
+            begin_write(session)
+            yield session
 
     def ping(self) -> None:
         """Raise if the database cannot answer a trivial query."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from charter import config, specs
-from charter.registry import COMPONENTS
+from charterctl.registry import COMPONENTS
 from services.gateway.routes import RouteTable, discover
 
 SPEC_APIS = sorted({api for api, _ in discover()})

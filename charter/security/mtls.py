@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import serialization
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charter import config, problems
-from charter.security import pki
+from charter.security import credentials as pki
 
 log = logging.getLogger(__name__)
 

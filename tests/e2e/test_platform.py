@@ -138,7 +138,7 @@ def test_user_token_through_code_flow(tmp_path: Path) -> None:
     platform = start(tmp_path, {"CHARTER_MTLS": "0"}, only="auth")
     try:
         env = dict(platform.env, CHARTER_PASSWORD="alice-password-1")
-        done = subprocess.run([sys.executable, "-m", "charter.cli", "token", "--user",
+        done = subprocess.run([sys.executable, "-m", "charterctl.cli", "token", "--user",
                                "alice@example.com", "--scope", "cart:read catalog:write"],
                               env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -146,7 +146,7 @@ def test_user_token_through_code_flow(tmp_path: Path) -> None:
         assert claims["email"] == "alice@example.com" and claims["role"] == "customer"
         assert claims["scope"] == "cart:read"  # a customer is never granted catalog:write
         env["CHARTER_PASSWORD"] = "wrong-password"
-        bad = subprocess.run([sys.executable, "-m", "charter.cli", "token", "--user",
+        bad = subprocess.run([sys.executable, "-m", "charterctl.cli", "token", "--user",
                               "alice@example.com"], env=env, capture_output=True, text=True,
                              timeout=60)
         assert bad.returncode == 1 and "login failed" in bad.stderr

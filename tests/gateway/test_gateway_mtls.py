@@ -13,7 +13,7 @@ from services.gateway.app import Gateway
 from services.gateway.settings import GatewaySettings
 
 mtls = pytest.importorskip("charter.security.mtls")
-pki = pytest.importorskip("charter.security.pki")
+pki = pytest.importorskip("charterctl.pki")
 charter_serve = pytest.importorskip("charter.serve")
 pytestmark = pytest.mark.anyio
 URL = "/catalog/v1/products"

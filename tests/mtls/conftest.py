@@ -13,9 +13,10 @@ from mtls_support import ThreadServer, free_port
 from charter import migrations
 from charter.cache import TTLCache
 from charter.db import Database
-from charter.security import mtls, pki
+from charter.security import mtls
 from charter.serve import H11_PROTOCOL, PROTOCOL, uvicorn_tls_config
 from charter.testing import TokenFactory
+from charterctl import pki
 from services.catalog.app import MIGRATIONS_DIR, create_app
 from services.catalog.services import CatalogService
 

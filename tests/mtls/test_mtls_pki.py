@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from charter import config
-from charter.security import pki
+from charterctl import pki
 
 EXPECTED = {"gateway", "auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
             "notifications", "charter-cli"}

@@ -16,9 +16,10 @@ from charter import config, service
 from charter.cache import TTLCache
 from charter.db import Database
 from charter.http import HttpClient, create_async_client, create_client
-from charter.security import mtls, pki
+from charter.security import mtls
 from charter.serve import uvicorn_tls_config
 from charter.testing import TokenFactory
+from charterctl import pki
 from services.cart.clients import HttpCatalogClient
 from services.catalog.app import create_app as create_catalog_app
 from services.catalog.services import CatalogService

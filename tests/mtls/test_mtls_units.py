@@ -12,8 +12,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from charter import config, specs
-from charter.security import mtls, pki
+from charter.security import mtls
 from charter.serve import PROTOCOL, service_env, uvicorn_tls_args, uvicorn_tls_config
+from charterctl import pki
 
 
 def der_of(pki_dir: Path, identity: str) -> bytes:

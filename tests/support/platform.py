@@ -56,7 +56,7 @@ class Platform:
         return httpx.Client(verify=ctx, **kwargs)
 
     def charter(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "charter.cli", *args], env=self.env,
+        return subprocess.run([sys.executable, "-m", "charterctl.cli", *args], env=self.env,
                               capture_output=True, text=True, timeout=60)
 
     def token(self, client: str = "demo-cli", scope: str | None = None) -> str:
@@ -88,7 +88,7 @@ def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
         env[f"{comp.upper()}_PORT"] = str(free_port())
     env.update(extra_env or {})
     log = tmp_path / "charter-up.log"
-    argv = [sys.executable, "-m", "charter.cli", "up"] + (["--only", only] if only else [])
+    argv = [sys.executable, "-m", "charterctl.cli", "up"] + (["--only", only] if only else [])
     proc = subprocess.Popen(argv, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     platform = Platform(env, proc, log)

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from charter import config
-from charter.user_login import user_token
+from charterctl.user_login import user_token
 
 DEMO_CARD = "4242424242424242"
 

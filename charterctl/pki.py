@@ -30,7 +30,6 @@ import ipaddress
 import logging
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -40,13 +39,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from charter import config
+from charter.security.credentials import (
+    CA_CERT,
+    CA_KEY,
+    CLI_IDENTITY,
+    common_name,
+    credentials,
+    pki_dir,
+)
 
 log = logging.getLogger(__name__)
 
-CLI_IDENTITY = "charter-cli"
 IDENTITIES: tuple[str, ...] = (*config.PORTS, CLI_IDENTITY)
-CA_CERT = "ca.pem"
-CA_KEY = "ca-key.pem"
 CA_NAME = "Charter Development CA"
 ORGANIZATION = "Charter"
 CA_DAYS = 3650
@@ -56,31 +60,6 @@ LOCAL_DNS = ("localhost",)
 LOCAL_IPS = ("127.0.0.1",)
 
 PrivateKey = ec.EllipticCurvePrivateKey
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The files one identity needs: the CA bundle, its certificate and its private key."""
-
-    ca: Path
-    cert: Path
-    key: Path
-
-    def missing(self) -> list[Path]:
-        """The files that do not exist."""
-        return [p for p in (self.ca, self.cert, self.key) if not p.is_file()]
-
-
-def pki_dir(directory: Path | None = None) -> Path:
-    """``directory`` or the configured PKI directory (``CHARTER_PKI_DIR``, ``var/pki``)."""
-    return Path(directory) if directory is not None else config.pki_dir()
-
-
-def credentials(identity: str, directory: Path | None = None) -> Credentials:
-    """Paths of ``ca.pem``, ``<identity>.pem`` and ``<identity>-key.pem``."""
-    base = pki_dir(directory)
-    return Credentials(ca=base / CA_CERT, cert=base / f"{identity}.pem",
-                       key=base / f"{identity}-key.pem")
 
 
 def init_pki(
@@ -272,15 +251,6 @@ def _leaf_ok(cert: x509.Certificate, name: str, ca_cert: x509.Certificate) -> bo
         and ExtendedKeyUsageOID.SERVER_AUTH in eku
         and _fresh(cert)
     )
-
-
-def common_name(cert: x509.Certificate) -> str | None:
-    """The subject's (first) common name."""
-    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if not attrs:
-        return None
-    value = attrs[0].value
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def _issue_ca(key: PrivateKey) -> x509.Certificate:

@@ -50,7 +50,7 @@ def cmd_token(args: argparse.Namespace) -> int:
 def _user_token(args: argparse.Namespace) -> int:
     import getpass
 
-    from charter.user_login import LoginError, user_token
+    from charterctl.user_login import LoginError, user_token
 
     password = config.env("CHARTER_PASSWORD") or getpass.getpass(f"password for {args.user}: ")
     auth_url = (args.auth_url or config.service_url("auth")).rstrip("/")
@@ -67,14 +67,14 @@ def _user_token(args: argparse.Namespace) -> int:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Migrate, seed and run the platform in the foreground."""
-    from charter import registry, runner
+    from charterctl import registry, runner
 
     return runner.up(registry.select(args.only), seed=not args.no_seed)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     """Migrate every component's database to the newest revision."""
-    from charter import registry, runner
+    from charterctl import registry, runner
 
     runner.migrate(registry.select(args.only), seed=False)
     print("databases upgraded")
@@ -83,7 +83,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Load demo data (idempotent)."""
-    from charter import registry, runner
+    from charterctl import registry, runner
 
     for line in runner.migrate(registry.select(args.only), seed=True):
         print(line)
@@ -107,7 +107,7 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
     """Create (or repair) the development CA and one certificate per service."""
     from pathlib import Path
 
-    from charter.security import pki
+    from charterctl import pki
 
     directory = Path(args.dir) if args.dir else None
     pki.init_pki(directory, force=args.force)
@@ -118,7 +118,7 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Walk the user journey through the gateway of a running platform."""
-    from charter import demo
+    from charterctl import demo
 
     return demo.main(args.rest)
 

@@ -18,8 +18,8 @@ from collections.abc import Iterable
 from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
-from charter.registry import Component
-from charter.security import pki
+from charterctl import pki
+from charterctl.registry import Component
 
 
 def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
