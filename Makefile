@@ -22,13 +22,14 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: browser tests will be skipped (install Debian's chromium)"; fi; }
 
-## run: create the virtualenv, install, migrate, seed demo data and start everything (Ctrl-C stops)
+## run: create the virtualenv, install, migrate, seed demo data and start everything in
+## development mode (Ctrl-C stops); production never defaults to it
 run: $(STAMP)
-	$(BIN)/charter up
+	$(BIN)/charter up --dev
 
 ## demo: walk the user journey against a running `make run` (in another shell)
 demo: $(STAMP)
-	$(BIN)/charter demo
+	$(BIN)/charter --dev demo
 
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
 test: $(STAMP) browser lint

@@ -12,9 +12,9 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from auth import cors
+from auth import cors, revocations
 from auth.server import create_server
-from auth.settings import Settings, load_settings
+from auth.settings import Settings, load_config, load_settings
 from auth.views import bp
 from auth.web import EXTENSION, AuthContext, problem
 from charter import config
@@ -51,6 +51,7 @@ def create_flask_app(db: Database | None = None, settings: Settings | None = Non
     server = create_server(app, db, settings)
     app.extensions[EXTENSION] = AuthContext(db=db, settings=settings, server=server)
     app.register_blueprint(bp)
+    app.register_blueprint(revocations.bp)
     _install_error_handlers(app)
     cors.install(app, db)
 
@@ -78,7 +79,7 @@ def _install_error_handlers(app: Flask) -> None:
 
 
 def create_asgi() -> Any:
-    """ASGI app for uvicorn. In embedded mode the database is migrated on start."""
+    """ASGI app for uvicorn. In development mode the database is migrated on start."""
     from a2wsgi import WSGIMiddleware
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
@@ -87,12 +88,13 @@ def create_asgi() -> Any:
     from charter.observability.logs import configure
     from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 
-    configure("auth", config.env("LOG_LEVEL", "INFO") or "INFO")
-    url = config.database_url("auth")
-    if config.is_embedded() and (config.env("AUTH_AUTO_MIGRATE", "1") != "0"):
+    cfg = load_config()  # fails closed: every missing or bad variable in one message
+    configure("auth", cfg.log_level)
+    url = cfg.db_url()
+    if cfg.development and cfg.auth_auto_migrate:
         upgrade("auth", MIGRATIONS_DIR, url)
     db = Database(url)
-    app = create_flask_app(db)
+    app = create_flask_app(db, load_settings(cfg))
     app.extensions[EXTENSION].server.keys.signing_key()  # first start creates a key
     registry = CollectorRegistry()
     PrometheusMetrics(app, registry=registry, group_by="url_rule", path="/metrics",

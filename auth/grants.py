@@ -7,7 +7,11 @@ import logging
 from typing import Any
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from sqlalchemy import delete, select, update
@@ -61,24 +65,55 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 )
             )
 
+    def validate_authorization_redirect_uri(self, request: Any, client: Any) -> str:
+        """``redirect_uri`` may be left out only when the client registered exactly one;
+        otherwise the request is refused on a page, never redirected (RFC 6749 §3.1.2.3)."""
+        if not request.payload.redirect_uri and len(client.redirect_uris) != 1:
+            raise InvalidRequestError(
+                "'redirect_uri' is required: the client has several registered."
+            )
+        uri: str = super().validate_authorization_redirect_uri(request, client)
+        return uri
+
     def query_authorization_code(self, code: str, client: Any) -> AuthorizationCode | None:
         with self.server.db.session() as session:
             item = session.get(AuthorizationCode, digest(code))
         if item is None or item.client_id != client.client_id or item.is_expired():
             return None
+        if item.used_at is not None:
+            log.warning("authorization code replayed; revoking the tokens it issued")
+            self._revoke_issued(item)
+            return None
         return item
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
+        """Mark the code used and remember what it issued; a concurrent redemption loses,
+        and then both exchanges' tokens are revoked."""
+        issued = getattr(self.request, "issued_access", None) or (None, None)
+        family = getattr(self.request, "refresh_family", None)
         with self.server.db.session() as session:
             result = session.execute(
-                delete(AuthorizationCode).where(
-                    AuthorizationCode.code_hash == authorization_code.code_hash
+                update(AuthorizationCode)
+                .where(
+                    AuthorizationCode.code_hash == authorization_code.code_hash,
+                    AuthorizationCode.used_at.is_(None),
                 )
+                .values(used_at=now(), refresh_family_id=family, access_jti=issued[0],
+                        access_expires_at=issued[1])
             )
+            winner = session.get(AuthorizationCode, authorization_code.code_hash)
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            # Redeemed concurrently: refuse, and revoke what this request stored.
-            self.server.revoke_family(getattr(self.request, "refresh_family", None))
+            self.server.revoke_family(family)
+            if issued[0] is not None:
+                self.server.revoke_jti(issued[0], int(issued[1] or 0))
+            if winner is not None:
+                self._revoke_issued(winner)
             raise InvalidGrantError("The authorization code was already used.")
+
+    def _revoke_issued(self, item: AuthorizationCode) -> None:
+        self.server.revoke_family(item.refresh_family_id)
+        if item.access_jti:
+            self.server.revoke_jti(item.access_jti, int(item.access_expires_at or 0))
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
         with self.server.db.session() as session:
@@ -86,7 +121,22 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    """A platform service's client asking for more than its derived scopes gets
+    ``invalid_scope`` (other clients' requests are narrowed to what they may hold)."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = CLIENT_AUTH
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        client = self.request.client
+        if not scopes.is_service_client(client.get_client_id()):
+            return
+        allowed = set(scopes.split(client.scope))
+        beyond = [s for s in scopes.split(self.request.payload.scope) if s not in allowed]
+        if beyond:
+            raise InvalidScopeError(
+                f"service client {client.get_client_id()} may not request {' '.join(beyond)}: "
+                "its scopes are derived from governance/dependencies.yaml")
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):

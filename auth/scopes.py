@@ -1,8 +1,15 @@
-"""Every scope of the platform, and which role may hold which scope."""
+"""Every scope of the platform, which role may hold which scope, and the service clients.
+
+Service clients (one per platform service that calls other APIs with its own identity)
+are not typed here: :func:`service_clients` derives them and their exact scopes from the
+dependency manifest (``governance/dependencies.yaml``, :mod:`charter.dependencies`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+
+from charter import dependencies
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
     "catalog:read": "Read products, categories and stock",
@@ -24,6 +31,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
 ALL_SCOPES: tuple[str, ...] = tuple(SCOPE_DESCRIPTIONS)
 
 ROLES: tuple[str, ...] = ("customer", "staff", "admin")
+SERVICE_ROLE = "service"  # carried by tokens of service clients (client credentials)
 
 _CUSTOMER = (
     "catalog:read",
@@ -35,7 +43,7 @@ _CUSTOMER = (
     "payments:write",
     "exchange:read",
     "loyalty:read",
-    "loyalty:write",  # redeem own points; awards and reversals also need role service
+    "loyalty:write",  # redeem own points; awards and reversals are internal to orders
 )
 
 ROLE_SCOPES: dict[str, frozenset[str]] = {
@@ -67,3 +75,23 @@ def grant_for_user(requested: str | None, client_allowed: str, role: str) -> str
     allowed = set(split(client_allowed))
     wanted = set(split(requested)) if requested else allowed
     return join(wanted & allowed & scopes_for_role(role))
+
+
+def service_clients() -> Mapping[str, str]:
+    """Service client id → its exact scope string, derived from the dependency manifest.
+
+    ``ValueError`` when the manifest derives a scope this authorization server does not
+    know (the specs and :data:`SCOPE_DESCRIPTIONS` disagree).
+    """
+    manifest = dependencies.load()
+    clients = {name: manifest.client_scopes(name) for name in manifest.clients()}
+    for name, wanted in clients.items():
+        unknown = sorted(set(wanted) - set(ALL_SCOPES))
+        if unknown:
+            raise ValueError(f"service client {name} needs unknown scopes {unknown}")
+    return {name: join(wanted) for name, wanted in clients.items()}
+
+
+def is_service_client(client_id: str) -> bool:
+    """Is ``client_id`` the OAuth client of a platform service (role ``service``)?"""
+    return client_id in service_clients()

@@ -5,17 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import jwt
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 from flask import Flask
-from sqlalchemy import delete, update
 
-from auth import endpoints, grants
+from auth import endpoints, grants, store
 from auth.keys import ALGORITHM, KeyRing
 from auth.scopes import ALL_SCOPES
 from auth.settings import Settings
 from auth.store import Client, RefreshToken, RevokedAccessToken, digest, new_id, now
-from auth.tokens import AccessTokenGenerator
+from auth.tokens import AccessTokenGenerator, remember_token_request
 from charter.db import Database
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,7 @@ class CharterAuthorizationServer(AuthorizationServer):
 
     def save_token(self, token: dict, request: Any) -> None:
         """Access tokens are self-contained JWTs; only refresh tokens are stored (hashed)."""
+        request.issued_access = _jti_and_expiry(token.get("access_token"))
         refresh = token.get("refresh_token")
         if not refresh or request.user is None:
             return
@@ -59,27 +60,44 @@ class CharterAuthorizationServer(AuthorizationServer):
                 )
             )
 
+    def get_token_grant(self, request: Any) -> Any:
+        """Authlib's grant lookup; also lets the token generator see this request (for the
+        access token's ``sid`` = the grant's refresh-token family)."""
+        grant = super().get_token_grant(request)
+        remember_token_request(request)
+        return grant
+
     def revoke_family(self, family_id: str | None) -> None:
-        """Revoke every refresh token rotated from one grant."""
+        """Revoke a grant: its refresh tokens and (through the revocation feed) every
+        access token carrying ``sid == family_id``."""
         if not family_id:
             return
+        until = now() + self.settings.access_token_ttl + self.settings.leeway
         with self.db.session() as session:
-            session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now())
-            )
+            store.revoke_grant(session, family_id, until)
+
+    def revoke_subject(self, user_id: str) -> None:
+        """Revoke every token a user holds (call it when an account is disabled/erased)."""
+        until = now() + self.settings.access_token_ttl + self.settings.leeway
+        with self.db.session() as session:
+            store.revoke_subject(session, user_id, until)
 
     def revoke_jti(self, jti: str, expires_at: int) -> None:
-        """Deny-list an access token until it expires; drop entries that expired."""
+        """Deny-list an access token until it expires (introspection and the feed)."""
         with self.db.session() as session:
-            session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now()))
-            if session.get(RevokedAccessToken, jti) is None:
-                session.add(RevokedAccessToken(jti=jti, expires_at=expires_at, revoked_at=now()))
+            store.revoke_access_token(session, jti, expires_at)
 
     def is_jti_revoked(self, jti: str) -> bool:
         with self.db.session() as session:
             return session.get(RevokedAccessToken, jti) is not None
+
+
+def _jti_and_expiry(access_token: str | None) -> tuple[str | None, int | None]:
+    """``jti`` and ``exp`` of a JWT access token this server has just signed."""
+    if not access_token:
+        return None, None
+    claims = jwt.decode(access_token, options={"verify_signature": False})
+    return str(claims["jti"]), int(claims["exp"])
 
 
 def create_server(app: Flask, db: Database, settings: Settings) -> CharterAuthorizationServer:
@@ -89,10 +107,8 @@ def create_server(app: Flask, db: Database, settings: Settings) -> CharterAuthor
     server.register_grant(grants.AuthorizationCodeGrant, [grants.S256CodeChallenge(required=True)])
     server.register_grant(grants.ClientCredentialsGrant)
     server.register_grant(grants.RefreshTokenGrant)
-    server.register_endpoint(endpoints.AccessTokenIntrospection(issuer=settings.issuer))
-    server.register_endpoint(endpoints.RefreshTokenIntrospection)
-    server.register_endpoint(endpoints.AccessTokenRevocation)
-    server.register_endpoint(endpoints.RefreshTokenRevocation)
+    server.register_endpoint(endpoints.TokenIntrospection)
+    server.register_endpoint(endpoints.TokenRevocation)
     return server
 
 

@@ -1,16 +1,57 @@
-"""Settings of the authorization server, read from the environment (see ``charter.config``)."""
+"""Settings of the authorization server, parsed and checked by :class:`AuthConfig`.
+
+Outside development mode auth refuses to start without an ``https`` ``AUTH_ISSUER``,
+``AUTH_SESSION_SECRET`` (never a known development value), its database URL; its cookies
+are ``Secure``. In development mode the session secret is generated once under the var
+dir (:func:`charter.config.secret`).
+"""
 
 from __future__ import annotations
 
-import logging
-import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
+from pydantic import Field, SecretStr
+
+from auth.throttle import Backoff, ThrottleSettings, parse_networks
 from charter import config
+from charter.config import ComponentSettings
 
-log = logging.getLogger(__name__)
+SESSION_SECRET_VAR = "AUTH_SESSION_SECRET"
 
-SESSION_SECRET_FILE = "auth-session-secret"
+
+class AuthConfig(ComponentSettings):
+    """``AUTH_*`` variables (and the shared ones of :class:`charter.config.CharterSettings`)."""
+
+    component: ClassVar[str] = "auth"
+    required_secrets: ClassVar[tuple[str, ...]] = ("auth_session_secret",)
+    uses_pki: ClassVar[bool] = False  # browser-facing, plain HTTP behind the TLS proxy
+
+    auth_database_url: str | None = None
+    auth_session_secret: SecretStr | None = None
+    auth_access_token_ttl: int = Field(900, gt=0)
+    auth_refresh_token_ttl: int = Field(14 * 24 * 3600, gt=0)
+    auth_code_ttl: int = Field(300, gt=0)
+    auth_auto_migrate: bool = True
+    auth_cors_origins: str | None = None
+    swagger_ui_redirect_uris: str | None = None
+    # Brute-force limits (auth.throttle): trusted proxies as CIDRs, back-off thresholds.
+    auth_trusted_proxies: str | None = None
+    auth_login_free_attempts: int = Field(5, ge=1)
+    auth_ip_free_attempts: int = Field(50, ge=1)
+    auth_account_free_attempts: int = Field(100, ge=1)
+    auth_max_backoff: int = Field(900, gt=0)
+    auth_hashing_concurrency: int = Field(4, ge=1)
+    # Secrets of the seeded clients and demo users, checked against the known dev values.
+    demo_cli_secret: SecretStr | None = None
+    demo_alice_password: SecretStr | None = None
+    demo_staff_password: SecretStr | None = None
+    demo_admin_password: SecretStr | None = None
+
+    def cors_origins(self) -> set[str]:
+        """``AUTH_CORS_ORIGINS``, comma-separated, without trailing slashes."""
+        raw = self.auth_cors_origins or ""
+        return {o.strip().rstrip("/") for o in raw.split(",") if o.strip()}
 
 
 @dataclass(frozen=True)
@@ -25,51 +66,52 @@ class Settings:
     code_ttl: int = 300
     leeway: int = 30
     secure_cookies: bool = False
-    service_clients: frozenset[str] = frozenset({"charter-internal"})
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
 
     def url(self, path: str) -> str:
         """An absolute URL under the issuer."""
         return f"{self.issuer}{path}"
 
 
-def _int(name: str, default: int) -> int:
-    raw = config.env(name)
-    try:
-        return int(raw) if raw is not None else default
-    except ValueError as exc:
-        raise config.ConfigError(f"{name} must be an integer") from exc
-
-
 def session_secret() -> str:
-    """``AUTH_SESSION_SECRET``; in embedded mode a random secret kept under the var dir."""
-    value = config.env("AUTH_SESSION_SECRET")
-    if value:
-        return value
-    if not config.is_embedded():
-        raise config.ConfigError("AUTH_SESSION_SECRET must be set in production")
-    path = config.var_dir() / SESSION_SECRET_FILE
-    if not path.exists():
-        path.touch(mode=0o600)
-        path.write_text(secrets.token_urlsafe(48))
-        log.info("created a development session secret under the var dir")
-    return path.read_text().strip()
+    """``AUTH_SESSION_SECRET``; in development mode a random secret kept under the var dir."""
+    return config.secret(SESSION_SECRET_VAR)
 
 
-def load_settings() -> Settings:
-    """Settings from the environment."""
-    shared = config.auth_settings()
+def load_config() -> AuthConfig:
+    """The parsed, checked configuration (:class:`charter.config.ConfigError` if not)."""
+    return AuthConfig.load()
+
+
+def load_settings(cfg: AuthConfig | None = None) -> Settings:
+    """Settings from the environment (checked: see :class:`AuthConfig`)."""
+    cfg = cfg or load_config()
+    issuer = cfg.issuer()
     return Settings(
-        issuer=shared.issuer,
-        audience=shared.audience,
-        session_secret=session_secret(),
-        access_token_ttl=_int("AUTH_ACCESS_TOKEN_TTL", 900),
-        refresh_token_ttl=_int("AUTH_REFRESH_TOKEN_TTL", 14 * 24 * 3600),
-        code_ttl=_int("AUTH_CODE_TTL", 300),
-        leeway=shared.leeway,
-        secure_cookies=shared.issuer.startswith("https://"),
-        service_clients=frozenset(
-            c.strip()
-            for c in (config.env("AUTH_SERVICE_CLIENTS", "charter-internal") or "").split(",")
-            if c.strip()
-        ),
+        issuer=issuer,
+        audience=cfg.auth_audience,
+        session_secret=cfg.secret_value("auth_session_secret"),
+        access_token_ttl=cfg.auth_access_token_ttl,
+        refresh_token_ttl=cfg.auth_refresh_token_ttl,
+        code_ttl=cfg.auth_code_ttl,
+        leeway=cfg.auth_leeway,
+        secure_cookies=not cfg.development or issuer.startswith("https://"),
+        throttle=throttle_settings(cfg),
+    )
+
+
+def throttle_settings(cfg: AuthConfig) -> ThrottleSettings:
+    """The brute-force limits (see :mod:`auth.throttle`)."""
+    try:
+        proxies = parse_networks(cfg.auth_trusted_proxies)
+    except ValueError as exc:
+        raise config.ConfigError(f"AUTH_TRUSTED_PROXIES: {exc}") from exc
+    cap = float(cfg.auth_max_backoff)
+    return ThrottleSettings(
+        trusted_proxies=proxies,
+        account_ip=Backoff(free=cfg.auth_login_free_attempts, cap=cap),
+        ip=Backoff(free=cfg.auth_ip_free_attempts, cap=cap),
+        account=Backoff(free=cfg.auth_account_free_attempts, cap=min(cap, 60.0)),
+        hashing_concurrency=cfg.auth_hashing_concurrency,
+        redis_url=cfg.redis_url,
     )

@@ -14,8 +14,19 @@ import uuid
 from typing import Any
 
 from authlib.oauth2.rfc6749 import AuthorizationCodeMixin, ClientMixin, TokenMixin
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    delete,
+    select,
+    update,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from auth import scopes
 
@@ -133,6 +144,12 @@ class AuthorizationCode(AuthBase, AuthorizationCodeMixin):
     code_challenge_method: Mapped[str | None] = mapped_column(String(16), nullable=True)
     issued_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
     expires_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    # Set when the code is redeemed; the row is kept until it expires so that a replay can
+    # revoke what the first exchange issued (RFC 6749 §4.1.2).
+    used_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    refresh_family_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    access_jti: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    access_expires_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     def get_redirect_uri(self) -> str | None:
         return self.redirect_uri
@@ -188,6 +205,86 @@ class RevokedAccessToken(AuthBase):
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
     revoked_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+
+
+class Revocation(AuthBase):
+    """The revocation log every process polls (``GET /oauth/revocations``, see
+    ``auth.revocations``): one row per revoked access token (``jti``), grant (``grant``:
+    a refresh-token family, the ``sid`` claim of its access tokens) or user (``subject``:
+    tokens issued at or before ``revoked_at``). ``until`` is the latest expiry of a token
+    the row can match; ``recorded_ms`` (auth's clock) orders the feed."""
+
+    __tablename__ = "oauth_revocations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    value: Mapped[str] = mapped_column(String(64), nullable=False)
+    until: Mapped[int] = mapped_column(Integer, nullable=False, index=True)
+    revoked_at: Mapped[int] = mapped_column(Integer, nullable=False)
+    recorded_ms: Mapped[int] = mapped_column(BigInteger, nullable=False, index=True)
+
+
+REVOCATION_KINDS = ("jti", "grant", "subject")
+
+
+def now_ms() -> int:
+    """Current Unix time in milliseconds (orders the revocation feed)."""
+    return int(time.time() * 1000)
+
+
+def record_revocation(session: Session, kind: str, value: str, until: int) -> None:
+    """Append to the revocation log (and drop rows no token can match any more).
+
+    Every revocation goes through here (via the ``revoke_*`` functions below), so the
+    feed sees each one.
+    """
+    if kind not in REVOCATION_KINDS:
+        raise ValueError(f"unknown revocation kind {kind!r}")
+    session.execute(delete(Revocation).where(Revocation.until < now() - 3600))
+    session.add(Revocation(kind=kind, value=value, until=until, revoked_at=now(),
+                           recorded_ms=now_ms()))
+
+
+def revoke_access_token(session: Session, jti: str, expires_at: int) -> None:
+    """Deny-list one access token until it expires (introspection and the feed)."""
+    session.execute(delete(RevokedAccessToken).where(RevokedAccessToken.expires_at < now()))
+    if session.get(RevokedAccessToken, jti) is None:
+        session.add(RevokedAccessToken(jti=jti, expires_at=expires_at, revoked_at=now()))
+    record_revocation(session, "jti", jti, expires_at)
+
+
+def revoke_grant(session: Session, family_id: str, until: int) -> None:
+    """Revoke a grant: every refresh token of the family, and (through the feed) every
+    access token whose ``sid`` is ``family_id`` (``until``: their latest possible exp)."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+    record_revocation(session, "grant", family_id, until)
+
+
+def revoke_subject(session: Session, user_id: str, until: int) -> None:
+    """Revoke everything a user holds (disabled or erased account): every refresh token,
+    and every access token of ``sub`` issued until now (``until``: their latest exp)."""
+    session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now())
+    )
+    record_revocation(session, "subject", user_id, until)
+
+
+def revocations_since(session: Session, after_ms: int, alive_at: int) -> list[Revocation]:
+    """Log rows recorded after ``after_ms`` that can still match a token alive at
+    ``alive_at``, oldest first."""
+    return list(
+        session.scalars(
+            select(Revocation)
+            .where(Revocation.recorded_ms > after_ms, Revocation.until >= alive_at)
+            .order_by(Revocation.recorded_ms, Revocation.id)
+        )
+    )
 
 
 class SigningKey(AuthBase):

@@ -13,9 +13,25 @@ from flask import Blueprint, Response, jsonify, redirect, render_template, reque
 from auth import accounts
 from auth.scopes import SCOPE_DESCRIPTIONS, grant_for_user, split
 from auth.server import server_metadata
-from auth.web import csrf_ok, csrf_token, ctx, current_user, problem, safe_next, sign_in
+from auth.throttle import Busy
+from auth.web import (
+    AuthContext,
+    csrf_ok,
+    csrf_token,
+    ctx,
+    current_user,
+    problem,
+    request_ip,
+    safe_next,
+    sign_in,
+)
 
 log = logging.getLogger(__name__)
+audit = logging.getLogger("auth.audit")
+
+# The same words for a wrong password, an unknown account and a throttled attempt.
+LOGIN_FAILED = ("Sign-in failed. Check your email and password; after several failed "
+                "attempts, wait a few minutes before trying again.")
 
 bp = Blueprint("auth", __name__)
 
@@ -30,7 +46,23 @@ def _template_globals() -> dict[str, Any]:
 
 @bp.post("/oauth/token")
 def token() -> Any:
-    return ctx().server.create_token_response()
+    """The token endpoint, behind the client + IP back-off (failed client authentication
+    counts against the client and the IP; an invalid grant against the IP only)."""
+    context, ip = ctx(), request_ip()
+    client_id = _token_client_id()
+    wait = context.throttle.retry_after("token", client_id, ip)
+    if wait:
+        _audit("token.throttled", context, client_id, ip, retry_after=wait)
+        return _throttled_problem(wait)
+    response = context.server.create_token_response()
+    error = (response.get_json(silent=True) or {}).get("error") if response.is_json else None
+    if error in ("invalid_client", "invalid_grant"):
+        failures = context.throttle.failed("token", client_id, ip,
+                                           account_counters=error == "invalid_client")
+        _audit(f"token.{error}", context, client_id, ip, failures=failures)
+    elif response.status_code == 200:
+        context.throttle.succeeded("token", client_id, ip)
+    return response
 
 
 @bp.post("/oauth/introspect")
@@ -50,6 +82,9 @@ def authorize() -> Any:
     try:
         grant = server.get_consent_grant(end_user=user)
     except OAuth2Error as error:
+        if not error.redirect_uri:  # no validated redirect URI: tell the user, here
+            return _page("error.html", status=error.status_code,
+                         message=error.description or error.error)
         return server.handle_error_response(None, error)
 
     if user is None:
@@ -114,12 +149,24 @@ def login() -> Any:
         return _page("login.html", status=400, next=next_url, email="",
                      error="Your session expired. Please try again.")
     email = request.form.get("email", "")
-    with ctx().db.session() as db_session:
-        user = accounts.authenticate(db_session, email, request.form.get("password", ""))
+    context, ip = ctx(), request_ip()
+    account = accounts.normalize_email(email)
+    wait = context.throttle.retry_after("login", account, ip)
+    if wait:  # no password work at all while backing off
+        _audit("login.throttled", context, account, ip, retry_after=wait)
+        page = _page("login.html", status=429, next=next_url, email=email, error=LOGIN_FAILED)
+        page.headers["Retry-After"] = str(wait)
+        return page
+    try:
+        with context.gate.slot(), context.db.session() as db_session:
+            user = accounts.authenticate(db_session, email, request.form.get("password", ""))
+    except Busy:
+        return _busy_page("login.html", next=next_url, email=email)
     if user is None:
-        log.info("login failed")
-        return _page("login.html", status=401, next=next_url, email=email,
-                     error="Invalid email or password.")
+        failures = context.throttle.failed("login", account, ip)
+        _audit("login.failed", context, account, ip, failures=failures)
+        return _page("login.html", status=401, next=next_url, email=email, error=LOGIN_FAILED)
+    context.throttle.succeeded("login", account, ip)
     sign_in(user)
     log.info("login succeeded", extra={"user_id": user.id})
     return redirect(next_url)
@@ -145,11 +192,13 @@ def register() -> Any:
         return _page("register.html", status=400, next=next_url, email=email,
                      error="Your session expired. Please try again.")
     try:
-        with ctx().db.session() as db_session:
+        with ctx().gate.slot(), ctx().db.session() as db_session:
             user = accounts.create_user(db_session, email, request.form.get("password", ""))
     except accounts.AccountError as exc:
         return _page("register.html", status=exc.status, next=next_url, email=email,
                      error=str(exc))
+    except Busy:
+        return _busy_page("register.html", next=next_url, email=email)
     sign_in(user)
     log.info("user registered", extra={"user_id": user.id})
     return redirect(next_url)
@@ -163,10 +212,14 @@ def _register_json() -> Response:
     if not isinstance(email, str) or not isinstance(password, str):
         return problem(400, "Bad Request", "'email' and 'password' are required strings.")
     try:
-        with ctx().db.session() as db_session:
+        with ctx().gate.slot(), ctx().db.session() as db_session:
             user = accounts.create_user(db_session, email, password)
     except accounts.AccountError as exc:
         return problem(exc.status, exc.title, str(exc))
+    except Busy:
+        response = problem(503, "Service Unavailable", "Too many sign-ins at once; retry.")
+        response.headers["Retry-After"] = "1"
+        return response
     log.info("user registered", extra={"user_id": user.id})
     response = jsonify(user.public())
     response.status_code = 201
@@ -202,3 +255,34 @@ def _page(template: str, status: int = 200, **context: Any) -> Response:
 
 def _quote(value: str) -> str:
     return quote(value, safe="")
+
+
+def _busy_page(template: str, **context: Any) -> Response:
+    page = _page(template, status=503, error="Too many sign-ins at once. Please retry.",
+                 **context)
+    page.headers["Retry-After"] = "1"
+    return page
+
+
+def _token_client_id() -> str:
+    """The client id a token request claims (Basic user name, else ``client_id``)."""
+    auth = request.authorization
+    if auth is not None and auth.type == "basic" and auth.username:
+        return str(auth.username)
+    return str(request.form.get("client_id") or "-")
+
+
+def _throttled_problem(wait: int) -> Response:
+    """429 for the token endpoint: problem+json that OAuth clients can read too."""
+    response = problem(429, "Too Many Requests",
+                       "Too many failed attempts; retry after the delay.",
+                       error="slow_down", error_description="Too many failed attempts.")
+    response.headers["Retry-After"] = str(wait)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _audit(event: str, context: AuthContext, account: str, ip: str, **fields: Any) -> None:
+    """One JSON audit line: the account as a keyed pseudonym, never a secret."""
+    audit.warning(event, extra={"event": event, "account": context.throttle.pseudonym(account),
+                                "client_ip": ip, **fields})

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
-from flask import Response, current_app, jsonify, session
+from flask import Response, current_app, jsonify, request, session
 
 from auth.server import CharterAuthorizationServer
 from auth.settings import Settings
 from auth.store import User
+from auth.throttle import HashingGate, Throttle, client_ip
 from charter import problems
 from charter.db import Database
 
 EXTENSION = "charter.auth"
+
+# C0 controls, DEL and C1 controls: never part of a destination we redirect to.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -24,6 +30,15 @@ class AuthContext:
     db: Database
     settings: Settings
     server: CharterAuthorizationServer
+    throttle: Throttle = None  # type: ignore[assignment]  # built from settings
+    gate: HashingGate = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        limits = self.settings.throttle
+        if self.throttle is None:
+            self.throttle = Throttle(limits, secret=self.settings.session_secret)
+        if self.gate is None:
+            self.gate = HashingGate(limits.hashing_concurrency, limits.hashing_wait)
 
 
 def ctx() -> AuthContext:
@@ -37,6 +52,12 @@ def problem(status: int, title: str, detail: str | None = None, **ext: Any) -> R
     response.status_code = status
     response.mimetype = problems.PROBLEM_JSON
     return response
+
+
+def request_ip() -> str:
+    """The client's address (``X-Forwarded-For`` only from a trusted proxy)."""
+    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
+                     ctx().settings.throttle.trusted_proxies)
 
 
 def csrf_token() -> str:
@@ -72,7 +93,23 @@ def sign_in(user: User) -> None:
 
 
 def safe_next(target: str | None, default: str = "/") -> str:
-    """Only local paths are accepted as a post-login destination."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return default
+    """A post-login destination that can only be a path on this origin.
+
+    The value is judged as a browser would read it (RFC 9700 §4.11): a browser drops tab
+    and newline characters anywhere in a URL and treats a backslash like ``/``, so
+    ``/%09/evil.example`` and ``/%5Cevil.example`` both mean ``//evil.example`` to it. A
+    control character, a backslash, a scheme or a host refuses the value, and ``default``
+    is used instead.
+    """
+    if not target or _CONTROL.search(target) or "\\" in target:
+        return default
+    if not target.startswith("/") or target.startswith("//"):
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return default
+    # Resolve against a placeholder origin, as the browser resolves the Location header.
+    resolved = urlsplit(urljoin("https://origin.invalid/", target))
+    if resolved.netloc != "origin.invalid" or resolved.scheme != "https":
+        return default
+    return target

@@ -298,9 +298,7 @@ def _glob_escape(text: str) -> str:
 
 def make_cache(service: str, default_ttl: float | None = None) -> Cache:
     """Redis (``REDIS_URL``, keys prefixed ``charter:<service>:``) or an in-process cache."""
-    ttl = default_ttl if default_ttl is not None else float(
-        config.env("CACHE_TTL_SECONDS", str(DEFAULT_TTL)) or DEFAULT_TTL
-    )
+    ttl = default_ttl if default_ttl is not None else config.settings().cache_ttl_seconds
     url = config.redis_url()
     if url:
         return RedisCache(url, prefix=f"charter:{service}", default_ttl=ttl)

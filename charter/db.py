@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from pydantic import TypeAdapter
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -78,6 +79,11 @@ def as_utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def rfc3339(value: datetime) -> str:
+    """``value`` as RFC 3339 in UTC with a ``Z`` (how the APIs write timestamps)."""
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A ``DateTime(timezone=True)`` column that always hands back aware UTC datetimes.
 
@@ -110,6 +116,29 @@ def begin_write(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("BEGIN IMMEDIATE"))
+
+
+T = TypeVar("T")
+
+
+class JsonSnapshot(Generic[T]):
+    """Domain objects of one type to JSON-ready values and back (pydantic ``TypeAdapter``).
+
+    For what a service keeps outside its tables: cached reads and the answers stored with
+    idempotency keys. ``dump`` gives plain JSON values (datetimes as RFC 3339 strings);
+    ``load`` rebuilds the object, running its dataclass checks (``__post_init__``) again.
+    """
+
+    def __init__(self, kind: Any) -> None:
+        self._adapter: TypeAdapter[T] = TypeAdapter(kind)
+
+    def dump(self, value: T) -> Any:
+        """``value`` as JSON-ready dicts, lists, strings and numbers."""
+        return self._adapter.dump_python(value, mode="json")
+
+    def load(self, data: Any) -> T:
+        """The object ``dump`` was given."""
+        return self._adapter.validate_python(data)
 
 
 class Database:
@@ -153,6 +182,33 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+R = TypeVar("R")
+
+
+class SqlUnitOfWork(Generic[R]):
+    """:class:`charter.unit_of_work.UnitOfWork` on a :class:`Database`.
+
+    ``repositories(session)`` builds what a use case works with (a repository, or an object
+    holding several) bound to the transaction's session.
+    """
+
+    def __init__(self, db: Database, repositories: Callable[[Session], R]) -> None:
+        self.db = db
+        self._repositories = repositories
+
+    @contextmanager
+    def read(self) -> Iterator[R]:
+        """A read transaction's repositories."""
+        with self.db.session() as session:
+            yield self._repositories(session)
+
+    @contextmanager
+    def write(self) -> Iterator[R]:
+        """A write transaction's repositories (see :meth:`Database.write`)."""
+        with self.db.write() as session:
+            yield self._repositories(session)
 
 
 def ensure_database(url: str) -> bool:

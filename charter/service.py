@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import connexion
+from connexion.exceptions import OAuthProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -31,7 +32,7 @@ from charter.db import Database
 from charter.observability import logs
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 from charter.security import connexion_auth, mtls
-from charter.security.tokens import JWKSCache, TokenVerifier, http_jwks_fetcher
+from charter.security.tokens import TokenVerifier, build_verifier
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,13 @@ def context() -> ServiceContext:
 
 
 def default_verifier() -> TokenVerifier:
-    """A verifier fed by the authorization server's JWKS URL (prefetched, cached)."""
-    settings = config.auth_settings()
-    jwks = JWKSCache(http_jwks_fetcher(settings.jwks_url))
-    jwks.refresh()
-    return TokenVerifier(settings, jwks)
+    """A verifier fed by auth's JWKS (prefetched) and revocation feed (polled)."""
+    return build_verifier(config.auth_settings())
+
+
+def _missing_token_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Connexion's own 401 (no or unreadable Authorization header): the shared problem."""
+    return _problem_handler(request, connexion_auth.TokenRejected("missing"))
 
 
 def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -127,7 +130,7 @@ def _install_health(flask_app: Flask, ctx: ServiceContext) -> None:
 
 def swagger_ui_options(api_scopes: Iterable[str]) -> SwaggerUIOptions:
     """Swagger UI configured for the authorization-code + PKCE flow against auth."""
-    client_id = config.env("SWAGGER_UI_CLIENT_ID", "swagger-ui") or "swagger-ui"
+    client_id = config.settings().swagger_ui_client_id
     return SwaggerUIOptions(
         swagger_ui_template_arguments={
             "initOAuth": {
@@ -160,7 +163,7 @@ def create_app(
     requests that came over TLS, and for every request when this process runs as the
     service (``CHARTER_SERVICE=<name>``). See :func:`charter.security.mtls.enforcement`.
     """
-    connexion_auth.install(verifier or default_verifier())
+    verifier = verifier or default_verifier()
     app = connexion.FlaskApp(name)
     callers: dict[str, dict[str, frozenset[str]]] = {}
     for version in versions:
@@ -171,11 +174,14 @@ def create_app(
             base_path=f"/{version}",
             resolver=RelativeResolver(api_module),
             strict_validation=True,
-            validate_responses=bool(config.env("CHARTER_VALIDATE_RESPONSES")),
+            validate_responses=config.settings().charter_validate_responses,
             swagger_ui_options=swagger_ui_options(specs.scopes(spec)),
             pythonic_params=True,
         )
-    ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks or {})
+    checks = dict(checks or {})
+    if verifier.poller is not None:  # stale revocation feed = not ready
+        checks.setdefault("revocations", verifier.check_ready)
+    ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks)
     flask_app = app.app
     flask_app.extensions["charter"] = ctx
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -187,6 +193,13 @@ def create_app(
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=RequestMetrics(registry, name),
     )
+    # Each insert lands just before security, so the verifier (added first) runs before
+    # the internal-callers check, which needs it to compare client_id and certificate.
+    app.add_middleware(
+        connexion_auth.VerifierMiddleware,
+        position=MiddlewarePosition.BEFORE_SECURITY,
+        verifier=verifier,
+    )
     if any(callers.values()):
         app.add_middleware(
             mtls.InternalCallersMiddleware,
@@ -195,6 +208,7 @@ def create_app(
             callers=callers,
             enforce=enforce_callers,
         )
+    app.add_error_handler(OAuthProblem, _missing_token_handler)
     app.add_error_handler(problems.Problem, _problem_handler)
     app.add_error_handler(Exception, _unexpected_handler)
     _install_flask_errors(flask_app)
@@ -204,4 +218,4 @@ def create_app(
 
 def configure_logging(name: str) -> None:
     """JSON logs for a service process (called by the ASGI factories)."""
-    logs.configure(name, config.env("LOG_LEVEL", "INFO") or "INFO")
+    logs.configure(name, config.log_level())

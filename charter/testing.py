@@ -7,6 +7,9 @@ enumerate the operations of a bundled spec that the matrix runs on.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -16,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
@@ -64,9 +68,15 @@ class TokenFactory:
         issuer: str | None = None,
         sign_with_other_key: bool = False,
         typ: str = "at+jwt",
+        kid: str | None = None,
+        omit: Iterable[str] = (),
         **claims: Any,
     ) -> str:
-        """A signed access token; the keyword switches produce each kind of bad token."""
+        """A signed access token; the keyword switches produce each kind of bad token.
+
+        ``omit`` drops registered claims (e.g. ``("sub",)``); ``kid`` overrides the key id
+        in the header; extra keyword arguments become claims (``nbf=…``).
+        """
         now = int(time.time())
         payload: dict[str, Any] = {
             "iss": issuer or self.issuer,
@@ -79,8 +89,28 @@ class TokenFactory:
             "scope": scope,
         }
         payload.update(claims)
+        for name in omit:
+            payload.pop(name, None)
         key = self.other_key if sign_with_other_key else self.key
-        return jwt.encode(payload, key, algorithm="RS256", headers={"kid": self.kid, "typ": typ})
+        headers = {"kid": kid or self.kid, "typ": typ}
+        return jwt.encode(payload, key, algorithm="RS256", headers=headers)
+
+    def _claims(self, scope: str) -> dict[str, Any]:
+        return jwt.decode(self.token(scope=scope), options={"verify_signature": False})
+
+    def unsigned_token(self, scope: str) -> str:
+        """``alg: none`` with a valid-looking payload (must never be accepted)."""
+        return _compact({"alg": "none", "typ": "at+jwt", "kid": self.kid},
+                        self._claims(scope), b"")
+
+    def hs256_with_public_key(self, scope: str) -> str:
+        """Algorithm confusion: HS256 keyed with the RSA public key's PEM bytes."""
+        secret = self.key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        header = {"alg": "HS256", "typ": "at+jwt", "kid": self.kid}
+        signing_input = _signing_input(header, self._claims(scope))
+        signature = hmac.new(secret, signing_input, hashlib.sha256).digest()
+        return _compact(header, self._claims(scope), signature, signing_input)
 
     def bad_tokens(self, scope: str) -> dict[str, str]:
         """Tokens that must each be refused with 401, by name."""
@@ -91,7 +121,30 @@ class TokenFactory:
             "wrong_audience": self.token(scope=scope, audience="someone-else"),
             "wrong_issuer": self.token(scope=scope, issuer="http://evil.test"),
             "not_access_token": self.token(scope=scope, typ="JWT"),
+            "alg_none": self.unsigned_token(scope),
+            "hs256_with_public_key": self.hs256_with_public_key(scope),
+            "unknown_kid": self.token(scope=scope, kid="no-such-key"),
+            "missing_sub": self.token(scope=scope, omit=("sub",)),
+            "missing_jti": self.token(scope=scope, omit=("jti",)),
+            "not_yet_valid": self.token(scope=scope, nbf=int(time.time()) + 3600),
+            "other_audience_same_issuer": self.token(scope=scope, audience="charter-admin"),
         }
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _signing_input(header: dict[str, Any], payload: dict[str, Any]) -> bytes:
+    return (_b64(json.dumps(header, separators=(",", ":")).encode()) + b"."
+            + _b64(json.dumps(payload, separators=(",", ":")).encode()))
+
+
+def _compact(header: dict[str, Any], payload: dict[str, Any], signature: bytes,
+             signing_input: bytes | None = None) -> str:
+    """A compact JWS built by hand (PyJWT refuses to make the malicious ones)."""
+    head = signing_input or _signing_input(header, payload)
+    return (head + b"." + _b64(signature)).decode()
 
 
 HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})

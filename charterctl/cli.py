@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import httpx
 
 from charter import config
 
-DEV_CLIENT_SECRETS = {"demo-cli": "demo-cli-secret", "charter-internal": "charter-internal-secret"}
-
 
 def client_secret(client: str, given: str | None) -> str:
-    """The secret for ``client``: flag, then ``<CLIENT>_SECRET`` env, then a dev default."""
+    """The secret for ``client``: ``--secret``, else ``<CLIENT>_SECRET`` or
+    ``<CLIENT>_CLIENT_SECRET`` from the environment, else (development mode only) the
+    random secret ``charter up --dev`` generated under the var dir. Known development
+    secrets are refused outside development mode."""
     if given:
         return given
-    env_name = client.upper().replace("-", "_") + "_SECRET"
-    from_env = config.env(env_name)
-    if from_env:
-        return from_env
-    if config.is_embedded() and client in DEV_CLIENT_SECRETS:
-        return DEV_CLIENT_SECRETS[client]
-    raise SystemExit(f"no secret for client {client!r}: pass --secret or set {env_name}")
+    stem = client.upper().replace("-", "_")
+    names = [f"{stem}_SECRET", f"{stem}_CLIENT_SECRET"]
+    try:
+        for name in names:
+            if config.env(name) is not None:
+                return config.secret(name)
+        if config.is_development():
+            for name in names:
+                if (config.var_dir() / "secrets" / name).is_file():
+                    return config.secret(name)
+    except config.ConfigError as exc:
+        raise SystemExit(f"charter token: {exc}") from None
+    raise SystemExit(f"no secret for client {client!r}: pass --secret or set {names[0]}")
 
 
 def cmd_token(args: argparse.Namespace) -> int:
@@ -65,11 +73,29 @@ def _user_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def use_development_mode() -> None:
+    """Development mode for this process and every process it starts (``--dev``)."""
+    os.environ["CHARTER_ENV"] = "development"
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Migrate, seed and run the platform in the foreground."""
+    """Check the configuration, then migrate, seed and run the platform in the foreground.
+
+    Without ``--dev`` every component's production settings are checked first; any missing
+    or bad variable stops here with all of them named (exit status 2).
+    """
     from charterctl import registry, runner
 
-    return runner.up(registry.select(args.only), seed=not args.no_seed)
+    if args.dev:
+        use_development_mode()
+    components = registry.select(args.only)
+    problems = runner.check_config(components)
+    if problems:
+        print("charter up: refusing to start:\n" + "\n".join(problems), file=sys.stderr)
+        if not config.is_development():
+            print("(for a laptop run: charter up --dev, or make run)", file=sys.stderr)
+        return 2
+    return runner.up(components, seed=not args.no_seed)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -78,6 +104,20 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
     runner.migrate(registry.select(args.only), seed=False)
     print("databases upgraded")
+    return 0
+
+
+def cmd_db_purge(args: argparse.Namespace) -> int:
+    """Delete expired idempotency keys in every component's database that has them."""
+    from charter.idempotency import purge_database
+    from charterctl import registry
+
+    for comp in registry.select(args.only):
+        if not comp.has_database:
+            continue
+        deleted = purge_database(config.database_url(comp.name))
+        if deleted is not None:
+            print(f"{comp.name}: {deleted} expired idempotency keys deleted")
     return 0
 
 
@@ -126,16 +166,22 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``charter`` command."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__)
+    parser.add_argument("--dev", action="store_true", dest="dev_all",
+                        help="development mode for any command (CHARTER_ENV=development)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("up", help="migrate, seed and run the platform (Ctrl-C stops)")
+    p.add_argument("--dev", action="store_true",
+                   help="development mode (CHARTER_ENV=development): SQLite, a development "
+                   "CA, random development secrets and demo users")
     p.add_argument("--only", help="comma-separated components, e.g. auth,catalog")
     p.add_argument("--no-seed", action="store_true", help="do not load demo data")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("token", help="print a client-credentials access token")
     p.add_argument("--client", default="demo-cli")
-    p.add_argument("--secret", help="client secret (default: <CLIENT>_SECRET env / dev default)")
+    p.add_argument("--secret", help="client secret (default: <CLIENT>_SECRET env, or in "
+                   "development mode the generated one)")
     p.add_argument("--scope", help="space-separated scopes (default: all the client may have)")
     p.add_argument("--auth-url", help="authorization server base URL")
     p.add_argument("--user", metavar="EMAIL",
@@ -147,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("upgrade", help="run every migration")
     p.add_argument("--only")
     p.set_defaults(func=cmd_db_upgrade)
+    p = db.add_parser("purge", help="delete expired idempotency keys (see IDEMPOTENCY_*)")
+    p.add_argument("--only")
+    p.set_defaults(func=cmd_db_purge)
 
     p = sub.add_parser("seed", help="load demo data (idempotent)")
     p.add_argument("--only")
@@ -174,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``charter`` console script."""
     args = build_parser().parse_args(argv)
+    if args.dev_all:
+        use_development_mode()
     code: int = args.func(args)
     return code
 

@@ -140,12 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", default=config.service_url("gateway"))
     parser.add_argument("--auth-url", default=config.service_url("auth"))
     args = parser.parse_args(argv)
-    password = config.env("DEMO_ALICE_PASSWORD") or (
-        "alice-password-1" if config.is_embedded() else None)
-    staff_password = config.env("DEMO_STAFF_PASSWORD") or (
-        "staff-password-1" if config.is_embedded() else None)
-    if not password or not staff_password:
-        print("set DEMO_ALICE_PASSWORD and DEMO_STAFF_PASSWORD", file=sys.stderr)
+    try:  # the environment's, else (development mode) those `charter up --dev` generated
+        password = config.secret("DEMO_ALICE_PASSWORD")
+        staff_password = config.secret("DEMO_STAFF_PASSWORD")
+    except config.ConfigError as exc:
+        print(f"charter demo: {exc}", file=sys.stderr)
         return 2
     print(f"Charter tour through the gateway at {args.gateway}")
     try:

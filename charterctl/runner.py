@@ -8,6 +8,7 @@ child dies, the others are stopped too and the exit code says so.
 
 from __future__ import annotations
 
+import importlib
 import os
 import signal
 import subprocess
@@ -22,10 +23,28 @@ from charterctl import pki
 from charterctl.registry import Component
 
 
+def check_config(components: Iterable[Component]) -> list[str]:
+    """Every component's configuration problems (empty when all of them may start).
+
+    Each component's ``settings.load_config()`` parses and checks its environment the way
+    the component does when it starts.
+    """
+    problems: list[str] = []
+    for comp in components:
+        module = importlib.import_module(f"{comp.package}.settings")
+        try:
+            module.load_config()
+        except config.ConfigError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
     """Create (PostgreSQL), migrate and optionally seed each component's database.
 
-    Returns human-readable lines about seeded demo data (credentials included).
+    Demo data is loaded only in development mode; outside it only auth's seed runs (it
+    registers the OAuth clients whose secrets are set, never demo users). Returns
+    human-readable lines about what was seeded (development credentials included).
     """
     lines: list[str] = []
     for comp in components:
@@ -34,7 +53,8 @@ def migrate(components: Iterable[Component], *, seed: bool) -> list[str]:
         url = config.database_url(comp.name)
         ensure_database(url)
         upgrade(comp.name, comp.migrations_dir, url)
-        seed_fn = comp.seed_function() if seed else None
+        wanted = seed and (config.is_development() or comp.name == "auth")
+        seed_fn = comp.seed_function() if wanted else None
         if seed_fn is not None:
             db = Database(url)
             try:
@@ -153,8 +173,9 @@ def _banner(components: list[Component], seeded: list[str]) -> None:
             extra = f"   Swagger UI: {base}/v1/ui/"
         print(f"  {comp.name:<14} {base}{extra}")
     if seeded:
-        print("\nDemo data (embedded mode):")
+        print("\nDemo data (development mode; secrets under var/secrets/):")
         for line in seeded:
             print(line)
-    print("\nGet a token:  .venv/bin/charter token --client demo-cli")
+    token = "charter --dev token" if config.is_development() else "charter token"
+    print(f"\nGet a token:  .venv/bin/{token} --client demo-cli")
     print("Stop:         Ctrl-C\n", flush=True)

@@ -17,6 +17,20 @@ POSTGRES_ADMIN_URL = os.environ.get(
 )
 REDIS_TEST_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
+# The suite runs in development mode (random development secrets, SQLite defaults). Set at
+# import time so session fixtures and the servers tests start inherit it; tests of
+# production behaviour set CHARTER_ENV=production themselves (monkeypatch).
+os.environ["CHARTER_ENV"] = "development"
+# Fixed development credentials the tests log in with (in development mode an unset one
+# would be random); every one of them is in charter.config.KNOWN_DEV_SECRETS.
+DEV_TEST_SECRETS = {
+    "DEMO_ALICE_PASSWORD": "alice-password-1",
+    "DEMO_STAFF_PASSWORD": "staff-password-1",
+    "DEMO_ADMIN_PASSWORD": "admin-password-1",
+    "DEMO_CLI_SECRET": "demo-cli-secret",
+}
+os.environ.update(DEV_TEST_SECRETS)
+
 
 def in_ci() -> bool:
     """True when running in CI, where every real server must be reachable."""
@@ -34,9 +48,12 @@ def unavailable(what: str, exc: BaseException) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_var_dir(tmp_path_factory: pytest.TempPathFactory,
                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep every test's embedded files out of the developer's ``var/``."""
+    """Development mode, with every test's files out of the developer's ``var/``."""
     if "CHARTER_VAR_DIR" not in os.environ:
         monkeypatch.setenv("CHARTER_VAR_DIR", str(tmp_path_factory.mktemp("var")))
+    monkeypatch.setenv("CHARTER_ENV", "development")
+    for name, value in DEV_TEST_SECRETS.items():
+        monkeypatch.setenv(name, value)
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ authentication) and caches it until shortly before it expires. An instance is a
 ``Callable[[], str]``: pass it wherever a token source is expected
 (:class:`charter.http.HttpClient`), and pass ``lambda: factory.token(...)`` in tests.
 Thread-safe: concurrent callers share one fetch. The token is never logged.
+
+Each service has its own client (:func:`service_token_provider`): client id = service
+name, scopes derived from the dependency manifest (:mod:`charter.dependencies`), secret
+from ``<SERVICE>_CLIENT_SECRET``. See docs/security.md, "Service identities".
 """
 
 from __future__ import annotations
@@ -17,14 +21,10 @@ from collections.abc import Callable
 
 import httpx
 
-from charter import config
+from charter import config, dependencies
 from charter.problems import ServiceUnavailable
 
 log = logging.getLogger(__name__)
-
-INTERNAL_CLIENT_ID = "charter-internal"
-DEV_INTERNAL_CLIENT_SECRET = "charter-internal-secret"
-
 
 class TokenRequestFailed(ServiceUnavailable):
     """The authorization server could not be reached or refused to issue a token."""
@@ -122,18 +122,41 @@ class ClientCredentialsTokenProvider:
         self._client.close()
 
 
-def internal_token_provider(scope: str, *, timeout: float = 2.0) -> ClientCredentialsTokenProvider:
-    """The provider for the platform's internal client (``charter-internal``).
+def client_secret_variable(service: str) -> str:
+    """The environment variable holding ``service``'s client secret: ``<SERVICE>_CLIENT_SECRET``."""
+    return f"{service.upper().replace('-', '_')}_CLIENT_SECRET"
 
-    ``INTERNAL_CLIENT_ID`` (default ``charter-internal``) and ``INTERNAL_CLIENT_SECRET``
-    (development default only in embedded mode) identify the client; ``AUTH_TOKEN_URL``
-    overrides the token endpoint (default ``{AUTH_URL}/oauth/token``).
+
+def token_url() -> str:
+    """The token endpoint: ``AUTH_TOKEN_URL``, else ``{AUTH_URL}/oauth/token``."""
+    return config.env("AUTH_TOKEN_URL") or f"{config.service_url('auth')}/oauth/token"
+
+
+_providers: dict[tuple[str, str, str, str, float], ClientCredentialsTokenProvider] = {}
+_providers_lock = threading.Lock()
+
+
+def service_token_provider(service: str, *, timeout: float = 2.0
+                           ) -> ClientCredentialsTokenProvider:
+    """The token provider of ``service``'s own OAuth client (client id = service name).
+
+    It asks for exactly the scopes the dependency manifest derives for the service
+    (:meth:`charter.dependencies.Manifest.client_scopes`); the secret comes from
+    ``<SERVICE>_CLIENT_SECRET`` through :func:`charter.config.secret` (in development
+    mode a generated secret shared with auth's seed under the var dir). One provider
+    (one cached token) per service and settings in a process. ``ManifestError`` when the
+    service declares no ``calls`` (it has no client).
     """
-    secret = config.env("INTERNAL_CLIENT_SECRET")
-    if secret is None:
-        if not config.is_embedded():
-            raise config.ConfigError("INTERNAL_CLIENT_SECRET must be set in production")
-        secret = DEV_INTERNAL_CLIENT_SECRET
-    token_url = config.env("AUTH_TOKEN_URL") or f"{config.service_url('auth')}/oauth/token"
-    client_id = config.env("INTERNAL_CLIENT_ID", INTERNAL_CLIENT_ID) or INTERNAL_CLIENT_ID
-    return ClientCredentialsTokenProvider(token_url, client_id, secret, scope, timeout=timeout)
+    scope = dependencies.load().client_scope(service)
+    if not scope:
+        raise dependencies.ManifestError(
+            f"{service} declares no calls in governance/dependencies.yaml: it has no client")
+    secret = config.secret(client_secret_variable(service))
+    key = (service, token_url(), scope, secret, timeout)
+    with _providers_lock:
+        provider = _providers.get(key)
+        if provider is None:
+            provider = ClientCredentialsTokenProvider(key[1], service, secret, scope,
+                                                      timeout=timeout)
+            _providers[key] = provider
+        return provider

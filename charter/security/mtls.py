@@ -14,7 +14,10 @@ TLS extension (``scope["extensions"]["tls"]``, see :func:`tls_extension`);
 
 Internal-only operations declare ``x-internal-callers: [orders]`` in their spec.
 :class:`InternalCallersMiddleware` (installed by :func:`charter.service.create_app`, after
-Connexion's routing) answers 403 problem+json when the caller's identity is not listed.
+Connexion's routing) answers 403 problem+json when the caller's identity is not listed,
+and when the bearer token was not issued to that same identity's OAuth client (the
+token's ``client_id`` must equal the certificate's identity: a stolen token is useless
+without the matching key, a stolen certificate without the matching client secret).
 
 Process settings: ``CHARTER_MTLS`` (default ``1``; ``0`` = plain HTTP everywhere, no
 enforcement), ``CHARTER_PKI_DIR`` (default ``var/pki``), ``CHARTER_SERVICE`` (the identity
@@ -37,7 +40,9 @@ from cryptography.hazmat.primitives import serialization
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charter import config, problems
+from charter.security import connexion_auth
 from charter.security import credentials as pki
+from charter.security.tokens import InvalidToken
 
 log = logging.getLogger(__name__)
 
@@ -287,12 +292,15 @@ def enforcement(service: str, enforce: bool | None) -> tuple[bool, bool]:
 
 
 class InternalCallersMiddleware:
-    """403 problem+json when an internal operation's caller is not in its allow-list.
+    """403 problem+json when an internal operation's caller is not in its allow-list,
+    or when its token belongs to another client than its certificate.
 
     Sits after Connexion's routing (``MiddlewarePosition.BEFORE_SECURITY``), so it knows
     the operation, and before token checks: a service that may not call an operation at
-    all learns nothing more from it. ``callers`` maps an API base path (``/v1``) to
-    :func:`internal_callers` of that version's spec.
+    all learns nothing more from it. For an allowed caller, a valid bearer token whose
+    ``client_id`` differs from the certificate's identity is refused too (a missing or
+    invalid token is left to Connexion's security check: 401). ``callers`` maps an API
+    base path (``/v1``) to :func:`internal_callers` of that version's spec.
     """
 
     def __init__(
@@ -310,25 +318,28 @@ class InternalCallersMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.callers and (self.check_tls or self.refuse_plain):
-            self._check(scope)
+            caller = self._check(scope)
+            if caller is not None:
+                await self._check_client(scope, caller)
         await self.app(scope, receive, send)
 
-    def _check(self, scope: Scope) -> None:
+    def _check(self, scope: Scope) -> str | None:
+        """Raise 403 for a caller not on the allow-list; the allowed caller, if checked."""
         extensions = scope.get("extensions") or {}
         routing = extensions.get("connexion_routing") or {}
         op_id = routing.get("operation_id")
         if not op_id:
-            return
+            return None
         ops = self.callers.get(routing.get("api_base_path") or "")
         allowed = ops.get(str(op_id).rsplit(".", 1)[-1]) if ops else None
         if allowed is None:
-            return
+            return None
         over_tls = extensions.get(TLS_EXTENSION) is not None
         if not (self.refuse_plain or (over_tls and self.check_tls)):
-            return
+            return None
         caller = caller_identity(scope)
-        if caller in allowed:
-            return
+        if caller is not None and caller in allowed:
+            return caller
         short = str(op_id).rsplit(".", 1)[-1]
         log.warning("%s: refused internal operation %s to caller %s", self.service, short,
                     caller or ("no client certificate" if over_tls else "plain HTTP"))
@@ -336,3 +347,35 @@ class InternalCallersMiddleware:
         raise problems.Forbidden(
             f"Operation {short} is internal to the platform; {who} may not use it."
         )
+
+    async def _check_client(self, scope: Scope, caller: str) -> None:
+        """Raise 403 when a valid bearer token was issued to another client than ``caller``."""
+        token = bearer_token(scope)
+        if token is None:
+            return
+        try:
+            claims = await connexion_auth.verify(connexion_auth.verifier_of(scope), token)
+        except InvalidToken:
+            return  # Connexion's security check answers 401
+        client_id = claims.get("client_id")
+        if client_id == caller:
+            return
+        routing = (scope.get("extensions") or {}).get("connexion_routing") or {}
+        short = str(routing.get("operation_id", "")).rsplit(".", 1)[-1]
+        log.warning("%s: refused internal operation %s: token of client %s presented with "
+                    "the certificate of %s", self.service, short, client_id or "(none)", caller)
+        raise problems.Forbidden(
+            f"Operation {short} is internal to the platform; the token must be issued to "
+            f"the client '{caller}' of the calling certificate, not to "
+            f"'{client_id or 'no client'}'."
+        )
+
+
+def bearer_token(scope: Mapping[str, Any]) -> str | None:
+    """The bearer token of a request's ``Authorization`` header, if any."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"authorization":
+            kind, _, token = value.decode("latin-1").partition(" ")
+            token = token.strip()
+            return token if kind.lower() == "bearer" and token else None
+    return None

@@ -2,8 +2,10 @@
 
 PyJWT does the cryptography and the claim checks; this module adds what PyJWT leaves to
 the caller: a JWKS cache refreshed on an unknown ``kid`` (rate-limited), the ``typ``
-check, and a bounded cache of already-validated tokens that expires with each token's
-``exp`` (RS256 verification costs ~0.2 ms, paid once per token instead of per request).
+check, a bounded cache of already-validated tokens that expires with each token's
+``exp`` (RS256 verification costs ~0.2 ms, paid once per token instead of per request),
+the revocation check (:mod:`charter.security.revocation`) and the one mapping from a
+token failure to the problem the gateway and every service answer (:func:`token_problem`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,6 +23,7 @@ import jwt
 from jwt import PyJWK
 
 from charter.config import AuthSettings
+from charter.security.revocation import DenySet, RevocationPoller, http_feed_fetcher
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +31,61 @@ REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "iat", "jti"]
 
 
 class InvalidToken(Exception):
-    """The token is missing, malformed, expired, wrongly signed or not for us."""
+    """The token is missing, malformed, expired, wrongly signed, revoked or not for us.
+
+    ``reason`` is one of :data:`REASONS` and decides the problem answered (see
+    :func:`token_problem`); the message is for logs only, never for the client.
+    """
+
+    def __init__(self, message: str, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason if reason in REASONS else "invalid"
+
+
+REASONS = ("missing", "invalid", "expired", "revoked")
+
+
+@dataclass(frozen=True)
+class TokenProblem:
+    """The one RFC 9457 problem (plus RFC 6750 challenge) for a token failure."""
+
+    status: int
+    title: str
+    detail: str
+    challenge: str
+    type: str = "about:blank"
+
+    def body(self) -> dict[str, Any]:
+        """The problem document."""
+        return {"type": self.type, "title": self.title, "status": self.status,
+                "detail": self.detail}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """``WWW-Authenticate`` (RFC 6750 §3)."""
+        return {"WWW-Authenticate": self.challenge}
+
+
+_INVALID_TOKEN = 'Bearer realm="charter", error="invalid_token"'
+_TOKEN_PROBLEMS = {
+    "missing": TokenProblem(401, "Unauthorized", "A bearer access token is required.",
+                            'Bearer realm="charter"'),
+    "invalid": TokenProblem(401, "Unauthorized", "The access token is invalid.",
+                            _INVALID_TOKEN),
+    "expired": TokenProblem(401, "Unauthorized", "The access token has expired.",
+                            _INVALID_TOKEN),
+    "revoked": TokenProblem(401, "Unauthorized", "The access token has been revoked.",
+                            _INVALID_TOKEN),
+}
+
+
+def token_problem(reason: str) -> TokenProblem:
+    """The problem the gateway and every service answer for a token failure ``reason``.
+
+    Bad signature, wrong audience or issuer, unknown key, malformed: all ``invalid``
+    (the verifier's own reason is logged, never echoed to the client).
+    """
+    return _TOKEN_PROBLEMS.get(reason, _TOKEN_PROBLEMS["invalid"])
 
 
 JWKSFetcher = Callable[[], dict[str, Any]]
@@ -90,28 +148,80 @@ class JWKSCache:
 
 
 class TokenVerifier:
-    """Checks signature, algorithm, ``typ``, issuer, audience, expiry and required claims."""
+    """Checks signature, algorithm, ``typ``, issuer, audience, expiry, required claims and
+    revocation (the :class:`~charter.security.revocation.DenySet`, after the signature
+    check, for cached tokens too).
+
+    One verifier belongs to one app (the service app factory or the gateway factory
+    creates it); ``poller``, when set, keeps ``revocations`` current and is the app's
+    readiness check for revocation freshness.
+    """
 
     def __init__(
         self,
         settings: AuthSettings,
         jwks: JWKSCache,
         cache_size: int = 10_000,
+        *,
+        revocations: DenySet | None = None,
+        poller: RevocationPoller | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.jwks = jwks
+        self.revocations = revocations if revocations is not None else DenySet(
+            leeway=settings.leeway)
+        self.poller = poller
+        self._clock = clock
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
 
     def verify(self, token: str) -> dict[str, Any]:
-        """Return the token's claims or raise :class:`InvalidToken`."""
-        cached = self._cached(token)
-        if cached is not None:
-            return cached
+        """Return the token's claims or raise :class:`InvalidToken`.
+
+        May fetch the JWKS (an unknown ``kid``): call it off the event loop, after
+        :meth:`verify_cached` returned ``None``.
+        """
+        claims = self.verify_cached(token)
+        if claims is not None:
+            return claims
         claims = self._verify(token)
         self._remember(token, claims)
+        self._check_revoked(claims)
         return claims
+
+    def verify_cached(self, token: str) -> dict[str, Any] | None:
+        """Claims of an already validated, unexpired token; ``None`` if not in the cache.
+
+        Never blocks (safe on the event loop). Raises :class:`InvalidToken` (``revoked``)
+        if the cached token has been revoked since.
+        """
+        with self._cache_lock:
+            claims = self._cache.get(token)
+            if claims is None:
+                return None
+            if claims["exp"] + self.settings.leeway <= self._clock():
+                del self._cache[token]
+                return None
+            self._cache.move_to_end(token)
+        self._check_revoked(claims)
+        return claims
+
+    @property
+    def cache_size(self) -> int:
+        """How many validated tokens are cached."""
+        return len(self._cache)
+
+    def check_ready(self) -> None:
+        """Readiness: raises when the revocation feed has not been read for too long."""
+        if self.poller is not None:
+            self.poller.check()
+
+    def _check_revoked(self, claims: dict[str, Any]) -> None:
+        kind = self.revocations.revoked(claims)
+        if kind is not None:
+            raise InvalidToken(f"revoked ({kind})", "revoked")
 
     def _verify(self, token: str) -> dict[str, Any]:
         try:
@@ -138,27 +248,38 @@ class TokenVerifier:
                 options={"require": REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError as exc:
-            raise InvalidToken("token expired") from exc
+            raise InvalidToken("token expired", "expired") from exc
         except jwt.PyJWTError as exc:
             raise InvalidToken(type(exc).__name__) from exc
         return claims
-
-    def _cached(self, token: str) -> dict[str, Any] | None:
-        with self._cache_lock:
-            claims = self._cache.get(token)
-            if claims is None:
-                return None
-            if claims["exp"] + self.settings.leeway <= time.time():
-                del self._cache[token]
-                return None
-            self._cache.move_to_end(token)
-            return claims
 
     def _remember(self, token: str, claims: dict[str, Any]) -> None:
         with self._cache_lock:
             self._cache[token] = claims
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
+
+
+def build_verifier(settings: AuthSettings, *, start: bool = True) -> TokenVerifier:
+    """A verifier fed by auth's JWKS (prefetched) and revocation feed (polled).
+
+    With ``start`` the revocation poller runs in a daemon thread of this process (and is
+    restarted in a forked child). Every app factory builds its own with this.
+    """
+    jwks = JWKSCache(http_jwks_fetcher(settings.jwks_url))
+    jwks.refresh()
+    deny = DenySet(leeway=settings.leeway)
+    poller = None
+    if settings.revocation_url:
+        poller = RevocationPoller(
+            http_feed_fetcher(settings.revocation_url),
+            deny,
+            interval=settings.revocation_poll_interval,
+            max_staleness=settings.revocation_max_staleness,
+        )
+        if start:
+            poller.start()
+    return TokenVerifier(settings, jwks, revocations=deny, poller=poller)
 
 
 def scopes_of(claims: dict[str, Any]) -> set[str]:

@@ -7,24 +7,27 @@ from pathlib import Path
 import connexion
 
 from charter import config
-from charter.db import Database
-from charter.security.client_credentials import internal_token_provider
+from charter.db import Database, SqlUnitOfWork
+from charter.http import dependency_timeout
+from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
+from services.catalog_client import HttpCatalogClient
 
-from .clients import CatalogClient, HttpCatalogClient, catalog_timeout
+from .ports import CatalogPort
 from .services import CartService
+from .settings import load_config
+from .store import SqlCartRepository
 
 NAME = "cart"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
-CATALOG_SCOPE = "catalog:read"
 
 
 def create_app(
     db: Database | None = None,
     verifier: TokenVerifier | None = None,
-    catalog: CatalogClient | None = None,
+    catalog: CatalogPort | None = None,
 ) -> connexion.FlaskApp:
     """The cart app; defaults come from the environment (see :func:`create_asgi`)."""
     db = db or Database(config.database_url(NAME))
@@ -34,22 +37,24 @@ def create_app(
         api_module="services.cart.api",
         db=db,
         verifier=verifier,
-        deps={"cart": CartService(db, catalog), "catalog": catalog},
+        deps={"cart": CartService(SqlUnitOfWork(db, SqlCartRepository), catalog),
+              "catalog": catalog},
     )
 
 
 def default_catalog() -> HttpCatalogClient:
-    """The catalog over HTTP (``CATALOG_URL``, ``CATALOG_TIMEOUT``) with an internal token."""
-    timeout = catalog_timeout()
+    """The catalog over HTTP (``CATALOG_URL``, ``CATALOG_TIMEOUT``), the cart client's token."""
+    timeout = dependency_timeout("catalog")
     return HttpCatalogClient(
         config.service_url("catalog"),
-        internal_token_provider(CATALOG_SCOPE, timeout=timeout),
+        service_token_provider(NAME, timeout=timeout),
         timeout=timeout,
     )
 
 
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database and catalog."""
+    load_config()  # fails closed: every missing or bad variable in one message
     configure_logging(NAME)
     db = Database(config.database_url(NAME))
     return create_app(db=db, catalog=default_catalog())

@@ -1,4 +1,8 @@
-"""The cart's use cases: domain rules + the cart store + the catalog port.
+"""The cart's use cases: domain rules + the cart repository + the catalog port (:mod:`.ports`).
+
+Each use case works through a unit of work (:class:`charter.unit_of_work.UnitOfWork`):
+``with self.uow.write() as repo`` for a change, ``self.uow.read()`` for a query. No
+SQLAlchemy here: ``app.py`` passes the SQL implementation, tests may pass an in-memory one.
 
 Catalog calls never happen inside a database transaction (no lock is held while waiting
 on the network). Changes that need the catalog (adding, increasing a quantity) answer
@@ -13,10 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from charter.db import Database
 from charter.problems import Conflict, NotFound, Unprocessable
+from charter.unit_of_work import UnitOfWork
 
-from .clients import CatalogClient, CatalogUnavailable, Product, Stock
 from .domain import (
     Availability,
     Cart,
@@ -27,7 +30,7 @@ from .domain import (
     availability_for,
     check_quantity,
 )
-from .store import CartRepository
+from .ports import CartRepository, CatalogPort, CatalogUnavailable, Product, Stock
 
 log = logging.getLogger(__name__)
 
@@ -54,16 +57,16 @@ class AddResult:
 class CartService:
     """Everything a caller can do with a cart."""
 
-    def __init__(self, db: Database, catalog: CatalogClient) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWork[CartRepository], catalog: CatalogPort) -> None:
+        self.uow = uow
         self.catalog = catalog
 
     # -- reads ---------------------------------------------------------------------------
 
     def view(self, user_id: str) -> Cart:
         """The cart with prices and availability refreshed from the catalog if possible."""
-        with self.db.session() as session:
-            cart = CartRepository(session).load(user_id)
+        with self.uow.read() as repo:
+            cart = repo.load(user_id)
         if not cart.items:
             return cart
         changed: list[CartItem] = []
@@ -74,7 +77,7 @@ class CartService:
             try:
                 fresh = self._refresh(item)
             except CatalogUnavailable as exc:
-                log.warning("catalog unavailable, cart priced stale: %s", exc.detail)
+                log.warning("catalog unavailable, cart priced stale: %s", exc)
                 stale = True
                 break
             cart.reprice(fresh)
@@ -84,8 +87,8 @@ class CartService:
                 changed.append(fresh)
         cart.pricing = Pricing.STALE if stale else Pricing.CURRENT
         if changed:
-            with self.db.session() as session:
-                CartRepository(session).remember_prices(user_id, changed)
+            with self.uow.write() as repo:
+                repo.remember_prices(user_id, changed)
         return cart
 
     def _refresh(self, item: CartItem) -> CartItem:
@@ -135,8 +138,7 @@ class CartService:
         with _rules():
             check_quantity(quantity)
         product, available = self._sellable(product_id)
-        with _rules(), self.db.session() as session:
-            repo = CartRepository(session)
+        with _rules(), self.uow.write() as repo:
             repo.lock(user_id)
             cart = repo.load(user_id)
             created = cart.find(product_id) is None
@@ -159,16 +161,15 @@ class CartService:
         """Replace a line's quantity; increases are checked against the catalog's stock."""
         with _rules():
             check_quantity(quantity)
-            with self.db.session() as session:
-                current = CartRepository(session).load(user_id).find(product_id)
+            with self.uow.read() as repo:
+                current = repo.load(user_id).find(product_id)
             if current is None:
                 raise ItemNotInCart(f"product {product_id} is not in the cart")
             available: int | None = None
             if quantity > current.quantity:
                 _product, available = self._sellable(product_id)
                 self._check_stock(product_id, quantity, available)
-            with self.db.session() as session:
-                repo = CartRepository(session)
+            with self.uow.write() as repo:
                 repo.lock(user_id)
                 cart = repo.load(user_id)
                 cart.set_quantity(product_id, quantity)
@@ -177,8 +178,7 @@ class CartService:
 
     def remove_item(self, user_id: str, product_id: int) -> None:
         """Remove a line (404 if the product is not in the cart)."""
-        with _rules(), self.db.session() as session:
-            repo = CartRepository(session)
+        with _rules(), self.uow.write() as repo:
             repo.lock(user_id)
             cart = repo.load(user_id)
             cart.remove(product_id)
@@ -186,5 +186,5 @@ class CartService:
 
     def clear(self, user_id: str) -> None:
         """Empty the cart."""
-        with self.db.session() as session:
-            CartRepository(session).clear(user_id)
+        with self.uow.write() as repo:
+            repo.clear(user_id)

@@ -1,4 +1,5 @@
-"""Cart persistence: SQLAlchemy 2 Core tables and a repository mapping rows to the domain.
+"""Cart persistence: SQLAlchemy 2 Core tables and the repository (the adapter of
+:class:`services.cart.ports.CartRepository`) mapping rows to the domain.
 
 The tables live in their own :data:`metadata` (not ``charter.db.Base``) so the cart's
 Alembic history only ever sees cart tables. Only the quantity and the last known catalog
@@ -9,13 +10,11 @@ of the catalog on each read.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -29,7 +28,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
+from charter.db import (
+    NAMING_CONVENTION_FK_REFERRED,
+    UtcDateTime,
+    service_metadata,
+    utcnow,
+)
 
 from .domain import MAX_QUANTITY, Cart, CartItem
 
@@ -39,8 +43,8 @@ carts = Table(
     "carts",
     metadata,
     Column("user_id", String(128), primary_key=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
 )
 
 cart_items = Table(
@@ -59,25 +63,15 @@ cart_items = Table(
     Column("unit_price", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("quantity", Integer, nullable=False),
-    Column("priced_at", DateTime(timezone=True), nullable=False),
+    Column("priced_at", UtcDateTime(), nullable=False),
     CheckConstraint(f"quantity BETWEEN 1 AND {MAX_QUANTITY}", name="quantity_range"),
     CheckConstraint("unit_price >= 0", name="unit_price_positive"),
 )
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
-
-
-class CartRepository:
-    """Load and store carts inside the caller's unit of work (a :class:`Session`)."""
+class SqlCartRepository:
+    """:class:`services.cart.ports.CartRepository` on the SQLAlchemy session of one unit
+    of work (``SqlUnitOfWork(db, SqlCartRepository)``)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -89,7 +83,7 @@ class CartRepository:
         lock on PostgreSQL, the database write lock on SQLite. Without it two concurrent
         "add 1" requests could both read quantity 1 and both write 2.
         """
-        now = _now()
+        now = utcnow()
         touched = self.session.execute(
             update(carts).where(carts.c.user_id == user_id).values(updated_at=now)
         )
@@ -126,11 +120,11 @@ class CartRepository:
             )
             for row in rows
         ]
-        return Cart(user_id=user_id, items=items, updated_at=_aware(updated_at))
+        return Cart(user_id=user_id, items=items, updated_at=updated_at)
 
     def save(self, cart: Cart) -> None:
         """Make the stored lines equal to ``cart.items`` (call :meth:`lock` first)."""
-        now = _now()
+        now = utcnow()
         stored = {
             int(row.product_id): int(row.position)
             for row in self.session.execute(
@@ -183,7 +177,7 @@ class CartRepository:
 
     def remember_prices(self, user_id: str, items: Iterable[CartItem]) -> None:
         """Store freshly read catalog data of lines that still exist (quantities untouched)."""
-        now = _now()
+        now = utcnow()
         for item in items:
             self.session.execute(
                 update(cart_items)
@@ -204,7 +198,7 @@ class CartRepository:
         """Delete every line of the user's cart; returns how many there were."""
         result = self.session.execute(delete(cart_items).where(cart_items.c.user_id == user_id))
         self.session.execute(
-            update(carts).where(carts.c.user_id == user_id).values(updated_at=_now())
+            update(carts).where(carts.c.user_id == user_id).values(updated_at=utcnow())
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

@@ -1,22 +1,85 @@
 """HTTP handlers, one per operationId of ``openapi/catalog/v1.yaml``; thin by design.
 
 Connexion has already checked the token, the scopes and the request against the spec;
-handlers read the arguments, call the service layer and shape the response.
+handlers read the arguments, call the service layer and turn the domain objects it
+returns into the JSON the spec describes (the ``*_json`` functions below).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import request
 
+from charter.db import rfc3339
 from charter.idempotency import Outcome
 from charter.service import context
 
-from .services import CatalogService
-from .store import ProductFilter
+from .domain import Category, Product, ProductFilter, Reservation, StockLevel
+from .services import CatalogService, Page
 
 BASE = "/v1"
+Json = dict[str, Any]
+
+
+# serialisation ---------------------------------------------------------------------
+def iso(ts: datetime | None) -> str:
+    """RFC 3339 in UTC with a ``Z`` (stored objects always carry their timestamps)."""
+    assert ts is not None, "a stored object without a timestamp"
+    return rfc3339(ts)
+
+
+def category_json(category: Category) -> Json:
+    return {
+        "id": category.id,
+        "slug": category.slug,
+        "name": category.name,
+        "description": category.description,
+        "created_at": iso(category.created_at),
+        "updated_at": iso(category.updated_at),
+    }
+
+
+def product_json(product: Product) -> Json:
+    return {
+        "id": product.id,
+        "sku": product.sku,
+        "name": product.name,
+        "description": product.description,
+        "category_id": product.category_id,
+        "price": product.price.amount,
+        "currency": product.price.currency,
+        "active": product.active,
+        "created_at": iso(product.created_at),
+        "updated_at": iso(product.updated_at),
+    }
+
+
+def stock_json(level: StockLevel) -> Json:
+    return {
+        "product_id": level.product_id,
+        "on_hand": level.on_hand,
+        "reserved": level.reserved,
+        "available": level.available,
+        "updated_at": iso(level.updated_at),
+    }
+
+
+def reservation_json(reservation: Reservation) -> Json:
+    return {
+        "order_id": reservation.order_id,
+        "status": str(reservation.status),
+        "items": [{"product_id": ln.product_id, "quantity": ln.quantity}
+                  for ln in reservation.lines],
+        "created_at": iso(reservation.created_at),
+        "updated_at": iso(reservation.updated_at),
+    }
+
+
+def page_json(page: Page[Any], item_json: Any) -> Json:
+    return {"items": [item_json(i) for i in page.items], "page": page.page,
+            "page_size": page.page_size, "total": page.total}
 
 
 def _svc() -> CatalogService:
@@ -30,30 +93,31 @@ def _idempotency_key() -> str:
 
 
 def _answer(outcome: Outcome, location: str | None = None) -> Any:
+    """A keyed reservation operation's answer (its body is a :class:`Reservation`)."""
     headers: dict[str, str] = {}
     if location:
         headers["Location"] = location
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return outcome.body, outcome.status, headers
+    return reservation_json(outcome.body), outcome.status, headers
 
 
 # categories ------------------------------------------------------------------------
 def list_categories(page: int = 1, page_size: int = 20) -> Any:
-    return _svc().list_categories(page, page_size)
+    return page_json(_svc().list_categories(page, page_size), category_json)
 
 
 def get_category(category_id: int) -> Any:
-    return _svc().get_category(category_id)
+    return category_json(_svc().get_category(category_id))
 
 
 def create_category(body: dict[str, Any]) -> Any:
-    doc = _svc().create_category(body)
-    return doc, 201, {"Location": f"{BASE}/categories/{doc['id']}"}
+    category = _svc().create_category(**body)
+    return category_json(category), 201, {"Location": f"{BASE}/categories/{category.id}"}
 
 
 def update_category(category_id: int, body: dict[str, Any]) -> Any:
-    return _svc().update_category(category_id, body)
+    return category_json(_svc().update_category(category_id, **body))
 
 
 def delete_category(category_id: int) -> Any:
@@ -74,20 +138,20 @@ def list_products(
 ) -> Any:
     flt = ProductFilter(category=category, q=q, min_price=min_price, max_price=max_price,
                         in_stock=in_stock, active=active)
-    return _svc().list_products(flt, page, page_size)
+    return page_json(_svc().list_products(flt, page, page_size), product_json)
 
 
 def get_product(product_id: int) -> Any:
-    return _svc().get_product(product_id)
+    return product_json(_svc().get_product(product_id))
 
 
 def create_product(body: dict[str, Any]) -> Any:
-    doc = _svc().create_product(body)
-    return doc, 201, {"Location": f"{BASE}/products/{doc['id']}"}
+    product = _svc().create_product(**body)
+    return product_json(product), 201, {"Location": f"{BASE}/products/{product.id}"}
 
 
 def update_product(product_id: int, body: dict[str, Any]) -> Any:
-    return _svc().update_product(product_id, body)
+    return product_json(_svc().update_product(product_id, **body))
 
 
 def delete_product(product_id: int) -> Any:
@@ -97,15 +161,15 @@ def delete_product(product_id: int) -> Any:
 
 # stock -----------------------------------------------------------------------------
 def get_stock(product_id: int) -> Any:
-    return _svc().get_stock(product_id)
+    return stock_json(_svc().get_stock(product_id))
 
 
 def set_stock(product_id: int, body: dict[str, Any]) -> Any:
-    return _svc().set_stock(product_id, body["on_hand"])
+    return stock_json(_svc().set_stock(product_id, body["on_hand"]))
 
 
 def adjust_stock(product_id: int, body: dict[str, Any]) -> Any:
-    return _svc().adjust_stock(product_id, body["delta"], body.get("reason"))
+    return stock_json(_svc().adjust_stock(product_id, body["delta"], body.get("reason")))
 
 
 # reservations ----------------------------------------------------------------------
@@ -115,7 +179,7 @@ def create_reservation(body: dict[str, Any]) -> Any:
 
 
 def get_reservation(order_id: str) -> Any:
-    return _svc().get_reservation(order_id)
+    return reservation_json(_svc().get_reservation(order_id))
 
 
 def commit_reservation(order_id: str) -> Any:

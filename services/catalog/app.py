@@ -9,13 +9,23 @@ import connexion
 
 from charter import config, service
 from charter.cache import Cache, make_cache
-from charter.db import Database
+from charter.db import Database, SqlUnitOfWork
+from charter.idempotency import Idempotency, start_purger
 from charter.security.tokens import TokenVerifier
 
 from .services import CatalogService
+from .settings import load_config
+from .store import SqlCatalogRepository, idempotency_keys
 
 NAME = "catalog"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def catalog_service(db: Database, cache: Cache | None = None) -> CatalogService:
+    """The service wired to its SQL adapters: a unit of work on ``db`` and the repository."""
+    keys = Idempotency(idempotency_keys)
+    uow = SqlUnitOfWork(db, lambda session: SqlCatalogRepository(session, keys))
+    return CatalogService(uow, cache)
 
 
 def create_app(
@@ -29,7 +39,7 @@ def create_app(
     """
     db = db or Database(config.database_url(NAME))
     cache = cache if cache is not None else make_cache(NAME)
-    catalog = CatalogService(db, cache)
+    catalog = catalog_service(db, cache)
     deps: dict[str, Any] = {"catalog": catalog, "cache": cache}
     return service.create_app(
         NAME,
@@ -42,5 +52,9 @@ def create_app(
 
 def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
+    load_config()  # fails closed: every missing or bad variable in one message
     service.configure_logging(NAME)
-    return create_app(Database(config.database_url(NAME)))
+    db = Database(config.database_url(NAME))
+    app = create_app(db)
+    start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
+    return app

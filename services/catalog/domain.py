@@ -1,7 +1,8 @@
-"""Catalog domain: prices, stock levels and the reservation rules. Pure Python.
+"""Catalog domain: categories, products, prices, stock levels and reservations. Pure Python.
 
-No framework or database imports here: the service layer loads these objects, asks them
-to change, and stores the result. Every rule that protects the stock lives here:
+No framework or database imports here: the service layer loads these objects through the
+repository (``store.py``), asks them to change, and stores the result; ``api.py`` turns
+them into JSON. Every rule that protects the stock lives here:
 
 * ``available = on_hand - reserved`` and never below zero;
 * a reservation holds all of its items or none (:func:`reserve_all`);
@@ -14,7 +15,8 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -67,6 +69,81 @@ class Price:
             raise InvalidPrice(f"{self.currency!r} is not an ISO 4217 currency code")
 
 
+@dataclass
+class Category:
+    """A group of products, addressed by a unique slug."""
+
+    id: int
+    slug: str
+    name: str
+    description: str
+    created_at: datetime
+    updated_at: datetime
+
+    def change(self, *, slug: str | None = None, name: str | None = None,
+               description: str | None = None) -> None:
+        """Apply the given fields (``None`` keeps a field as it is)."""
+        if slug is not None:
+            self.slug = slug
+        if name is not None:
+            self.name = name
+        if description is not None:
+            self.description = description
+
+
+@dataclass
+class Product:
+    """Something for sale: a unique SKU, a price, a category; ``active`` when for sale."""
+
+    id: int
+    sku: str
+    name: str
+    description: str
+    category_id: int
+    price: Price
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    def change(
+        self,
+        *,
+        sku: str | None = None,
+        name: str | None = None,
+        description: str | None = None,
+        category_id: int | None = None,
+        price: int | None = None,
+        currency: str | None = None,
+        active: bool | None = None,
+    ) -> None:
+        """Apply the given fields (``None`` keeps a field); the new price is checked first."""
+        new_price = Price(self.price.amount if price is None else price,
+                          currency or self.price.currency)
+        self.price = new_price
+        if sku is not None:
+            self.sku = sku
+        if name is not None:
+            self.name = name
+        if description is not None:
+            self.description = description
+        if category_id is not None:
+            self.category_id = category_id
+        if active is not None:
+            self.active = active
+
+
+@dataclass(frozen=True)
+class ProductFilter:
+    """What a product search asks for (every criterion optional, all must hold)."""
+
+    category: int | None = None
+    q: str | None = None
+    min_price: int | None = None
+    max_price: int | None = None
+    in_stock: bool | None = None
+    active: bool | None = None
+
+
 @dataclass(frozen=True)
 class Shortage:
     """Why one product cannot be reserved."""
@@ -95,6 +172,7 @@ class StockLevel:
     product_id: int
     on_hand: int = 0
     reserved: int = 0
+    updated_at: datetime | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if self.on_hand < 0 or self.reserved < 0 or self.reserved > self.on_hand:
@@ -171,6 +249,8 @@ class Reservation:
     order_id: str
     lines: list[ReservationLine]
     status: ReservationStatus = ReservationStatus.HELD
+    created_at: datetime | None = field(default=None, compare=False)
+    updated_at: datetime | None = field(default=None, compare=False)
 
     def commit(self) -> bool:
         """held → committed; True if it changed, False if it was already committed."""

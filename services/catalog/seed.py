@@ -10,7 +10,7 @@ from __future__ import annotations
 from charter.db import Database
 
 from . import domain
-from .store import CatalogRepository, begin_write
+from .store import SqlCatalogRepository
 
 CURRENCY = "EUR"
 
@@ -64,14 +64,13 @@ CATALOG: list[tuple[str, str, str, str, list[tuple[str, int, int]]]] = [
 def seed(db: Database) -> int:
     """Insert the demo catalog where missing; returns how many products it created."""
     created = 0
-    with db.session() as session:
-        begin_write(session)
-        repo = CatalogRepository(session)
+    with db.write() as session:
+        repo = SqlCatalogRepository(session)
         for slug, name, description, prefix, products in CATALOG:
             category = repo.category_by_slug(slug) or repo.add_category(slug, name, description)
             for number, (product_name, cents, on_hand) in enumerate(products, start=1):
                 sku = f"{prefix}-{number:04d}"
-                if repo.product_by_sku(sku) is not None:
+                if repo.sku_taken(sku):
                     continue
                 repo.add_product(
                     sku=sku,

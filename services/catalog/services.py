@@ -1,102 +1,61 @@
-"""Catalog use cases: each runs in one unit of work and returns JSON-ready documents.
+"""Catalog use cases: each runs in one unit of work and returns domain objects.
 
-Reads go through the cache (cache-aside, versioned namespaces); every write invalidates
-the namespaces it affects *after* its transaction committed. Versioned keys also close
-the race where a slow reader stores a value it loaded before a write: it stores it under
-the old version, which nobody reads any more.
+The service depends only on ports: ``uow: UnitOfWork[CatalogRepository]``
+(:mod:`charter.unit_of_work`, :mod:`.ports`) and a cache. Writes run in ``uow.write()``
+(one transaction; the SQL adapter takes the write lock first on SQLite), reads in
+``uow.read()``; a write that loses a constraint race (:class:`WriteConflict`) is 409. The
+keyed reservation operations run once per Idempotency-Key through
+:func:`charter.idempotency.run_once`, whose stored answer is the JSON snapshot of the
+reservation (:data:`RESERVATION`), so a replay gives back the first answer exactly.
+
+Reads go through the cache (cache-aside, versioned namespaces, JSON snapshots of the domain
+objects); every write invalidates the namespaces it affects *after* its transaction
+committed. Versioned keys also close the race where a slow reader stores a value it loaded
+before a write: it stores it under the old version, which nobody reads any more.
 
 Domain errors become problem responses here: short stock and forbidden state changes are
-409, other business-rule failures 422, missing resources 404.
+409, other business-rule failures 422, missing resources 404. Authorisation is by scope
+only (checked by Connexion from the spec): the catalog has no customer-owned resources.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
-from charter.cache import Cache, TTLCache
-from charter.db import Database
-from charter.idempotency import Idempotency, Outcome, canonical_json
+from charter.cache import Cache, Namespace, TTLCache
+from charter.db import JsonSnapshot
+from charter.idempotency import Outcome, canonical_json, run_once
 from charter.problems import Conflict, NotFound, Problem, Unprocessable
+from charter.unit_of_work import UnitOfWork, WriteConflict
 
 from . import domain
-from .store import (
-    CatalogRepository,
-    CategoryRow,
-    ProductFilter,
-    ProductRow,
-    ReservationRow,
-    StockRow,
-    begin_write,
-    idempotency_keys,
-    utcnow,
-)
+from .domain import Category, Product, ProductFilter, Reservation, StockLevel
+from .ports import CatalogRepository
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
+T = TypeVar("T")
+
+CATEGORY = JsonSnapshot[Category](Category)
+PRODUCT = JsonSnapshot[Product](Product)
+CATEGORY_PAGE = JsonSnapshot[tuple[list[Category], int]](tuple[list[Category], int])
+PRODUCT_PAGE = JsonSnapshot[tuple[list[Product], int]](tuple[list[Product], int])
+RESERVATION = JsonSnapshot[Reservation](Reservation)
+"""JSON forms of domain objects for the cache and the stored idempotent answers."""
 
 
-def iso(ts: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z`` (SQLite hands back naive datetimes: they are UTC)."""
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing: the items and how many there are in all."""
 
-
-def category_doc(row: CategoryRow) -> Doc:
-    return {
-        "id": row.id,
-        "slug": row.slug,
-        "name": row.name,
-        "description": row.description,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def product_doc(row: ProductRow) -> Doc:
-    return {
-        "id": row.id,
-        "sku": row.sku,
-        "name": row.name,
-        "description": row.description,
-        "category_id": row.category_id,
-        "price": row.price,
-        "currency": row.currency,
-        "active": row.active,
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def stock_doc(row: StockRow) -> Doc:
-    return {
-        "product_id": row.product_id,
-        "on_hand": row.on_hand,
-        "reserved": row.reserved,
-        "available": row.on_hand - row.reserved,
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def reservation_doc(row: ReservationRow, lines: list[domain.ReservationLine]) -> Doc:
-    return {
-        "order_id": row.order_id,
-        "status": row.status,
-        "items": [{"product_id": ln.product_id, "quantity": ln.quantity} for ln in lines],
-        "created_at": iso(row.created_at),
-        "updated_at": iso(row.updated_at),
-    }
-
-
-def page_doc(items: list[Doc], page: int, page_size: int, total: int) -> Doc:
-    return {"items": items, "page": page, "page_size": page_size, "total": total}
+    items: list[T]
+    page: int
+    page_size: int
+    total: int
 
 
 def as_problem(exc: domain.DomainError) -> Problem:
@@ -118,217 +77,213 @@ def as_problem(exc: domain.DomainError) -> Problem:
 
 @contextmanager
 def business_rules() -> Iterator[None]:
+    """Turn a refused business rule into its problem response."""
     try:
         yield
     except domain.DomainError as exc:
         raise as_problem(exc) from exc
 
 
+class _Cached(Generic[T]):
+    """A cache namespace holding JSON snapshots of one kind of domain object."""
+
+    def __init__(self, namespace: Namespace, snapshot: JsonSnapshot[T]) -> None:
+        self.namespace = namespace
+        self.snapshot = snapshot
+
+    def get_or_load(self, key: str, load: Callable[[], T]) -> T:
+        data = self.namespace.get_or_load(key, lambda: self.snapshot.dump(load()))
+        return self.snapshot.load(data)
+
+    def invalidate(self) -> None:
+        self.namespace.invalidate()
+
+
 class CatalogService:
-    """The catalog's use cases over one database and one cache."""
+    """The catalog's use cases over one unit of work and one cache."""
 
     SCOPE = "catalog"
 
-    def __init__(self, db: Database, cache: Cache | None = None) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWork[CatalogRepository], cache: Cache | None = None) -> None:
+        self.uow = uow
         self.cache = cache if cache is not None else TTLCache()
-        self.idempotency = Idempotency(idempotency_keys)
-        self._categories = self.cache.namespace("categories")
-        self._products = self.cache.namespace("products")
-        self._product_lists = self.cache.namespace("product-lists")
+        # Snapshot namespaces (named apart from the earlier whole-document ones).
+        self._categories = _Cached(self.cache.namespace("category"), CATEGORY)
+        self._category_pages = _Cached(self.cache.namespace("category-page"), CATEGORY_PAGE)
+        self._products = _Cached(self.cache.namespace("product"), PRODUCT)
+        self._product_pages = _Cached(self.cache.namespace("product-page"), PRODUCT_PAGE)
 
     # units of work -----------------------------------------------------------------
-    @contextmanager
-    def _read(self) -> Iterator[CatalogRepository]:
-        with self.db.session() as session:
-            yield CatalogRepository(session)
+    def _read(self) -> AbstractContextManager[CatalogRepository]:
+        return self.uow.read()
 
     @contextmanager
     def _write(self) -> Iterator[CatalogRepository]:
         """A write transaction; a unique-constraint race (lost to a concurrent writer) is 409."""
         try:
-            with self.db.session() as session:
-                begin_write(session)
-                yield CatalogRepository(session)
-        except IntegrityError as exc:
+            with self.uow.write() as repo:
+                yield repo
+        except WriteConflict as exc:
             raise Conflict("the change conflicts with existing data (a concurrent write?)") from exc
 
     def _invalidate(self, *, categories: bool = False, products: bool = False,
                     lists: bool = True) -> None:
         if categories:
             self._categories.invalidate()
+            self._category_pages.invalidate()
         if products:
             self._products.invalidate()
         if lists:
-            self._product_lists.invalidate()
+            self._product_pages.invalidate()
 
     # categories --------------------------------------------------------------------
-    def list_categories(self, page: int = 1, page_size: int = 20) -> Doc:
-        def load() -> Doc:
+    def list_categories(self, page: int = 1, page_size: int = 20) -> Page[Category]:
+        def load() -> tuple[list[Category], int]:
             with self._read() as repo:
-                rows, total = repo.categories((page - 1) * page_size, page_size)
-                return page_doc([category_doc(r) for r in rows], page, page_size, total)
+                return repo.categories((page - 1) * page_size, page_size)
 
-        return self._categories.get_or_load(f"list:{page}:{page_size}", load)
+        items, total = self._category_pages.get_or_load(f"{page}:{page_size}", load)
+        return Page(items, page, page_size, total)
 
-    def get_category(self, category_id: int) -> Doc:
-        def load() -> Doc:
+    def get_category(self, category_id: int) -> Category:
+        def load() -> Category:
             with self._read() as repo:
-                return category_doc(self._category(repo, category_id))
+                return _found(repo.category(category_id), f"category {category_id} does not exist")
 
-        return self._categories.get_or_load(f"id:{category_id}", load)
+        return self._categories.get_or_load(str(category_id), load)
 
-    def create_category(self, data: Mapping[str, Any]) -> Doc:
+    def create_category(self, slug: str, name: str, description: str = "") -> Category:
         with self._write() as repo:
-            if repo.category_by_slug(data["slug"]) is not None:
-                raise Conflict(f"a category with slug {data['slug']!r} already exists")
-            row = repo.add_category(data["slug"], data["name"], data.get("description", ""))
-            doc = category_doc(row)
+            if repo.slug_taken(slug):
+                raise Conflict(f"a category with slug {slug!r} already exists")
+            category = repo.add_category(slug, name, description)
         self._invalidate(categories=True, lists=False)
-        return doc
+        return category
 
-    def update_category(self, category_id: int, changes: Mapping[str, Any]) -> Doc:
+    def update_category(self, category_id: int, *, slug: str | None = None,
+                        name: str | None = None, description: str | None = None) -> Category:
         with self._write() as repo:
-            row = self._category(repo, category_id)
-            slug = changes.get("slug")
-            if slug is not None and slug != row.slug:
-                other = repo.category_by_slug(slug)
-                if other is not None:
-                    raise Conflict(f"a category with slug {slug!r} already exists")
-            for name in ("slug", "name", "description"):
-                if name in changes:
-                    setattr(row, name, changes[name])
-            row.updated_at = utcnow()
-            repo.session.flush()
-            doc = category_doc(row)
+            category = _found(repo.category(category_id), f"category {category_id} does not exist")
+            if slug is not None and repo.slug_taken(slug, other_than=category_id):
+                raise Conflict(f"a category with slug {slug!r} already exists")
+            category.change(slug=slug, name=name, description=description)
+            repo.save_category(category)
         self._invalidate(categories=True, lists=False)
-        return doc
+        return category
 
     def delete_category(self, category_id: int) -> None:
         with self._write() as repo:
-            row = self._category(repo, category_id)
+            _found(repo.category(category_id), f"category {category_id} does not exist")
             if repo.category_has_products(category_id):
                 raise Conflict(f"category {category_id} still has products")
-            repo.delete_category(row)
+            repo.delete_category(category_id)
         self._invalidate(categories=True)
 
     # products ----------------------------------------------------------------------
-    def list_products(self, flt: ProductFilter, page: int = 1, page_size: int = 20) -> Doc:
-        def load() -> Doc:
+    def list_products(self, flt: ProductFilter, page: int = 1,
+                      page_size: int = 20) -> Page[Product]:
+        def load() -> tuple[list[Product], int]:
             with self._read() as repo:
-                rows, total = repo.products(flt, (page - 1) * page_size, page_size)
-                return page_doc([product_doc(r) for r in rows], page, page_size, total)
+                return repo.products(flt, (page - 1) * page_size, page_size)
 
         key = canonical_json({"f": vars(flt), "p": page, "s": page_size})
-        return self._product_lists.get_or_load(key, load)
+        items, total = self._product_pages.get_or_load(key, load)
+        return Page(items, page, page_size, total)
 
-    def get_product(self, product_id: int) -> Doc:
-        def load() -> Doc:
+    def get_product(self, product_id: int) -> Product:
+        def load() -> Product:
             with self._read() as repo:
-                return product_doc(self._product(repo, product_id))
+                return _found(repo.product(product_id), f"product {product_id} does not exist")
 
-        return self._products.get_or_load(f"id:{product_id}", load)
+        return self._products.get_or_load(str(product_id), load)
 
-    def create_product(self, data: Mapping[str, Any]) -> Doc:
+    def create_product(self, sku: str, name: str, category_id: int, price: int,
+                       currency: str, description: str = "", active: bool = True) -> Product:
         with business_rules():
-            price = domain.Price(data["price"], data["currency"])
+            checked = domain.Price(price, currency)
         with self._write() as repo:
-            if repo.product_by_sku(data["sku"]) is not None:
-                raise Conflict(f"a product with sku {data['sku']!r} already exists",
+            if repo.sku_taken(sku):
+                raise Conflict(f"a product with sku {sku!r} already exists",
                                title="Duplicate SKU")
-            if repo.category(data["category_id"]) is None:
-                raise Unprocessable(f"category {data['category_id']} does not exist")
-            row = repo.add_product(
-                sku=data["sku"],
-                name=data["name"],
-                description=data.get("description", ""),
-                category_id=data["category_id"],
-                price=price,
-                active=data.get("active", True),
-            )
-            doc = product_doc(row)
+            if not repo.category_exists(category_id):
+                raise Unprocessable(f"category {category_id} does not exist")
+            product = repo.add_product(sku=sku, name=name, description=description,
+                                       category_id=category_id, price=checked, active=active)
         self._invalidate(products=True)
-        return doc
+        return product
 
-    def update_product(self, product_id: int, changes: Mapping[str, Any]) -> Doc:
+    def update_product(self, product_id: int, **changes: Any) -> Product:
+        """Change the given fields (``sku``, ``name``, ``description``, ``category_id``,
+        ``price``, ``currency``, ``active``)."""
         with self._write() as repo:
-            row = self._product(repo, product_id)
+            product = _found(repo.product(product_id), f"product {product_id} does not exist")
             sku = changes.get("sku")
-            if sku is not None and sku != row.sku and repo.product_by_sku(sku) is not None:
+            if sku is not None and repo.sku_taken(sku, other_than=product_id):
                 raise Conflict(f"a product with sku {sku!r} already exists",
                                title="Duplicate SKU")
             category_id = changes.get("category_id")
-            if category_id is not None and repo.category(category_id) is None:
+            if category_id is not None and not repo.category_exists(category_id):
                 raise Unprocessable(f"category {category_id} does not exist")
             with business_rules():
-                domain.Price(changes.get("price", row.price),
-                             changes.get("currency", row.currency))
-            for name in ("sku", "name", "description", "category_id", "price", "currency",
-                         "active"):
-                if name in changes:
-                    setattr(row, name, changes[name])
-            row.updated_at = utcnow()
-            repo.session.flush()
-            doc = product_doc(row)
+                product.change(**changes)
+            repo.save_product(product)
         self._invalidate(products=True)
-        return doc
+        return product
 
     def delete_product(self, product_id: int) -> None:
         with self._write() as repo:
-            row = self._product(repo, product_id)
-            stock = repo.lock_stock([product_id]).get(product_id)
-            if stock is not None and stock.reserved > 0:
+            _found(repo.product(product_id), f"product {product_id} does not exist")
+            level = repo.lock_stock([product_id]).get(product_id)
+            if level is not None and level.reserved > 0:
                 raise Conflict(
-                    f"product {product_id} has {stock.reserved} reserved units; "
+                    f"product {product_id} has {level.reserved} reserved units; "
                     "commit or release the reservations first"
                 )
-            repo.delete_product(row)
+            repo.delete_product(product_id)
         self._invalidate(products=True)
 
     # stock -------------------------------------------------------------------------
-    def get_stock(self, product_id: int) -> Doc:
+    def get_stock(self, product_id: int) -> StockLevel:
         with self._read() as repo:
-            return stock_doc(self._stock(repo, product_id))
+            if not repo.product_exists(product_id):
+                raise NotFound(f"product {product_id} does not exist")
+            return _found(repo.stock(product_id), f"product {product_id} has no stock record")
 
-    def set_stock(self, product_id: int, on_hand: int) -> Doc:
+    def set_stock(self, product_id: int, on_hand: int) -> StockLevel:
         return self._change_stock(product_id, lambda level: level.set_on_hand(on_hand))
 
-    def adjust_stock(self, product_id: int, delta: int, reason: str | None = None) -> Doc:
-        doc = self._change_stock(product_id, lambda level: level.adjust(delta))
+    def adjust_stock(self, product_id: int, delta: int, reason: str | None = None) -> StockLevel:
+        level = self._change_stock(product_id, lambda level: level.adjust(delta))
         log.info("stock of product %s adjusted by %+d (%s)", product_id, delta, reason or "-")
-        return doc
+        return level
 
     def _change_stock(self, product_id: int,
-                      change: Callable[[domain.StockLevel], None]) -> Doc:
+                      change: Callable[[StockLevel], None]) -> StockLevel:
         with self._write() as repo:
-            self._product(repo, product_id)
-            row = repo.lock_stock([product_id]).get(product_id)
-            if row is None:
-                raise NotFound(f"product {product_id} has no stock record")
-            level = repo.to_level(row)
+            if not repo.product_exists(product_id):
+                raise NotFound(f"product {product_id} does not exist")
+            level = _found(repo.lock_stock([product_id]).get(product_id),
+                           f"product {product_id} has no stock record")
             with business_rules():
                 change(level)
-            repo.apply_level(row, level)
-            repo.session.flush()
-            doc = stock_doc(row)
+            repo.save_stock([level])
         self._invalidate()
-        return doc
+        return level
 
     # reservations ------------------------------------------------------------------
-    def get_reservation(self, order_id: str) -> Doc:
+    def get_reservation(self, order_id: str) -> Reservation:
         with self._read() as repo:
-            row = repo.reservation(order_id)
-            if row is None:
-                raise NotFound(f"no reservation for order {order_id!r}")
-            return reservation_doc(row, repo.reservation_lines(order_id))
+            return _found(repo.reservation(order_id), f"no reservation for order {order_id!r}")
 
     def create_reservation(self, key: str, order_id: str,
                            items: Sequence[Mapping[str, Any]]) -> Outcome:
-        """Hold every item for the order, or none (409 with the shortages)."""
+        """Hold every item for the order, or none (409 with the shortages).
+
+        The outcome's body is the :class:`Reservation` (the first answer on a replay).
+        """
         request = {"order_id": order_id, "items": [dict(i) for i in items]}
 
-        def action(session: Any) -> tuple[int, Doc]:
-            repo = CatalogRepository(session)
+        def action(repo: CatalogRepository) -> tuple[int, Reservation]:
             with business_rules():
                 lines = domain.normalise_lines((i["product_id"], i["quantity"]) for i in items)
             if repo.reservation(order_id) is not None:
@@ -343,15 +298,13 @@ class CatalogService:
                     product_id=missing[0],
                     product_ids=missing,
                 )
-            rows = repo.lock_stock(wanted)
-            levels = {pid: repo.to_level(row) for pid, row in rows.items()}
-            reservation = domain.Reservation(order_id, lines)
+            levels = repo.lock_stock(wanted)
             with business_rules():
                 domain.reserve_all(levels, lines)
-            for pid, row in rows.items():
-                repo.apply_level(row, levels[pid])
-            res_row = repo.add_reservation(reservation)
-            return 201, reservation_doc(res_row, lines)
+            repo.save_stock(levels.values())
+            reservation = Reservation(order_id, lines)
+            repo.add_reservation(reservation)
+            return 201, reservation
 
         return self._idempotent("create_reservation", key, request, action)
 
@@ -366,18 +319,14 @@ class CatalogService:
     def _transition(self, key: str, order_id: str, *, commit: bool) -> Outcome:
         operation = "commit_reservation" if commit else "release_reservation"
 
-        def action(session: Any) -> tuple[int, Doc]:
-            repo = CatalogRepository(session)
-            row = repo.reservation(order_id, lock=True)
-            if row is None:
-                raise NotFound(f"no reservation for order {order_id!r}")
-            lines = repo.reservation_lines(order_id)
-            reservation = domain.Reservation(order_id, lines, domain.ReservationStatus(row.status))
+        def action(repo: CatalogRepository) -> tuple[int, Reservation]:
+            reservation = _found(repo.reservation(order_id, lock=True),
+                                 f"no reservation for order {order_id!r}")
             with business_rules():
                 changed = reservation.commit() if commit else reservation.release()
                 if changed:
-                    rows = repo.lock_stock(ln.product_id for ln in lines)
-                    levels = {pid: repo.to_level(r) for pid, r in rows.items()}
+                    lines = reservation.lines
+                    levels = repo.lock_stock(ln.product_id for ln in lines)
                     if len(levels) != len(lines):
                         raise domain.StockBelowReserved(
                             f"a product of order {order_id!r} no longer has a stock record"
@@ -386,50 +335,29 @@ class CatalogService:
                         domain.commit_all(levels, lines)
                     else:
                         domain.release_all(levels, lines)
-                    for pid, r in rows.items():
-                        repo.apply_level(r, levels[pid])
-                    row.status = str(reservation.status)
-                    row.updated_at = utcnow()
-                    session.flush()
-            return 200, reservation_doc(row, lines)
+                    repo.save_stock(levels.values())
+                    repo.save_reservation(reservation)
+            return 200, reservation
 
         return self._idempotent(operation, key, {"order_id": order_id}, action)
 
-    def _idempotent(self, operation: str, key: str, request: Any, action: Any) -> Outcome:
-        try:
-            outcome = self.idempotency.run(
-                self.db.session,
-                scope=f"{self.SCOPE}.{operation}",
-                key=key,
-                request=request,
-                action=action,
-                begin=begin_write,
-            )
-        except IntegrityError as exc:  # pragma: no cover - safety net (constraints)
-            raise Conflict("the change conflicts with a concurrent one; retry") from exc
+    def _idempotent(self, operation: str, key: str, request: Any,
+                    action: Callable[[CatalogRepository], tuple[int, Reservation]]) -> Outcome:
+        """Run ``action`` once per key in one write transaction; the body is a Reservation."""
+
+        def stored_action(repo: CatalogRepository) -> tuple[int, Any]:
+            status, reservation = action(repo)
+            return status, RESERVATION.dump(reservation)
+
+        outcome = run_once(self.uow, scope=f"{self.SCOPE}.{operation}", key=key,
+                           request=request, action=stored_action)
         if not outcome.replayed:
             self._invalidate()
-        return outcome
+        return replace(outcome, body=RESERVATION.load(outcome.body))
 
-    # lookups -------------------------------------------------------------------------
-    @staticmethod
-    def _category(repo: CatalogRepository, category_id: int) -> CategoryRow:
-        row = repo.category(category_id)
-        if row is None:
-            raise NotFound(f"category {category_id} does not exist")
-        return row
 
-    @staticmethod
-    def _product(repo: CatalogRepository, product_id: int) -> ProductRow:
-        row = repo.product(product_id)
-        if row is None:
-            raise NotFound(f"product {product_id} does not exist")
-        return row
-
-    @staticmethod
-    def _stock(repo: CatalogRepository, product_id: int) -> StockRow:
-        CatalogService._product(repo, product_id)
-        row = repo.stock(product_id)
-        if row is None:
-            raise NotFound(f"product {product_id} has no stock record")
-        return row
+def _found(value: T | None, missing: str) -> T:
+    """``value``, or 404 with the detail ``missing`` when there is none."""
+    if value is None:
+        raise NotFound(missing)
+    return value

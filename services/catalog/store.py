@@ -1,24 +1,27 @@
-"""Catalog tables (SQLAlchemy 2) and the repository the service layer works through.
+"""Catalog tables (SQLAlchemy 2) and :class:`SqlCatalogRepository`, the SQL adapter of
+:class:`.ports.CatalogRepository`.
 
 ``metadata`` is the catalog's own (Alembic compares against it); it also carries the
-shared idempotency-key table. Locking: writers call :func:`begin_write` first — on SQLite
-that takes the database write lock up front (``BEGIN IMMEDIATE``, one writer at a time,
-waiting up to the busy timeout), on PostgreSQL rows are locked with ``SELECT … FOR UPDATE``
-in product-id order, so two reservations never deadlock and never oversell. The
-``CHECK`` constraints on ``stock`` are a last line of defence.
+shared idempotency-key table. No ORM row leaves this module: the repository hands out
+and takes back :mod:`.domain` objects, and a constraint the database enforces against a
+concurrent writer (``IntegrityError``) leaves it as
+:class:`charter.unit_of_work.WriteConflict`. Locking: writers run in ``uow.write()`` —
+on SQLite that takes the database write lock up front (``BEGIN IMMEDIATE``, one writer
+at a time, waiting up to the busy timeout), on PostgreSQL rows are locked with
+``SELECT … FOR UPDATE`` in product-id order, so two reservations never deadlock and
+never oversell. The ``CHECK`` constraints on ``stock`` are a last line of defence.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Integer,
     String,
@@ -26,14 +29,21 @@ from sqlalchemy import (
     delete,
     func,
     select,
-    text,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from charter.db import service_metadata
-from charter.idempotency import idempotency_table
+from charter.db import UtcDateTime, service_metadata, utcnow
+from charter.idempotency import (
+    Idempotency,
+    IdempotencyKeys,
+    SessionIdempotencyKeys,
+    idempotency_table,
+)
+from charter.unit_of_work import WriteConflict
 
 from . import domain
+from .domain import Category, Product, ProductFilter, Reservation, StockLevel
 
 
 class CatalogBase(DeclarativeBase):
@@ -45,10 +55,6 @@ class CatalogBase(DeclarativeBase):
 metadata = CatalogBase.metadata
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class CategoryRow(CatalogBase):
     __tablename__ = "categories"
 
@@ -56,8 +62,8 @@ class CategoryRow(CatalogBase):
     slug: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     description: Mapped[str] = mapped_column(Text, nullable=False, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class ProductRow(CatalogBase):
@@ -73,8 +79,8 @@ class ProductRow(CatalogBase):
     price: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (CheckConstraint("price >= 0", name="price"),)
 
@@ -87,7 +93,7 @@ class StockRow(CatalogBase):
     )
     on_hand: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     reserved: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (
         CheckConstraint("on_hand >= 0", name="on_hand"),
@@ -101,8 +107,8 @@ class ReservationRow(CatalogBase):
 
     order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
 
 class ReservationItemRow(CatalogBase):
@@ -122,54 +128,92 @@ class ReservationItemRow(CatalogBase):
 idempotency_keys = idempotency_table(metadata)
 
 
-def begin_write(session: Session) -> None:
-    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``).
+def _category(row: CategoryRow) -> Category:
+    return Category(id=row.id, slug=row.slug, name=row.name, description=row.description,
+                    created_at=row.created_at, updated_at=row.updated_at)
 
-    A deferred SQLite transaction that reads and then writes fails with ``SQLITE_BUSY``
-    (busy timeout not honoured) when another writer committed in between; taking the lock
-    first serialises writers and makes every read in the transaction current.
+
+def _product(row: ProductRow) -> Product:
+    return Product(id=row.id, sku=row.sku, name=row.name, description=row.description,
+                   category_id=row.category_id, price=domain.Price(row.price, row.currency),
+                   active=row.active, created_at=row.created_at, updated_at=row.updated_at)
+
+
+def _level(row: StockRow) -> StockLevel:
+    return StockLevel(row.product_id, row.on_hand, row.reserved, updated_at=row.updated_at)
+
+
+@contextmanager
+def _conflicts() -> Iterator[None]:
+    """A constraint refusing the write (a concurrent writer won) as ``WriteConflict``."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise WriteConflict("the change conflicts with existing data") from exc
+
+
+class SqlCatalogRepository:
+    """:class:`.ports.CatalogRepository` inside one Session (the unit of work's transaction).
+
+    ``idempotency`` is the key table's helper (default: one built from the environment's
+    retention); build it once and share it (``app.catalog_service`` does).
     """
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
 
-
-@dataclass(frozen=True)
-class ProductFilter:
-    category: int | None = None
-    q: str | None = None
-    min_price: int | None = None
-    max_price: int | None = None
-    in_stock: bool | None = None
-    active: bool | None = None
-
-
-class CatalogRepository:
-    """Queries and changes, inside the caller's session (unit of work)."""
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
         self.session = session
+        self._idempotency = idempotency
+
+    @property
+    def idempotency(self) -> IdempotencyKeys:
+        if self._idempotency is None:
+            self._idempotency = Idempotency(idempotency_keys)
+        return SessionIdempotencyKeys(self._idempotency, self.session)
+
+    def _flush(self) -> None:
+        with _conflicts():
+            self.session.flush()
 
     # categories -------------------------------------------------------------------
-    def category(self, category_id: int) -> CategoryRow | None:
-        return self.session.get(CategoryRow, category_id)
+    def category(self, category_id: int) -> Category | None:
+        row = self.session.get(CategoryRow, category_id)
+        return None if row is None else _category(row)
 
-    def category_by_slug(self, slug: str) -> CategoryRow | None:
-        return self.session.scalars(select(CategoryRow).where(CategoryRow.slug == slug)).first()
+    def category_exists(self, category_id: int) -> bool:
+        return self.session.get(CategoryRow, category_id) is not None
 
-    def categories(self, offset: int, limit: int) -> tuple[Sequence[CategoryRow], int]:
+    def slug_taken(self, slug: str, *, other_than: int | None = None) -> bool:
+        """Whether a category (other than ``other_than``) already uses ``slug``."""
+        query = select(CategoryRow.id).where(CategoryRow.slug == slug)
+        if other_than is not None:
+            query = query.where(CategoryRow.id != other_than)
+        return self.session.scalar(query.limit(1)) is not None
+
+    def category_by_slug(self, slug: str) -> Category | None:
+        row = self.session.scalars(select(CategoryRow).where(CategoryRow.slug == slug)).first()
+        return None if row is None else _category(row)
+
+    def categories(self, offset: int, limit: int) -> tuple[list[Category], int]:
         total = self.session.scalar(select(func.count()).select_from(CategoryRow)) or 0
         rows = self.session.scalars(
             select(CategoryRow).order_by(CategoryRow.id).offset(offset).limit(limit)
-        ).all()
-        return rows, total
+        )
+        return [_category(r) for r in rows], total
 
-    def add_category(self, slug: str, name: str, description: str) -> CategoryRow:
+    def add_category(self, slug: str, name: str, description: str) -> Category:
         now = utcnow()
         row = CategoryRow(slug=slug, name=name, description=description,
                           created_at=now, updated_at=now)
         self.session.add(row)
-        self.session.flush()
-        return row
+        self._flush()
+        return _category(row)
+
+    def save_category(self, category: Category) -> None:
+        """Store the category's fields; its ``updated_at`` becomes now."""
+        category.updated_at = utcnow()
+        row = self.session.get_one(CategoryRow, category.id)
+        row.slug, row.name, row.description = category.slug, category.name, category.description
+        row.updated_at = category.updated_at
+        self._flush()
 
     def category_has_products(self, category_id: int) -> bool:
         found = self.session.scalar(
@@ -177,20 +221,26 @@ class CatalogRepository:
         )
         return found is not None
 
-    def delete_category(self, row: CategoryRow) -> None:
-        self.session.delete(row)
-        self.session.flush()
+    def delete_category(self, category_id: int) -> None:
+        self.session.delete(self.session.get_one(CategoryRow, category_id))
+        self._flush()
 
     # products ---------------------------------------------------------------------
-    def product(self, product_id: int) -> ProductRow | None:
-        return self.session.get(ProductRow, product_id)
+    def product(self, product_id: int) -> Product | None:
+        row = self.session.get(ProductRow, product_id)
+        return None if row is None else _product(row)
 
-    def product_by_sku(self, sku: str) -> ProductRow | None:
-        return self.session.scalars(select(ProductRow).where(ProductRow.sku == sku)).first()
+    def product_exists(self, product_id: int) -> bool:
+        return self.session.get(ProductRow, product_id) is not None
 
-    def products(
-        self, flt: ProductFilter, offset: int, limit: int
-    ) -> tuple[Sequence[ProductRow], int]:
+    def sku_taken(self, sku: str, *, other_than: int | None = None) -> bool:
+        """Whether a product (other than ``other_than``) already uses ``sku``."""
+        query = select(ProductRow.id).where(ProductRow.sku == sku)
+        if other_than is not None:
+            query = query.where(ProductRow.id != other_than)
+        return self.session.scalar(query.limit(1)) is not None
+
+    def products(self, flt: ProductFilter, offset: int, limit: int) -> tuple[list[Product], int]:
         query = select(ProductRow)
         if flt.category is not None:
             query = query.where(ProductRow.category_id == flt.category)
@@ -210,7 +260,7 @@ class CatalogRepository:
             query = query.where(available > 0 if flt.in_stock else available <= 0)
         total = self.session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = self.session.scalars(query.order_by(ProductRow.id).offset(offset).limit(limit))
-        return rows.all(), total
+        return [_product(r) for r in rows], total
 
     def add_product(
         self,
@@ -222,38 +272,33 @@ class CatalogRepository:
         price: domain.Price,
         active: bool,
         on_hand: int = 0,
-    ) -> ProductRow:
+    ) -> Product:
+        """A new product with its stock record (``on_hand`` units, none reserved)."""
         now = utcnow()
         row = ProductRow(sku=sku, name=name, description=description, category_id=category_id,
                          price=price.amount, currency=price.currency, active=active,
                          created_at=now, updated_at=now)
         self.session.add(row)
-        self.session.flush()
+        self._flush()
         self.session.add(StockRow(product_id=row.id, on_hand=on_hand, reserved=0,
                                   updated_at=now))
-        self.session.flush()
-        return row
+        self._flush()
+        return _product(row)
 
-    def delete_product(self, row: ProductRow) -> None:
-        self.session.execute(delete(StockRow).where(StockRow.product_id == row.id))
-        self.session.delete(row)
-        self.session.flush()
+    def save_product(self, product: Product) -> None:
+        """Store the product's fields; its ``updated_at`` becomes now."""
+        product.updated_at = utcnow()
+        row = self.session.get_one(ProductRow, product.id)
+        row.sku, row.name, row.description = product.sku, product.name, product.description
+        row.category_id, row.active = product.category_id, product.active
+        row.price, row.currency = product.price.amount, product.price.currency
+        row.updated_at = product.updated_at
+        self._flush()
 
-    # stock ------------------------------------------------------------------------
-    def stock(self, product_id: int) -> StockRow | None:
-        return self.session.get(StockRow, product_id)
-
-    def lock_stock(self, product_ids: Iterable[int]) -> dict[int, StockRow]:
-        """Stock rows locked for update, taken in product-id order (no deadlocks)."""
-        ids = sorted(set(product_ids))
-        rows = self.session.scalars(
-            select(StockRow)
-            .where(StockRow.product_id.in_(ids))
-            .order_by(StockRow.product_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).all()
-        return {row.product_id: row for row in rows}
+    def delete_product(self, product_id: int) -> None:
+        self.session.execute(delete(StockRow).where(StockRow.product_id == product_id))
+        self.session.delete(self.session.get_one(ProductRow, product_id))
+        self._flush()
 
     def active_product_ids(self, product_ids: Iterable[int]) -> set[int]:
         ids = set(product_ids)
@@ -262,42 +307,73 @@ class CatalogRepository:
         )
         return set(found)
 
-    @staticmethod
-    def to_level(row: StockRow) -> domain.StockLevel:
-        return domain.StockLevel(row.product_id, row.on_hand, row.reserved)
+    # stock ------------------------------------------------------------------------
+    def stock(self, product_id: int) -> StockLevel | None:
+        row = self.session.get(StockRow, product_id)
+        return None if row is None else _level(row)
 
-    @staticmethod
-    def apply_level(row: StockRow, level: domain.StockLevel) -> None:
-        if (row.on_hand, row.reserved) != (level.on_hand, level.reserved):
-            row.on_hand = level.on_hand
-            row.reserved = level.reserved
-            row.updated_at = utcnow()
+    def lock_stock(self, product_ids: Iterable[int]) -> dict[int, StockLevel]:
+        """Stock levels locked for update, taken in product-id order (no deadlocks)."""
+        ids = sorted(set(product_ids))
+        rows = self.session.scalars(
+            select(StockRow)
+            .where(StockRow.product_id.in_(ids))
+            .order_by(StockRow.product_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+        return {row.product_id: _level(row) for row in rows}
+
+    def save_stock(self, levels: Iterable[StockLevel]) -> None:
+        """Store changed levels (locked by :meth:`lock_stock`); their ``updated_at`` moves."""
+        for level in levels:
+            row = self.session.get_one(StockRow, level.product_id)
+            if (row.on_hand, row.reserved) != (level.on_hand, level.reserved):
+                row.on_hand, row.reserved = level.on_hand, level.reserved
+                row.updated_at = utcnow()
+            level.updated_at = row.updated_at
+        self._flush()
 
     # reservations -----------------------------------------------------------------
-    def reservation(self, order_id: str, *, lock: bool = False) -> ReservationRow | None:
+    def reservation(self, order_id: str, *, lock: bool = False) -> Reservation | None:
+        """The reservation of ``order_id`` with its lines (row locked when ``lock``)."""
         query = select(ReservationRow).where(ReservationRow.order_id == order_id)
         if lock:
             query = query.with_for_update().execution_options(populate_existing=True)
-        return self.session.scalars(query).first()
-
-    def reservation_lines(self, order_id: str) -> list[domain.ReservationLine]:
-        rows = self.session.scalars(
+        row = self.session.scalars(query).first()
+        if row is None:
+            return None
+        items = self.session.scalars(
             select(ReservationItemRow)
             .where(ReservationItemRow.order_id == order_id)
             .order_by(ReservationItemRow.product_id)
         )
-        return [domain.ReservationLine(r.product_id, r.quantity) for r in rows]
+        return Reservation(
+            order_id=row.order_id,
+            lines=[domain.ReservationLine(i.product_id, i.quantity) for i in items],
+            status=domain.ReservationStatus(row.status),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
 
-    def add_reservation(self, reservation: domain.Reservation) -> ReservationRow:
+    def add_reservation(self, reservation: Reservation) -> None:
+        """Store a new reservation and its lines; its timestamps become now."""
         now = utcnow()
-        row = ReservationRow(order_id=reservation.order_id, status=str(reservation.status),
-                             created_at=now, updated_at=now)
-        self.session.add(row)
-        self.session.flush()
+        reservation.created_at = reservation.updated_at = now
+        self.session.add(ReservationRow(order_id=reservation.order_id,
+                                        status=str(reservation.status),
+                                        created_at=now, updated_at=now))
+        self._flush()
         self.session.add_all(
             ReservationItemRow(order_id=reservation.order_id, product_id=line.product_id,
                                quantity=line.quantity)
             for line in reservation.lines
         )
-        self.session.flush()
-        return row
+        self._flush()
+
+    def save_reservation(self, reservation: Reservation) -> None:
+        """Store the reservation's status; its ``updated_at`` becomes now."""
+        reservation.updated_at = utcnow()
+        row = self.session.get_one(ReservationRow, reservation.order_id)
+        row.status, row.updated_at = str(reservation.status), reservation.updated_at
+        self._flush()

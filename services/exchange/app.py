@@ -17,6 +17,7 @@ from charter.service import create_app as create_service_app
 
 from .clients import HttpRateSource, RateSource, TableRateSource, upstream_timeout
 from .services import ExchangeMetrics, ExchangeService, cache_ttl
+from .settings import ExchangeConfig, load_config
 
 NAME = "exchange"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -24,7 +25,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def default_source(db: Database) -> RateSource:
     """``EXCHANGE_UPSTREAM_URL`` over HTTP when set, else the database's rate table."""
-    url = config.env("EXCHANGE_UPSTREAM_URL")
+    url = ExchangeConfig.parse().exchange_upstream_url
     if url:
         return HttpRateSource(url, timeout=upstream_timeout())
     return TableRateSource(db)
@@ -65,5 +66,6 @@ def create_app(
 
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database, source and cache."""
+    load_config()  # fails closed: every missing or bad variable in one message
     configure_logging(NAME)
     return create_app(Database(config.database_url(NAME)))

@@ -29,12 +29,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from charter import config
 from charter.db import Database
 from charter.http import HttpClient
 from charter.problems import ServiceUnavailable
 
 from . import domain
+from .settings import ExchangeConfig
 from .store import RatesRepository
 
 log = logging.getLogger(__name__)
@@ -117,14 +117,7 @@ class TableRateSource(RateSource):
 
 def upstream_timeout() -> float:
     """``EXCHANGE_UPSTREAM_TIMEOUT`` seconds (default 2)."""
-    raw = config.env("EXCHANGE_UPSTREAM_TIMEOUT")
-    try:
-        value = float(raw) if raw is not None else DEFAULT_TIMEOUT
-    except ValueError as exc:
-        raise config.ConfigError("EXCHANGE_UPSTREAM_TIMEOUT must be a number of seconds") from exc
-    if value <= 0:
-        raise config.ConfigError("EXCHANGE_UPSTREAM_TIMEOUT must be positive")
-    return value
+    return ExchangeConfig.parse().exchange_upstream_timeout
 
 
 class HttpRateSource(RateSource):

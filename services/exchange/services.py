@@ -30,13 +30,13 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
-from charter import config
 from charter.cache import Cache, TTLCache
 from charter.db import Database
 from charter.problems import NotFound, Problem, ServiceUnavailable, Unprocessable
 
 from . import domain
 from .clients import RateSource, RateSourceError
+from .settings import ExchangeConfig
 from .store import KnownRates, RatesRepository, aware
 
 log = logging.getLogger(__name__)
@@ -48,25 +48,14 @@ DEFAULT_STALE_RETRY = 5.0
 STALE_WARNING = '110 - "Response is Stale"'
 
 
-def _seconds(name: str, default: float) -> float:
-    raw = config.env(name)
-    try:
-        value = float(raw) if raw is not None else default
-    except ValueError as exc:
-        raise config.ConfigError(f"{name} must be a number of seconds") from exc
-    if value <= 0:
-        raise config.ConfigError(f"{name} must be positive")
-    return value
-
-
 def cache_ttl() -> float:
     """``EXCHANGE_CACHE_TTL`` seconds (default 60)."""
-    return _seconds("EXCHANGE_CACHE_TTL", DEFAULT_TTL)
+    return ExchangeConfig.parse().exchange_cache_ttl
 
 
 def stale_retry() -> float:
     """``EXCHANGE_STALE_RETRY`` seconds (default 5)."""
-    return _seconds("EXCHANGE_STALE_RETRY", DEFAULT_STALE_RETRY)
+    return ExchangeConfig.parse().exchange_stale_retry
 
 
 def iso(ts: datetime) -> str:

@@ -28,14 +28,21 @@ from starlette.types import Message, Receive, Scope, Send
 from charter import config
 from charter.observability import logs
 from charter.problems import PROBLEM_JSON
-from charter.security.tokens import InvalidToken, TokenVerifier, scopes_of
+from charter.security.tokens import (
+    InvalidToken,
+    TokenProblem,
+    TokenVerifier,
+    build_verifier,
+    scopes_of,
+    token_problem,
+)
 
 from . import headers as hdr
 from .metrics import GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
 from .ratelimit import Decision, RateLimiter
 from .routes import ApiVersion, Match, NoMatch, Operation, RouteTable
-from .settings import GatewaySettings
+from .settings import GatewayConfig, GatewaySettings, load_config
 from .upstreams import Upstreams, UpstreamUnavailable
 
 NAME = "gateway"
@@ -272,6 +279,13 @@ class Gateway:
         kids = self.verifier.jwks.kids
         checks["jwks"] = f"ok ({len(kids)} keys)" if kids else "failed: no signing keys"
         ok = bool(operations and kids)
+        if self.verifier.poller is not None:
+            try:
+                self.verifier.check_ready()
+                checks["revocations"] = "ok"
+            except RuntimeError as exc:
+                checks["revocations"] = f"failed: {exc}"
+                ok = False
         doc: dict[str, Any] = {"status": "ok" if ok else "unavailable", "service": NAME,
                                "checks": checks}
         if b"upstreams=1" in scope.get("query_string", b""):
@@ -291,15 +305,14 @@ class Gateway:
             if scheme.lower() == b"bearer" and credentials.strip():
                 token = credentials.strip().decode("latin-1")
         if token is None:
-            return None, (401, "Unauthorized", "A bearer access token is required.",
-                          b'Bearer realm="charter"')
-        claims = self.verifier._cached(token)
-        if claims is None:
-            try:
+            return None, _refusal(token_problem("missing"))
+        try:
+            claims = self.verifier.verify_cached(token)
+            if claims is None:
                 claims = await asyncio.to_thread(self.verifier.verify, token)
-            except InvalidToken as exc:
-                return None, (401, "Unauthorized", f"The access token is invalid: {exc}.",
-                              b'Bearer realm="charter", error="invalid_token"')
+        except InvalidToken as exc:
+            errors_log.info("access token refused: %s", exc)
+            return None, _refusal(token_problem(exc.reason))
         if not op.allows(scopes_of(claims)):
             needed = " ".join(op.required_scopes)
             return claims, (
@@ -512,6 +525,11 @@ class Gateway:
             await response.aclose()
 
 
+def _refusal(problem: TokenProblem) -> tuple[int, str, str, bytes]:
+    """A token refusal in ``_authorize``'s shape: the problem shared with the services."""
+    return problem.status, problem.title, problem.detail, problem.challenge.encode()
+
+
 async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     """The body as received; a response already read (e.g. from a mock transport) at once."""
     if response.is_stream_consumed:
@@ -542,19 +560,18 @@ def create_app(
     settings = settings or GatewaySettings.from_env()
     routes = RouteTable.from_specs(spec_dir)
     if verifier is None:
-        from charter.service import default_verifier
-
-        verifier = default_verifier()
+        verifier = build_verifier(config.auth_settings())
     pools = Upstreams([a.api for a in routes.apis], settings, upstreams, transport)
     if access_log is None:
-        access_log = (config.env("GATEWAY_ACCESS_LOG", "1") or "1") not in ("0", "false")
+        access_log = GatewayConfig.parse().gateway_access_log
     return Gateway(routes, verifier, pools, settings, registry, access_log)
 
 
 def create_asgi() -> Gateway:
     """ASGI entry point for uvicorn: JSON logs, routes from ``openapi/``, env settings."""
-    logs.configure(NAME, config.env("LOG_LEVEL", "INFO") or "INFO")
+    cfg = load_config()  # fails closed: every missing or bad variable in one message
+    logs.configure(NAME, cfg.log_level)
     # httpx logs every upstream request at INFO: one access line per request is enough.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return create_app()
+    return create_app(settings=GatewaySettings.from_env(cfg), access_log=cfg.gateway_access_log)

@@ -1,20 +1,37 @@
-"""The gateway's settings, from the environment (twelve-factor, safe defaults)."""
+"""The gateway's settings, parsed and checked by :class:`GatewayConfig` (pydantic-settings)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from charter import config
+from pydantic import Field
+
+from charter.config import ComponentSettings
 
 
-def _float(name: str, default: float) -> float:
-    raw = config.env(name)
-    if raw is None:
-        return default
-    try:
-        return float(raw)
-    except ValueError as exc:
-        raise config.ConfigError(f"{name} must be a number, not {raw!r}") from exc
+class GatewayConfig(ComponentSettings):
+    """``GATEWAY_*`` variables over the shared ones; no database; its client certificate
+    under ``CHARTER_PKI_DIR`` when mutual TLS is on (it calls the services with it)."""
+
+    component: ClassVar[str] = "gateway"
+    has_database: ClassVar[bool] = False
+
+    gateway_rate_limit: float = 100.0
+    gateway_rate_burst: int = Field(200, ge=1)
+    gateway_upstream_timeout: float = Field(10.0, gt=0)
+    gateway_connect_timeout: float = Field(2.0, gt=0)
+    gateway_max_body_bytes: int = Field(1024 * 1024, ge=0)
+    gateway_max_connections: int = Field(200, ge=1)
+    gateway_max_keepalive: int = Field(50, ge=0)
+    gateway_public_url: str | None = None
+    gateway_expose_internal: bool = False
+    gateway_access_log: bool = True
+
+
+def load_config() -> GatewayConfig:
+    """The checked configuration (:class:`charter.config.ConfigError` lists what is wrong)."""
+    return GatewayConfig.load()
 
 
 @dataclass(frozen=True)
@@ -39,19 +56,18 @@ class GatewaySettings:
     expose_internal: bool = False
 
     @classmethod
-    def from_env(cls) -> GatewaySettings:
-        """``GATEWAY_*`` environment variables over the defaults."""
-        d = cls()
+    def from_env(cls, cfg: GatewayConfig | None = None) -> GatewaySettings:
+        """``GATEWAY_*`` environment variables over the defaults (parsed, not checked)."""
+        cfg = cfg or GatewayConfig.parse()
         return cls(
-            rate_limit=_float("GATEWAY_RATE_LIMIT", d.rate_limit),
-            rate_burst=int(_float("GATEWAY_RATE_BURST", d.rate_burst)),
-            upstream_timeout=_float("GATEWAY_UPSTREAM_TIMEOUT", d.upstream_timeout),
-            connect_timeout=_float("GATEWAY_CONNECT_TIMEOUT", d.connect_timeout),
-            max_body_bytes=int(_float("GATEWAY_MAX_BODY_BYTES", d.max_body_bytes)),
-            max_connections=int(_float("GATEWAY_MAX_CONNECTIONS", d.max_connections)),
-            max_keepalive=int(_float("GATEWAY_MAX_KEEPALIVE", d.max_keepalive)),
-            public_url=(config.env("GATEWAY_PUBLIC_URL") or "").rstrip("/") or None,
-            swagger_client_id=config.env("SWAGGER_UI_CLIENT_ID", "swagger-ui") or "swagger-ui",
-            expose_internal=(config.env("GATEWAY_EXPOSE_INTERNAL", "0") or "0").lower()
-            in ("1", "true", "yes", "on"),
+            rate_limit=cfg.gateway_rate_limit,
+            rate_burst=cfg.gateway_rate_burst,
+            upstream_timeout=cfg.gateway_upstream_timeout,
+            connect_timeout=cfg.gateway_connect_timeout,
+            max_body_bytes=cfg.gateway_max_body_bytes,
+            max_connections=cfg.gateway_max_connections,
+            max_keepalive=cfg.gateway_max_keepalive,
+            public_url=(cfg.gateway_public_url or "").rstrip("/") or None,
+            swagger_client_id=cfg.swagger_ui_client_id,
+            expose_internal=cfg.gateway_expose_internal,
         )

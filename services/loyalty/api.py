@@ -1,27 +1,27 @@
 """HTTP handlers, one per operationId of ``openapi/loyalty/v1.yaml``; thin by design.
 
 Connexion has already checked the token, the scopes and the request against the spec.
-Ownership comes from :class:`charter.security.principal.Principal`: a customer sees only
-their own balance, history, awards and redemptions (another customer's order is 404,
-another customer's explicit ``/customers/{id}`` path is 403); staff, admins and platform
-services see everyone's. Awards and reversals are for staff and services only (403 for
-customers, even with ``loyalty:write``).
+Each handler turns its arguments into a use-case call (:mod:`.services` decides who may
+do what) and serialises the domain objects it gets back.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from charter.problems import BadRequest, Forbidden, NotFound
+from charter.db import rfc3339
 from charter.security.principal import Principal
 from charter.service import context
 
-from . import domain
-from .services import LoyaltyService, Result, business_rules
+from .domain import Account, Award, Entry, EntryType, Redemption
+from .services import LoyaltyService, Page, Result
 
 BASE = "/v1"
 
 TokenInfo = dict[str, Any]
+Doc = dict[str, Any]
 
 
 def _svc() -> LoyaltyService:
@@ -29,89 +29,150 @@ def _svc() -> LoyaltyService:
     return service
 
 
-def _answer(result: Result, location: str) -> Any:
-    if result.created:
-        return result.doc, 201, {"Location": location}
-    return result.doc, 200, {"Location": location, "Idempotent-Replayed": "true"}
+def _caller(token_info: TokenInfo) -> Principal:
+    return Principal.from_token_info(token_info)
 
 
-def _own_customer(principal: Principal, customer_id: str) -> None:
-    if not principal.can_access(customer_id):
-        raise Forbidden("a customer may only read their own points")
+# serialisation -------------------------------------------------------------------------
+def iso(ts: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z`` (``None`` stays ``None``)."""
+    return None if ts is None else rfc3339(ts)
 
 
-def _visible(principal: Principal, doc: dict[str, Any], what: str) -> dict[str, Any]:
-    if not principal.can_access(doc["customer_id"]):
-        raise NotFound(f"order {doc['order_id']!r} has no {what}")
+def entry_doc(entry: Entry) -> Doc:
+    """One ledger entry as the history shows it (``points`` is the signed change)."""
+    doc: Doc = {
+        "id": entry.id,
+        "customer_id": entry.customer_id,
+        "type": str(entry.type),
+        "points": entry.points,
+        "order_id": entry.order_id,
+        "amount": entry.amount,
+        "currency": entry.currency,
+        "balance_after": entry.balance_after,
+        "created_at": iso(entry.created_at),
+    }
+    if entry.type is EntryType.AWARD_REVERSAL:
+        doc["shortfall"] = entry.shortfall
     return doc
+
+
+def award_doc(award: Award) -> Doc:
+    e, r = award.entry, award.reversal
+    return {
+        "order_id": e.order_id,
+        "customer_id": e.customer_id,
+        "status": award.status,
+        "points": e.points,
+        "amount": e.amount,
+        "currency": e.currency,
+        "balance_after": e.balance_after,
+        "created_at": iso(e.created_at),
+        "reversal": None if r is None else {
+            "points": -r.points,
+            "shortfall": r.shortfall,
+            "balance_after": r.balance_after,
+            "created_at": iso(r.created_at),
+        },
+    }
+
+
+def redemption_doc(redemption: Redemption) -> Doc:
+    e, r = redemption.entry, redemption.reversal
+    return {
+        "order_id": e.order_id,
+        "customer_id": e.customer_id,
+        "status": redemption.status,
+        "points": redemption.points,
+        "balance_after": e.balance_after,
+        "created_at": iso(e.created_at),
+        "reversal": None if r is None else {
+            "points": r.points,
+            "balance_after": r.balance_after,
+            "created_at": iso(r.created_at),
+        },
+    }
+
+
+def balance_doc(account: Account) -> Doc:
+    return {"customer_id": account.customer_id, "balance": account.balance,
+            "updated_at": iso(account.updated_at)}
+
+
+def page_doc(page: Page[Entry]) -> Doc:
+    return {"items": [entry_doc(e) for e in page.items], "page": page.page,
+            "page_size": page.page_size, "total": page.total}
+
+
+def _award_answer(result: Result[Award]) -> Any:
+    return _answer(award_doc(result.value), result.created,
+                   f"{BASE}/awards/{quote(result.value.entry.order_id)}")
+
+
+def _redemption_answer(result: Result[Redemption], principal: Principal) -> Any:
+    entry = result.value.entry
+    location = f"{BASE}/redemptions/{quote(entry.order_id)}"
+    if principal.is_privileged:  # they name whose redemption it is
+        location += f"?customer_id={quote(entry.customer_id)}"
+    return _answer(redemption_doc(result.value), result.created, location)
+
+
+def _answer(doc: Doc, created: bool, location: str) -> Any:
+    if created:
+        return doc, 201, {"Location": location}
+    return doc, 200, {"Location": location, "Idempotent-Replayed": "true"}
 
 
 # the caller's own points -------------------------------------------------------------
 def get_balance(token_info: TokenInfo) -> Any:
-    return _svc().balance(Principal.from_token_info(token_info).sub)
+    return balance_doc(_svc().balance(_caller(token_info)))
 
 
 def get_history(token_info: TokenInfo, page: int = 1, page_size: int = 20,
                 type_: str | None = None) -> Any:
-    sub = Principal.from_token_info(token_info).sub
-    return _svc().history(sub, page, page_size, type_)
+    return page_doc(_svc().history(_caller(token_info), None, page, page_size, type_))
 
 
 # anyone's points (staff / services; a customer only their own id) --------------------
 def get_customer_balance(customer_id: str, token_info: TokenInfo) -> Any:
-    _own_customer(Principal.from_token_info(token_info), customer_id)
-    return _svc().balance(customer_id)
+    return balance_doc(_svc().balance(_caller(token_info), customer_id))
 
 
 def get_customer_history(customer_id: str, token_info: TokenInfo, page: int = 1,
                          page_size: int = 20, type_: str | None = None) -> Any:
-    _own_customer(Principal.from_token_info(token_info), customer_id)
-    return _svc().history(customer_id, page, page_size, type_)
+    return page_doc(_svc().history(_caller(token_info), customer_id, page, page_size, type_))
 
 
 # awards (internal: orders) ------------------------------------------------------------
 def create_award(body: dict[str, Any], token_info: TokenInfo) -> Any:
-    Principal.from_token_info(token_info).require_privileged()
-    with business_rules():
-        request = domain.AwardRequest(
-            customer_id=body["customer_id"],
-            order_id=body["order_id"],
-            amount=body.get("amount"),
-            currency=body.get("currency"),
-            points=body.get("points"),
-        )
-    result = _svc().award(request)
-    return _answer(result, f"{BASE}/awards/{request.order_id}")
+    return _award_answer(_svc().award(
+        _caller(token_info), body["customer_id"], body["order_id"], amount=body.get("amount"),
+        currency=body.get("currency"), points=body.get("points")))
 
 
 def get_award(order_id: str, token_info: TokenInfo) -> Any:
-    return _visible(Principal.from_token_info(token_info), _svc().get_award(order_id), "award")
+    return award_doc(_svc().get_award(_caller(token_info), order_id))
 
 
 def reverse_award(order_id: str, token_info: TokenInfo) -> Any:
-    Principal.from_token_info(token_info).require_privileged()
-    return _answer(_svc().reverse_award(order_id), f"{BASE}/awards/{order_id}")
+    return _award_answer(_svc().reverse_award(_caller(token_info), order_id))
 
 
 # redemptions -------------------------------------------------------------------------
 def create_redemption(body: dict[str, Any], token_info: TokenInfo) -> Any:
-    principal = Principal.from_token_info(token_info)
-    customer_id = body.get("customer_id")
-    if customer_id is None:
-        if principal.is_privileged:
-            raise BadRequest("customer_id is required when staff or a service redeems")
-        customer_id = principal.sub
-    elif not principal.can_access(customer_id):
-        raise Forbidden("a customer may only redeem their own points")
-    result = _svc().redeem(customer_id, body["order_id"], body["points"])
-    return _answer(result, f"{BASE}/redemptions/{body['order_id']}")
+    principal = _caller(token_info)
+    result = _svc().redeem(principal, body["order_id"], body["points"],
+                           body.get("customer_id"))
+    return _redemption_answer(result, principal)
 
 
-def get_redemption(order_id: str, token_info: TokenInfo) -> Any:
-    principal = Principal.from_token_info(token_info)
-    return _visible(principal, _svc().get_redemption(order_id), "redemption")
+def get_redemption(order_id: str, token_info: TokenInfo,
+                   customer_id: str | None = None) -> Any:
+    return redemption_doc(_svc().get_redemption(_caller(token_info), order_id, customer_id))
 
 
-def reverse_redemption(order_id: str, token_info: TokenInfo) -> Any:
-    Principal.from_token_info(token_info).require_privileged()
-    return _answer(_svc().reverse_redemption(order_id), f"{BASE}/redemptions/{order_id}")
+def reverse_redemption(order_id: str, token_info: TokenInfo,
+                       customer_id: str | None = None) -> Any:
+    principal = _caller(token_info)
+    return _redemption_answer(
+        _svc().reverse_redemption(principal, order_id, customer_id), principal)

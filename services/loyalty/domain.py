@@ -3,7 +3,7 @@
 A customer's points live in an append-only ledger. Every entry changes the balance by
 its signed ``points`` and records ``balance_after``; the balance never drops below zero.
 Four kinds of entry exist, each at most once per order (the order id is the natural
-idempotency key of every points operation):
+idempotency key of every points operation; see "Whose order id" below):
 
 * ``award`` (+points) — an order earned points: either explicit points, or computed from
   the order's amount by :func:`points_for` (``points_per_unit`` points per whole unit of
@@ -15,13 +15,22 @@ idempotency key of every points operation):
   records the rest as ``shortfall`` (a compensation must always succeed);
 * ``redemption_reversal`` (+points) — the order that spent points failed or was
   cancelled: the points are given back in full.
+
+Whose order id: awards are made by the orders service (which owns orders), so an order's
+award is unique platform-wide. A redemption's ``order_id`` is the *customer's* reference
+for what they spent points on: loyalty does not own orders and cannot tell whether an
+order id belongs to someone, so a redemption is tied to its customer and its key is
+``(customer_id, order_id)``. One customer's order ids are therefore invisible to another:
+redeeming on an id another customer already used is answered exactly like a fresh id,
+and only ever touches the caller's own balance.
 """
 
 from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 
@@ -140,12 +149,70 @@ class AwardRequest:
         return amount is None and points == self.points
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry; ``points`` is the signed change of the balance.
+
+    ``id`` and ``created_at`` are given by the store when the entry is recorded.
+    """
+
+    customer_id: str
+    type: EntryType
+    points: int
+    order_id: str
+    balance_after: int
+    amount: int | None = None
+    currency: str | None = None
+    shortfall: int = 0
+    id: int | None = None
+    created_at: datetime | None = None
+
+    def recorded(self, id: int, created_at: datetime) -> Entry:
+        """This entry as the store recorded it."""
+        return replace(self, id=id, created_at=created_at)
+
+
+@dataclass(frozen=True)
+class Award:
+    """An order's award and, once the order was cancelled, its reversal."""
+
+    entry: Entry
+    reversal: Entry | None = None
+
+    @property
+    def status(self) -> str:
+        return "reversed" if self.reversal is not None else "awarded"
+
+    def answers(self, request: AwardRequest) -> bool:
+        """Is this award the answer to ``request`` (a retry), rather than a conflict?"""
+        e = self.entry
+        return request.same_as(e.customer_id, e.amount, e.currency, e.points)
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """Points a customer spent on one of their orders and, once given back, the refund."""
+
+    entry: Entry
+    reversal: Entry | None = None
+
+    @property
+    def status(self) -> str:
+        return "reversed" if self.reversal is not None else "redeemed"
+
+    @property
+    def points(self) -> int:
+        """Points debited (positive)."""
+        return -self.entry.points
+
+
 @dataclass
 class Account:
     """A customer's balance; every change goes through :meth:`apply`."""
 
     customer_id: str
     balance: int = 0
+    updated_at: datetime | None = None
 
     def __post_init__(self) -> None:
         if self.balance < 0:
@@ -176,3 +243,28 @@ class Account:
             raise InsufficientPoints(self.balance, -delta)
         self.balance = new
         return new
+
+    # the entries each operation records -------------------------------------------------
+    def award_entry(self, request: AwardRequest, points_per_unit: int) -> Entry:
+        """Credit ``request``'s points; the ``award`` entry to record."""
+        points = request.earned(points_per_unit)
+        after = self.award(points)
+        return Entry(self.customer_id, EntryType.AWARD, points, request.order_id, after,
+                     amount=request.amount, currency=request.currency)
+
+    def redemption_entry(self, order_id: str, points: int) -> Entry:
+        """Debit ``points`` for ``order_id`` (:class:`InsufficientPoints` beyond the balance)."""
+        after = self.redeem(points)
+        return Entry(self.customer_id, EntryType.REDEMPTION, -points, order_id, after)
+
+    def award_reversal_entry(self, award: Award) -> Entry:
+        """Take ``award`` back as far as the balance allows (the rest is the shortfall)."""
+        taken, shortfall = self.revoke_award(award.entry.points)
+        return Entry(self.customer_id, EntryType.AWARD_REVERSAL, -taken,
+                     award.entry.order_id, self.balance, shortfall=shortfall)
+
+    def redemption_reversal_entry(self, redemption: Redemption) -> Entry:
+        """Give ``redemption``'s points back in full."""
+        after = self.refund_redemption(redemption.points)
+        return Entry(self.customer_id, EntryType.REDEMPTION_REVERSAL, redemption.points,
+                     redemption.entry.order_id, after)

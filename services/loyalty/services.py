@@ -1,14 +1,25 @@
-"""Loyalty use cases: each runs in one unit of work and returns JSON-ready documents.
+"""Loyalty use cases: each runs in one unit of work and decides who may do what.
 
-Every points operation is idempotent by its order id (the natural key — no
-``Idempotency-Key`` header): repeating a request returns the first answer and changes
-nothing (``Result.created`` is False), while a *different* request for an order that
-already has that kind of entry is refused with 409. Broken business rules are 422
-(e.g. a redemption larger than the balance), unknown orders 404.
+Authorisation lives here (every use case takes the caller's :class:`Principal`):
 
-Concurrency: each write locks the customer's account first (see ``store``), so two
-redemptions of one customer are serialised and cannot overdraw; a lost race on the
-``(order_id, type)`` unique index is retried once, and the retry finds the winner's entry.
+* a customer reads and redeems only their own points; naming another customer
+  explicitly (``/customers/{id}``, ``customer_id`` in a body or query) is 403;
+* an award or redemption that is not the caller's is answered exactly like one that
+  does not exist (404) — and a redemption is keyed per customer, so redeeming on an
+  order id another customer already used is answered exactly like a fresh id (201);
+  nothing a customer can send tells them whether someone else's order id exists;
+* awards and reversals are for staff, admins and platform services only (403 for
+  customers, even with ``loyalty:write``); they see and act on everyone's points.
+
+Every points operation is idempotent by its order id (no ``Idempotency-Key`` header):
+repeating a request returns the first answer and changes nothing (``Result.created`` is
+False), while a *different* request for the same key is refused with 409. Broken
+business rules are 422 (e.g. a redemption larger than the balance).
+
+Concurrency: each write locks the customer's account first
+(:meth:`~.ports.LoyaltyRepository.lock_account`), so two
+redemptions of one customer are serialised and cannot overdraw; a lost race on a unique
+index is retried, and the retry finds the winner's entry.
 """
 
 from __future__ import annotations
@@ -17,113 +28,19 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
-from charter import config
-from charter.db import Database
-from charter.problems import Conflict, NotFound, Problem, Unprocessable
+from charter.problems import BadRequest, Conflict, Forbidden, NotFound, Problem, Unprocessable
+from charter.security.principal import Principal
+from charter.unit_of_work import UnitOfWork, WriteConflict
 
 from . import domain
-from .domain import EntryType
-from .store import AccountRow, EntryRow, LoyaltyRepository, begin_write
+from .domain import DEFAULT_POINTS_PER_UNIT, Account, Award, Entry, EntryType, Redemption
+from .ports import LoyaltyRepository
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
 T = TypeVar("T")
-
-POINTS_PER_UNIT_ENV = "LOYALTY_POINTS_PER_UNIT"
-
-
-def points_per_unit_from_env() -> int:
-    """``LOYALTY_POINTS_PER_UNIT`` (default 1): points per whole currency unit of an order."""
-    raw = config.env(POINTS_PER_UNIT_ENV)
-    if raw is None:
-        return domain.DEFAULT_POINTS_PER_UNIT
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise config.ConfigError(f"{POINTS_PER_UNIT_ENV} must be a whole number") from exc
-    if not 0 <= value <= 1000:
-        raise config.ConfigError(f"{POINTS_PER_UNIT_ENV} must be between 0 and 1000")
-    return value
-
-
-def iso(ts: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z`` (SQLite hands back naive datetimes: they are UTC)."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def entry_doc(row: EntryRow) -> Doc:
-    """One ledger entry as the history shows it (``points`` is the signed change)."""
-    doc: Doc = {
-        "id": row.id,
-        "customer_id": row.customer_id,
-        "type": row.type,
-        "points": row.points,
-        "order_id": row.order_id,
-        "amount": row.amount,
-        "currency": row.currency,
-        "balance_after": row.balance_after,
-        "created_at": iso(row.created_at),
-    }
-    if row.type == EntryType.AWARD_REVERSAL:
-        doc["shortfall"] = row.shortfall
-    return doc
-
-
-def award_doc(award: EntryRow, reversal: EntryRow | None) -> Doc:
-    return {
-        "order_id": award.order_id,
-        "customer_id": award.customer_id,
-        "status": "reversed" if reversal is not None else "awarded",
-        "points": award.points,
-        "amount": award.amount,
-        "currency": award.currency,
-        "balance_after": award.balance_after,
-        "created_at": iso(award.created_at),
-        "reversal": None if reversal is None else {
-            "points": -reversal.points,
-            "shortfall": reversal.shortfall,
-            "balance_after": reversal.balance_after,
-            "created_at": iso(reversal.created_at),
-        },
-    }
-
-
-def redemption_doc(redemption: EntryRow, reversal: EntryRow | None) -> Doc:
-    return {
-        "order_id": redemption.order_id,
-        "customer_id": redemption.customer_id,
-        "status": "reversed" if reversal is not None else "redeemed",
-        "points": -redemption.points,
-        "balance_after": redemption.balance_after,
-        "created_at": iso(redemption.created_at),
-        "reversal": None if reversal is None else {
-            "points": reversal.points,
-            "balance_after": reversal.balance_after,
-            "created_at": iso(reversal.created_at),
-        },
-    }
-
-
-def balance_doc(customer_id: str, row: AccountRow | None) -> Doc:
-    return {
-        "customer_id": customer_id,
-        "balance": row.balance if row is not None else 0,
-        "updated_at": iso(row.updated_at) if row is not None else None,
-    }
-
-
-def page_doc(items: list[Doc], page: int, page_size: int, total: int) -> Doc:
-    return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 
 def as_problem(exc: domain.DomainError) -> Problem:
@@ -138,6 +55,7 @@ def as_problem(exc: domain.DomainError) -> Problem:
 
 @contextmanager
 def business_rules() -> Iterator[None]:
+    """Turn a refused business rule into its problem."""
     try:
         yield
     except domain.DomainError as exc:
@@ -145,174 +63,208 @@ def business_rules() -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Result:
-    """A document and whether this request created it (False: an earlier one did)."""
+class Result(Generic[T]):
+    """What a write answered and whether this request created it (False: an earlier one)."""
 
-    doc: Doc
+    value: T
     created: bool
 
 
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing."""
+
+    items: list[T]
+    page: int
+    page_size: int
+    total: int
+
+
+def _not_found(order_id: str, what: str) -> NotFound:
+    return NotFound(f"order {order_id!r} has no {what}")
+
+
 class LoyaltyService:
-    """The loyalty use cases over one database."""
+    """The loyalty use cases over a unit of work handing out a :class:`LoyaltyRepository`.
+
+    ``points_per_unit`` is the award rule (points per whole currency unit of an order);
+    ``app.py`` takes it from the settings (``LOYALTY_POINTS_PER_UNIT``).
+    """
 
     RETRIES = 3  # attempts of a write that lost a unique-index race
 
-    def __init__(self, db: Database, points_per_unit: int | None = None) -> None:
-        self.db = db
-        self.points_per_unit = (
-            points_per_unit if points_per_unit is not None else points_per_unit_from_env()
-        )
+    def __init__(self, uow: UnitOfWork[LoyaltyRepository],
+                 points_per_unit: int = DEFAULT_POINTS_PER_UNIT) -> None:
+        self.uow = uow
+        self.points_per_unit = points_per_unit
 
     # units of work -------------------------------------------------------------------
-    @contextmanager
-    def _read(self) -> Iterator[LoyaltyRepository]:
-        with self.db.session() as session:
-            yield LoyaltyRepository(session)
-
     def _write(self, work: Callable[[LoyaltyRepository], T]) -> T:
-        """Run ``work`` in a write transaction; retry when a concurrent writer won a race."""
+        """Run ``work`` in one write unit of work; retry when a concurrent writer won."""
         for attempt in range(1, self.RETRIES + 1):
             try:
-                with self.db.session() as session, business_rules():
-                    begin_write(session)
-                    return work(LoyaltyRepository(session))
-            except IntegrityError as exc:
+                with self.uow.write() as repo, business_rules():
+                    return work(repo)
+            except WriteConflict as exc:
                 if attempt == self.RETRIES:
                     raise Conflict("the change conflicts with a concurrent one; retry") from exc
                 log.info("loyalty write lost a race (attempt %d); retrying", attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
+    # whose points --------------------------------------------------------------------
+    @staticmethod
+    def _owner(principal: Principal, customer_id: str | None, *, required: bool) -> str:
+        """The customer a use case acts on: the caller, or one they name and may act on.
+
+        ``required``: privileged callers must name the customer (they have no points).
+        """
+        if customer_id is None:
+            if principal.is_privileged and required:
+                raise BadRequest("customer_id is required when staff or a service acts")
+            return principal.sub
+        if not principal.can_access(customer_id):
+            raise Forbidden("a customer may only use their own points")
+        return customer_id
+
     # reads ---------------------------------------------------------------------------
-    def balance(self, customer_id: str) -> Doc:
-        with self._read() as repo:
-            return balance_doc(customer_id, repo.account(customer_id))
+    def balance(self, principal: Principal, customer_id: str | None = None) -> Account:
+        """The caller's balance, or ``customer_id``'s (their own, or anyone's if privileged)."""
+        owner = self._owner(principal, customer_id, required=False)
+        with self.uow.read() as repo:
+            return repo.account(owner) or Account(owner)
 
-    def history(self, customer_id: str, page: int = 1, page_size: int = 20,
-                type_: str | None = None) -> Doc:
+    def history(self, principal: Principal, customer_id: str | None = None, page: int = 1,
+                page_size: int = 20, type_: str | None = None) -> Page[Entry]:
+        """A customer's ledger entries, newest first (same rule as :meth:`balance`)."""
+        owner = self._owner(principal, customer_id, required=False)
         kind = EntryType(type_) if type_ else None
-        with self._read() as repo:
-            rows, total = repo.history(customer_id, (page - 1) * page_size, page_size, kind)
-            return page_doc([entry_doc(r) for r in rows], page, page_size, total)
+        with self.uow.read() as repo:
+            items, total = repo.history(owner, (page - 1) * page_size, page_size, kind)
+        return Page(items, page, page_size, total)
 
-    def get_award(self, order_id: str) -> Doc:
-        with self._read() as repo:
-            award = repo.entry(order_id, EntryType.AWARD)
-            if award is None:
-                raise NotFound(f"order {order_id!r} has no award")
-            return award_doc(award, repo.entry(order_id, EntryType.AWARD_REVERSAL))
+    def get_award(self, principal: Principal, order_id: str) -> Award:
+        """An order's award; someone else's is answered like a missing one (404)."""
+        with self.uow.read() as repo:
+            award = repo.award(order_id)
+        if award is None or not principal.can_access(award.entry.customer_id):
+            raise _not_found(order_id, "award")
+        return award
 
-    def get_redemption(self, order_id: str) -> Doc:
-        with self._read() as repo:
-            redemption = repo.entry(order_id, EntryType.REDEMPTION)
-            if redemption is None:
-                raise NotFound(f"order {order_id!r} has no redemption")
-            return redemption_doc(redemption,
-                                  repo.entry(order_id, EntryType.REDEMPTION_REVERSAL))
+    def get_redemption(self, principal: Principal, order_id: str,
+                       customer_id: str | None = None) -> Redemption:
+        """A redemption: the caller's for ``order_id`` (privileged callers: see
+        :meth:`_find_redemption`)."""
+        with self.uow.read() as repo:
+            return self._find_redemption(repo, principal, order_id, customer_id)
+
+    def _find_redemption(self, repo: LoyaltyRepository, principal: Principal, order_id: str,
+                         customer_id: str | None) -> Redemption:
+        """A customer finds only their own; staff and services name the customer, or get
+        the order id's only redemption (409 when several customers used that id)."""
+        if customer_id is None and principal.is_privileged:
+            owners = repo.redemption_owners(order_id)
+            if len(owners) > 1:
+                raise Conflict(f"{len(owners)} customers redeemed points with order id "
+                               f"{order_id!r}: name the customer_id")
+            customer_id = owners[0] if owners else None
+            if customer_id is None:
+                raise _not_found(order_id, "redemption")
+        owner = self._owner(principal, customer_id, required=False)
+        redemption = repo.redemption(owner, order_id)
+        if redemption is None:
+            raise _not_found(order_id, "redemption")
+        return redemption
 
     def inconsistent_accounts(self) -> list[tuple[str, int, int, int | None]]:
         """Accounts whose cached balance disagrees with their ledger (empty = all good)."""
-        with self._read() as repo:
+        with self.uow.read() as repo:
             return repo.inconsistent_accounts()
 
-    # awards --------------------------------------------------------------------------
-    def award(self, request: domain.AwardRequest) -> Result:
-        """Credit an order's points once; a repeat returns the first award."""
+    # awards (staff and services) -------------------------------------------------------
+    def award(self, principal: Principal, customer_id: str, order_id: str, *,
+              amount: int | None = None, currency: str | None = None,
+              points: int | None = None) -> Result[Award]:
+        """Credit an order's points once (either ``points``, or ``amount`` in
+        ``currency``); a repeat returns the first award."""
+        principal.require_privileged()
+        with business_rules():
+            request = domain.AwardRequest(customer_id, order_id, amount=amount,
+                                          currency=currency, points=points)
 
-        def work(repo: LoyaltyRepository) -> Result:
-            account_row = repo.lock_account(request.customer_id)
-            existing = repo.entry(request.order_id, EntryType.AWARD)
+        def work(repo: LoyaltyRepository) -> Result[Award]:
+            account = repo.lock_account(request.customer_id)
+            existing = repo.award(request.order_id)
             if existing is not None:
-                if not request.same_as(existing.customer_id, existing.amount,
-                                       existing.currency, existing.points):
+                if not existing.answers(request):
                     raise domain.OrderConflict(
                         f"order {request.order_id!r} was already awarded with different "
                         "details (customer, amount or points)"
                     )
-                reversal = repo.entry(request.order_id, EntryType.AWARD_REVERSAL)
-                return Result(award_doc(existing, reversal), created=False)
-            points = request.earned(self.points_per_unit)
-            account = domain.Account(request.customer_id, account_row.balance)
-            balance = account.award(points)
-            repo.set_balance(account_row, balance)
-            row = repo.add_entry(customer_id=request.customer_id, type_=EntryType.AWARD,
-                                 points=points, order_id=request.order_id,
-                                 balance_after=balance, amount=request.amount,
-                                 currency=request.currency)
-            log.info("awarded %d points for order %s", points, request.order_id)
-            return Result(award_doc(row, None), created=True)
+                return Result(existing, created=False)
+            entry = repo.add(account.award_entry(request, self.points_per_unit))
+            repo.save_balance(account)
+            log.info("awarded %d points for order %s", entry.points, request.order_id)
+            return Result(Award(entry), created=True)
 
         return self._write(work)
 
-    def reverse_award(self, order_id: str) -> Result:
+    def reverse_award(self, principal: Principal, order_id: str) -> Result[Award]:
         """Take an order's award back (as far as the balance allows); once per order."""
+        principal.require_privileged()
 
-        def work(repo: LoyaltyRepository) -> Result:
-            award = repo.entry(order_id, EntryType.AWARD)
+        def work(repo: LoyaltyRepository) -> Result[Award]:
+            award = repo.award(order_id)
             if award is None:
                 raise NotFound(f"order {order_id!r} has no award to reverse")
-            account_row = repo.lock_account(award.customer_id)
-            reversal = repo.entry(order_id, EntryType.AWARD_REVERSAL)
-            if reversal is not None:
-                return Result(award_doc(award, reversal), created=False)
-            account = domain.Account(award.customer_id, account_row.balance)
-            taken, shortfall = account.revoke_award(award.points)
-            repo.set_balance(account_row, account.balance)
-            reversal = repo.add_entry(customer_id=award.customer_id,
-                                      type_=EntryType.AWARD_REVERSAL, points=-taken,
-                                      order_id=order_id, balance_after=account.balance,
-                                      shortfall=shortfall)
-            if shortfall:
+            account = repo.lock_account(award.entry.customer_id)
+            award = repo.award(order_id) or award  # re-read under the lock
+            if award.reversal is not None:
+                return Result(award, created=False)
+            reversal = repo.add(account.award_reversal_entry(award))
+            repo.save_balance(account)
+            if reversal.shortfall:
                 log.warning("award of order %s reversed with a shortfall of %d points",
-                            order_id, shortfall)
-            return Result(award_doc(award, reversal), created=True)
+                            order_id, reversal.shortfall)
+            return Result(Award(award.entry, reversal), created=True)
 
         return self._write(work)
 
-    # redemptions ---------------------------------------------------------------------
-    def redeem(self, customer_id: str, order_id: str, points: int) -> Result:
-        """Spend points on an order once; refused (422) beyond the balance."""
+    # redemptions -----------------------------------------------------------------------
+    def redeem(self, principal: Principal, order_id: str, points: int,
+               customer_id: str | None = None) -> Result[Redemption]:
+        """Spend the customer's points on their order once; refused (422) beyond the
+        balance. The key is ``(customer, order id)``: see the module doc."""
+        owner = self._owner(principal, customer_id, required=True)
         with business_rules():
             domain.check_points(points)
 
-        def work(repo: LoyaltyRepository) -> Result:
-            account_row = repo.lock_account(customer_id)
-            existing = repo.entry(order_id, EntryType.REDEMPTION)
+        def work(repo: LoyaltyRepository) -> Result[Redemption]:
+            account = repo.lock_account(owner)
+            existing = repo.redemption(owner, order_id)
             if existing is not None:
-                if (existing.customer_id, -existing.points) != (customer_id, points):
+                if existing.points != points:
                     raise domain.OrderConflict(
-                        f"order {order_id!r} already redeemed {-existing.points} points"
-                        + ("" if existing.customer_id == customer_id
-                           else " for another customer")
-                    )
-                reversal = repo.entry(order_id, EntryType.REDEMPTION_REVERSAL)
-                return Result(redemption_doc(existing, reversal), created=False)
-            account = domain.Account(customer_id, account_row.balance)
-            balance = account.redeem(points)
-            repo.set_balance(account_row, balance)
-            row = repo.add_entry(customer_id=customer_id, type_=EntryType.REDEMPTION,
-                                 points=-points, order_id=order_id, balance_after=balance)
-            return Result(redemption_doc(row, None), created=True)
+                        f"order {order_id!r} already redeemed {existing.points} points")
+                return Result(existing, created=False)
+            entry = repo.add(account.redemption_entry(order_id, points))
+            repo.save_balance(account)
+            return Result(Redemption(entry), created=True)
 
         return self._write(work)
 
-    def reverse_redemption(self, order_id: str) -> Result:
-        """Give an order's redeemed points back, once."""
+    def reverse_redemption(self, principal: Principal, order_id: str,
+                           customer_id: str | None = None) -> Result[Redemption]:
+        """Give a redemption's points back, once (staff and services only)."""
+        principal.require_privileged()
 
-        def work(repo: LoyaltyRepository) -> Result:
-            redemption = repo.entry(order_id, EntryType.REDEMPTION)
-            if redemption is None:
-                raise NotFound(f"order {order_id!r} has no redemption to reverse")
-            account_row = repo.lock_account(redemption.customer_id)
-            reversal = repo.entry(order_id, EntryType.REDEMPTION_REVERSAL)
-            if reversal is not None:
-                return Result(redemption_doc(redemption, reversal), created=False)
-            account = domain.Account(redemption.customer_id, account_row.balance)
-            balance = account.refund_redemption(-redemption.points)
-            repo.set_balance(account_row, balance)
-            reversal = repo.add_entry(customer_id=redemption.customer_id,
-                                      type_=EntryType.REDEMPTION_REVERSAL,
-                                      points=-redemption.points, order_id=order_id,
-                                      balance_after=balance)
-            return Result(redemption_doc(redemption, reversal), created=True)
+        def work(repo: LoyaltyRepository) -> Result[Redemption]:
+            found = self._find_redemption(repo, principal, order_id, customer_id)
+            account = repo.lock_account(found.entry.customer_id)
+            redemption = repo.redemption(found.entry.customer_id, order_id) or found
+            if redemption.reversal is not None:
+                return Result(redemption, created=False)
+            reversal = repo.add(account.redemption_reversal_entry(redemption))
+            repo.save_balance(account)
+            return Result(Redemption(redemption.entry, reversal), created=True)
 
         return self._write(work)

@@ -2,26 +2,33 @@
 
 ``ledger_entries`` is append-only: nothing updates or deletes an entry. ``accounts``
 caches each customer's balance (the sum of their entries) so a balance read is one row;
-both change in the same transaction, and :meth:`LoyaltyRepository.inconsistent_accounts`
-checks that they agree. ``UNIQUE (order_id, type)`` makes "one award, one redemption and
-one reversal of each per order" a database guarantee, and the ``CHECK`` constraints keep
-balances non-negative even if a bug slipped past the domain.
+both change in the same transaction, and :meth:`SqlLoyaltyRepository.inconsistent_accounts`
+checks that they agree. The unique indexes make the idempotency keys a database
+guarantee: one award and one award reversal per order platform-wide
+(``ux_ledger_entries_award_order``), one redemption and one redemption reversal per
+order *of a customer* (``UNIQUE (customer_id, order_id, type)``; see
+:mod:`services.loyalty.domain` for why). The ``CHECK`` constraints keep balances
+non-negative even if a bug slipped past the domain.
 
-Locking: writers call :func:`begin_write` first — on SQLite that takes the database write
-lock (``BEGIN IMMEDIATE``); on PostgreSQL the customer's account row is locked with
-``SELECT … FOR UPDATE`` (:meth:`LoyaltyRepository.lock_account`), so concurrent
-redemptions of one customer run one after the other and can never overdraw.
+Locking: writers run in a write unit of work (:meth:`charter.db.SqlUnitOfWork.write`):
+on SQLite that takes the database write lock (``BEGIN IMMEDIATE``); on PostgreSQL the
+customer's account row is locked with ``SELECT … FOR UPDATE``
+(:meth:`SqlLoyaltyRepository.lock_account`), so concurrent redemptions of one customer
+run one after the other and can never overdraw.
+
+:class:`SqlLoyaltyRepository` implements the port
+:class:`services.loyalty.ports.LoyaltyRepository`: it takes and returns domain objects
+only (:mod:`services.loyalty.domain`), no ORM row leaves this module, and a unique index
+that refuses an entry becomes :class:`charter.unit_of_work.WriteConflict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -30,13 +37,18 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from charter.db import service_metadata
+from charter.db import UtcDateTime, service_metadata, utcnow
+from charter.unit_of_work import WriteConflict
 
-from .domain import EntryType
+from .domain import Account, Award, Entry, EntryType, Redemption
+
+AWARD_TYPES = "type IN ('award', 'award_reversal')"
 
 
 class LoyaltyBase(DeclarativeBase):
@@ -48,17 +60,13 @@ class LoyaltyBase(DeclarativeBase):
 metadata = LoyaltyBase.metadata
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 class AccountRow(LoyaltyBase):
     __tablename__ = "accounts"
 
     customer_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     balance: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (CheckConstraint("balance >= 0", name="balance"),)
 
@@ -77,10 +85,12 @@ class EntryRow(LoyaltyBase):
     currency: Mapped[str | None] = mapped_column(String(3), nullable=True)
     shortfall: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     balance_after: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
 
     __table_args__ = (
-        UniqueConstraint("order_id", "type", name="uq_ledger_entries_order_id_type"),
+        UniqueConstraint("customer_id", "order_id", "type"),
+        Index("ux_ledger_entries_award_order", "order_id", "type", unique=True,
+              sqlite_where=text(AWARD_TYPES), postgresql_where=text(AWARD_TYPES)),
         CheckConstraint("balance_after >= 0", name="balance_after"),
         CheckConstraint("shortfall >= 0", name="shortfall"),
         CheckConstraint(
@@ -91,36 +101,41 @@ class EntryRow(LoyaltyBase):
     )
 
 
-def begin_write(session: Session) -> None:
-    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
+def _entry(row: EntryRow) -> Entry:
+    return Entry(customer_id=row.customer_id, type=EntryType(row.type), points=row.points,
+                 order_id=row.order_id, balance_after=row.balance_after, amount=row.amount,
+                 currency=row.currency, shortfall=row.shortfall, id=row.id,
+                 created_at=row.created_at)
 
 
-class LoyaltyRepository:
-    """Queries and changes, inside the caller's session (unit of work)."""
+def _account(row: AccountRow) -> Account:
+    return Account(row.customer_id, row.balance, row.updated_at)
+
+
+class SqlLoyaltyRepository:
+    """:class:`~services.loyalty.ports.LoyaltyRepository` on one Session (the unit of work)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
     # accounts -----------------------------------------------------------------------
-    def account(self, customer_id: str) -> AccountRow | None:
-        return self.session.get(AccountRow, customer_id)
+    def account(self, customer_id: str) -> Account | None:
+        row = self.session.get(AccountRow, customer_id)
+        return None if row is None else _account(row)
 
-    def lock_account(self, customer_id: str) -> AccountRow:
+    def lock_account(self, customer_id: str) -> Account:
         """The customer's account, created if missing, locked until the transaction ends."""
         dialect = self.session.get_bind().dialect.name
         now = utcnow()
         values = {"customer_id": customer_id, "balance": 0, "created_at": now,
                   "updated_at": now}
         if dialect == "postgresql":
-            stmt = postgresql.insert(AccountRow).values(**values).on_conflict_do_nothing()
-            self.session.execute(stmt)
+            self.session.execute(
+                postgresql.insert(AccountRow).values(**values).on_conflict_do_nothing())
         elif dialect == "sqlite":
             self.session.execute(
-                sqlite.insert(AccountRow).values(**values).on_conflict_do_nothing()
-            )
-        elif self.account(customer_id) is None:  # pragma: no cover - other databases
+                sqlite.insert(AccountRow).values(**values).on_conflict_do_nothing())
+        elif self.session.get(AccountRow, customer_id) is None:  # pragma: no cover
             self.session.add(AccountRow(**values))
             self.session.flush()
         row = self.session.scalars(
@@ -129,42 +144,66 @@ class LoyaltyRepository:
             .with_for_update()
             .execution_options(populate_existing=True)
         ).one()
-        return row
+        return _account(row)
 
-    def set_balance(self, row: AccountRow, balance: int) -> None:
-        row.balance = balance
-        row.updated_at = utcnow()
+    def save_balance(self, account: Account) -> None:
+        """Store the account's new balance (its row is locked by :meth:`lock_account`)."""
+        self.session.execute(
+            update(AccountRow).where(AccountRow.customer_id == account.customer_id)
+            .values(balance=account.balance, updated_at=utcnow())
+            .execution_options(synchronize_session=False))
 
     # entries ------------------------------------------------------------------------
-    def entry(self, order_id: str, type_: EntryType) -> EntryRow | None:
-        return self.session.scalars(
-            select(EntryRow).where(EntryRow.order_id == order_id, EntryRow.type == str(type_))
-        ).first()
+    def _entries(self, order_id: str, type_: EntryType,
+                 customer_id: str | None = None) -> list[Entry]:
+        query = select(EntryRow).where(EntryRow.order_id == order_id,
+                                       EntryRow.type == str(type_))
+        if customer_id is not None:
+            query = query.where(EntryRow.customer_id == customer_id)
+        return [_entry(r) for r in self.session.scalars(query.order_by(EntryRow.id))]
 
-    def add_entry(
-        self,
-        *,
-        customer_id: str,
-        type_: EntryType,
-        points: int,
-        order_id: str,
-        balance_after: int,
-        amount: int | None = None,
-        currency: str | None = None,
-        shortfall: int = 0,
-    ) -> EntryRow:
-        row = EntryRow(customer_id=customer_id, type=str(type_), points=points,
-                       order_id=order_id, amount=amount, currency=currency,
-                       shortfall=shortfall, balance_after=balance_after,
-                       created_at=utcnow())
+    def _one(self, order_id: str, type_: EntryType, customer_id: str) -> Entry | None:
+        found = self._entries(order_id, type_, customer_id)
+        return found[0] if found else None
+
+    def award(self, order_id: str) -> Award | None:
+        """The order's award (with its reversal, if any)."""
+        found = self._entries(order_id, EntryType.AWARD)
+        if not found:
+            return None
+        return Award(found[0], self._one(order_id, EntryType.AWARD_REVERSAL,
+                                         found[0].customer_id))
+
+    def redemption(self, customer_id: str, order_id: str) -> Redemption | None:
+        """The customer's redemption for ``order_id`` (with its reversal, if any)."""
+        entry = self._one(order_id, EntryType.REDEMPTION, customer_id)
+        if entry is None:
+            return None
+        return Redemption(entry, self._one(order_id, EntryType.REDEMPTION_REVERSAL,
+                                           customer_id))
+
+    def redemption_owners(self, order_id: str) -> list[str]:
+        """Customers holding a redemption for ``order_id`` (for privileged callers)."""
+        return [e.customer_id for e in self._entries(order_id, EntryType.REDEMPTION)]
+
+    def add(self, entry: Entry) -> Entry:
+        """Record ``entry``; :class:`WriteConflict` when a concurrent writer was first."""
+        row = EntryRow(customer_id=entry.customer_id, type=str(entry.type),
+                       points=entry.points, order_id=entry.order_id, amount=entry.amount,
+                       currency=entry.currency, shortfall=entry.shortfall,
+                       balance_after=entry.balance_after, created_at=utcnow())
         self.session.add(row)
-        self.session.flush()
-        return row
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise WriteConflict(
+                f"{entry.type} of order {entry.order_id} recorded concurrently") from exc
+        return entry.recorded(row.id, row.created_at)
 
     def history(
         self, customer_id: str, offset: int, limit: int, type_: EntryType | None = None
-    ) -> tuple[Sequence[EntryRow], int]:
-        """The customer's entries, newest first."""
+    ) -> tuple[list[Entry], int]:
+        """The customer's entries, newest first, and how many there are in all."""
         query = select(EntryRow).where(EntryRow.customer_id == customer_id)
         if type_ is not None:
             query = query.where(EntryRow.type == str(type_))
@@ -172,7 +211,7 @@ class LoyaltyRepository:
         rows = self.session.scalars(
             query.order_by(EntryRow.id.desc()).offset(offset).limit(limit)
         ).all()
-        return rows, total
+        return [_entry(r) for r in rows], total
 
     # consistency --------------------------------------------------------------------
     def inconsistent_accounts(self) -> list[tuple[str, int, int, int | None]]:

@@ -1,26 +1,29 @@
 """HTTP handlers, one per operationId of ``openapi/notifications/v1.yaml``; thin by design.
 
 Connexion has already checked the token, the scopes and the request against the spec.
-Every operation is for staff, admins and platform services only
-(:meth:`Principal.require_privileged`): customers never read or send notifications,
-even with a token that carries the scope.
+Each handler turns its arguments into a use-case call (:mod:`.services` decides who may
+do what: staff, admins and platform services only) and serialises the domain objects it
+gets back.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from flask import request
 
+from charter.db import rfc3339
 from charter.security.principal import Principal
 from charter.service import context
 
+from .domain import Notification, NotificationFilter
 from .services import NotificationService
-from .store import NotificationFilter
 
 BASE = "/v1"
 
 TokenInfo = dict[str, Any]
+Doc = dict[str, Any]
 
 
 def _svc() -> NotificationService:
@@ -28,21 +31,37 @@ def _svc() -> NotificationService:
     return service
 
 
-def _privileged(token_info: TokenInfo) -> Principal:
-    principal = Principal.from_token_info(token_info)
-    principal.require_privileged()
-    return principal
+def iso(ts: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z`` (``None`` stays ``None``)."""
+    return None if ts is None else rfc3339(ts)
+
+
+def notification_doc(n: Notification) -> Doc:
+    return {
+        "id": n.id,
+        "channel": str(n.channel),
+        "recipient": n.recipient,
+        "subject": n.subject,
+        "body": n.body,
+        "order_id": n.order_id,
+        "template": n.template,
+        "status": str(n.status),
+        "provider": n.provider,
+        "provider_reference": n.provider_reference,
+        "failure_reason": n.failure_reason,
+        "created_at": iso(n.created_at),
+        "sent_at": iso(n.sent_at),
+    }
 
 
 def send_notification(body: dict[str, Any], token_info: TokenInfo) -> Any:
-    principal = _privileged(token_info)
     # Required and pattern-checked by the spec; Connexion does not pass headers as args.
     key = request.headers["Idempotency-Key"]
-    outcome = _svc().send(key, body, requested_by=principal.client_id or principal.sub)
-    headers = {"Location": f"{BASE}/notifications/{outcome.body['id']}"}
-    if outcome.replayed:
+    sent = _svc().send(Principal.from_token_info(token_info), key, body)
+    headers = {"Location": f"{BASE}/notifications/{sent.notification.id}"}
+    if sent.replayed:
         headers["Idempotent-Replayed"] = "true"
-    return outcome.body, outcome.status, headers
+    return notification_doc(sent.notification), 201, headers
 
 
 def list_notifications(
@@ -54,12 +73,13 @@ def list_notifications(
     status: str | None = None,
     channel: str | None = None,
 ) -> Any:
-    _privileged(token_info)
     flt = NotificationFilter(recipient=recipient, order_id=order_id, status=status,
                              channel=channel)
-    return _svc().list(flt, page, page_size)
+    listing = _svc().list(Principal.from_token_info(token_info), flt, page, page_size)
+    return {"items": [notification_doc(n) for n in listing.items], "page": listing.page,
+            "page_size": listing.page_size, "total": listing.total}
 
 
 def get_notification(notification_id: str, token_info: TokenInfo) -> Any:
-    _privileged(token_info)
-    return _svc().get(notification_id)
+    found = _svc().get(Principal.from_token_info(token_info), notification_id)
+    return notification_doc(found)

@@ -9,11 +9,14 @@ import connexion
 
 from charter import config, service
 from charter.db import Database
+from charter.idempotency import start_purger
 from charter.security.tokens import TokenVerifier
 
 from .ports import NotificationProvider
 from .providers import make_provider
 from .services import NotificationService
+from .settings import load_config
+from .store import idempotency_keys
 
 NAME = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -41,5 +44,9 @@ def create_app(
 
 def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database and provider."""
+    load_config()  # fails closed: every missing or bad variable in one message
     service.configure_logging(NAME)
-    return create_app(Database(config.database_url(NAME)))
+    db = Database(config.database_url(NAME))
+    app = create_app(db)
+    start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
+    return app

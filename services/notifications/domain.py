@@ -17,12 +17,14 @@ from __future__ import annotations
 import enum
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 MAX_BODY = 10_000
 MAX_SMS_BODY = 1_600
 MAX_SUBJECT = 200
 MAX_EMAIL = 254
+MAX_REASON = 500  # characters of a failure reason kept
 
 _EMAIL = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -120,3 +122,54 @@ class NotificationRequest:
         if kind is Channel.SMS and len(body) > MAX_SMS_BODY:
             raise InvalidNotification(f"an SMS is at most {MAX_SMS_BODY} characters")
         return cls(kind, address, body, subject, order_id, template)
+
+
+@dataclass(frozen=True)
+class Notification:
+    """The record of one send attempt: ``pending`` while the provider has it, then
+    ``sent`` (:meth:`sent`) or ``failed`` with the reason (:meth:`failed`)."""
+
+    id: str
+    channel: Channel
+    recipient: str
+    body: str
+    status: Status
+    requested_by: str
+    created_at: datetime
+    subject: str | None = None
+    order_id: str | None = None
+    template: str | None = None
+    idempotency_key: str | None = None
+    provider: str | None = None
+    provider_reference: str | None = None
+    failure_reason: str | None = None
+    sent_at: datetime | None = None
+
+    @classmethod
+    def pending(cls, request: NotificationRequest, *, key: str, requested_by: str,
+                now: datetime) -> Notification:
+        """A new record of ``request`` about to be handed to the provider."""
+        return cls(id=new_id(), channel=request.channel, recipient=request.recipient,
+                   body=request.body, subject=request.subject, order_id=request.order_id,
+                   template=request.template, status=Status.PENDING,
+                   idempotency_key=key, requested_by=requested_by[:128], created_at=now)
+
+    def sent(self, provider: str, reference: str | None, at: datetime) -> Notification:
+        """The provider accepted the message."""
+        return replace(self, status=Status.SENT, provider=provider,
+                       provider_reference=reference, sent_at=at)
+
+    def failed(self, provider: str | None, reason: str) -> Notification:
+        """The provider did not accept the message (``reason`` kept for staff)."""
+        return replace(self, status=Status.FAILED, provider=provider,
+                       failure_reason=reason[:MAX_REASON])
+
+
+@dataclass(frozen=True)
+class NotificationFilter:
+    """What a listing is narrowed to (``None``: any)."""
+
+    recipient: str | None = None
+    order_id: str | None = None
+    status: str | None = None
+    channel: str | None = None

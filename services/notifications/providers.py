@@ -1,4 +1,6 @@
-"""Provider adapters: the file/log sink (default), SMTP, a channel router and a fake.
+"""Provider adapters: the file/log sink (default), SMTP and a channel router.
+
+The in-memory fake used by the tests lives in ``tests/notifications``.
 
 Which provider delivers what (:func:`make_provider`, from the environment):
 
@@ -13,6 +15,11 @@ recipient masked. **SMTP** uses :mod:`smtplib`: ``SMTP_HOST``, ``SMTP_PORT`` (58
 STARTTLS, else 25), ``SMTP_STARTTLS=1`` (certificate verified; ``SMTP_CA_FILE`` for a
 private CA), ``SMTP_USER`` / ``SMTP_PASSWORD`` (never logged, not in ``repr``),
 ``SMTP_FROM``, ``SMTP_TIMEOUT`` seconds (default 10).
+
+Credentials never travel without TLS: ``SMTP_USER`` without ``SMTP_STARTTLS=1`` is a
+configuration error at start-up outside development mode, and :class:`SmtpProvider`
+refuses to log in unless the connection is TLS-protected (checked on the socket itself,
+before ``AUTH``), whatever its settings say.
 """
 
 from __future__ import annotations
@@ -23,34 +30,28 @@ import smtplib
 import ssl
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import make_msgid
 from pathlib import Path
 
 from charter import config
+from charter.db import utcnow
 
 from .domain import Channel, mask_recipient
 from .ports import Message, NotificationProvider, ProviderError, ProviderResult
+from .settings import NotificationsConfig
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FROM = "Charter <no-reply@charter.localhost>"
 DEFAULT_SMTP_TIMEOUT = 10.0
 MAX_REASON = 500
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+PLAINTEXT_AUTH_REFUSED = "refused to send SMTP credentials without TLS (SMTP_STARTTLS)"
 
 
 def default_outbox_path() -> Path:
     """``NOTIFICATIONS_OUTBOX_PATH``, else ``<var>/notifications/outbox.jsonl``."""
-    configured = config.env("NOTIFICATIONS_OUTBOX_PATH")
+    configured = NotificationsConfig.parse().notifications_outbox_path
     return Path(configured) if configured else config.var_dir() / "notifications" / "outbox.jsonl"
 
 
@@ -64,7 +65,7 @@ class FileSinkProvider:
         self._lock = threading.Lock()
 
     def send(self, message: Message) -> ProviderResult:
-        sent_at = _now()
+        sent_at = utcnow()
         line = json.dumps({
             "id": message.id,
             "channel": str(message.channel),
@@ -107,24 +108,27 @@ class SmtpSettings:
     @classmethod
     def from_env(cls) -> SmtpSettings | None:
         """The settings when ``SMTP_HOST`` is set, else ``None`` (no SMTP)."""
-        host = config.env("SMTP_HOST")
+        cfg = NotificationsConfig.parse()  # typed: a bad SMTP_PORT/SMTP_TIMEOUT is named
+        host = cfg.smtp_host
         if not host:
             return None
-        starttls = _truthy(config.env("SMTP_STARTTLS"))
-        try:
-            port = int(config.env("SMTP_PORT") or (587 if starttls else 25))
-            timeout = float(config.env("SMTP_TIMEOUT") or DEFAULT_SMTP_TIMEOUT)
-        except ValueError as exc:
-            raise config.ConfigError("SMTP_PORT and SMTP_TIMEOUT must be numbers") from exc
-        if not 0 < port < 65536 or timeout <= 0:
-            raise config.ConfigError("SMTP_PORT must be a port number, SMTP_TIMEOUT positive")
-        user = config.env("SMTP_USER")
-        password = config.env("SMTP_PASSWORD")
+        starttls = cfg.smtp_starttls
+        port = cfg.smtp_port or (587 if starttls else 25)
+        timeout = cfg.smtp_timeout
+        user = cfg.smtp_user
+        password = cfg.smtp_password.get_secret_value() if cfg.smtp_password else None
         if bool(user) != bool(password):
             raise config.ConfigError("SMTP_USER and SMTP_PASSWORD go together")
+        if user and not starttls:
+            if not config.is_development():
+                raise config.ConfigError(
+                    "SMTP_USER is set but SMTP_STARTTLS is not: SMTP credentials are never "
+                    "sent without TLS (set SMTP_STARTTLS=1)")
+            log.warning("SMTP credentials without SMTP_STARTTLS: every email will be "
+                        "refused rather than log in without TLS")
         return cls(host=host, port=port, user=user, password=password,
-                   sender=config.env("SMTP_FROM") or DEFAULT_FROM, starttls=starttls,
-                   timeout=timeout, ca_file=config.env("SMTP_CA_FILE"))
+                   sender=cfg.smtp_from or DEFAULT_FROM, starttls=starttls,
+                   timeout=timeout, ca_file=cfg.smtp_ca_file)
 
 
 class SmtpProvider:
@@ -160,6 +164,8 @@ class SmtpProvider:
             raise ProviderError(self.name, "SMTP delivers email only", permanent=True)
         msg, message_id = self._email(message)
         s = self.settings
+        if s.user and not s.starttls:
+            raise ProviderError(self.name, PLAINTEXT_AUTH_REFUSED, permanent=True)
         try:
             with smtplib.SMTP(s.host, s.port, timeout=s.timeout) as smtp:
                 smtp.ehlo()
@@ -167,6 +173,8 @@ class SmtpProvider:
                     smtp.starttls(context=self._context())
                     smtp.ehlo()
                 if s.user and s.password:
+                    if not isinstance(smtp.sock, ssl.SSLSocket):  # never AUTH in clear
+                        raise ProviderError(self.name, PLAINTEXT_AUTH_REFUSED, permanent=True)
                     smtp.login(s.user, s.password)
                 smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
@@ -188,7 +196,7 @@ class SmtpProvider:
             "recipient": mask_recipient(message.recipient), "provider": self.name,
             "smtp_host": s.host, "order_id": message.order_id,
         })
-        return ProviderResult(self.name, _now(), reference=message_id)
+        return ProviderResult(self.name, utcnow(), reference=message_id)
 
     def _error(self, code: int, text: bytes | str, what: str) -> ProviderError:
         detail = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
@@ -224,20 +232,3 @@ def make_provider(outbox: Path | None = None) -> ChannelRouter:
                                                    "smtp_port": settings.port,
                                                    "starttls": settings.starttls})
     return ChannelRouter({Channel.EMAIL: email, Channel.SMS: sink})
-
-
-class InMemoryProvider:
-    """A fake for tests: records messages; ``fail`` makes the next sends raise it."""
-
-    def __init__(self, name: str = "memory") -> None:
-        self.name = name
-        self.sent: list[Message] = []
-        self.fail: ProviderError | None = None
-        self._lock = threading.Lock()
-
-    def send(self, message: Message) -> ProviderResult:
-        with self._lock:
-            if self.fail is not None:
-                raise self.fail
-            self.sent.append(message)
-        return ProviderResult(self.name, _now(), reference=f"mem-{len(self.sent)}")

@@ -15,6 +15,9 @@ transaction; it runs in three steps instead:
    as a new record), and the caller gets 502 (provider refused) or 503 (provider
    unreachable) with the ``notification_id``.
 
+Only staff, admins and platform services read or send notifications (decided here:
+customers are refused even with a token that carries the scope).
+
 If the process dies between 2 and 3 the record stays ``pending`` and the key stays
 claimed: a retry gets 409, never a second message (at-most-once per key); staff see the
 ``pending`` record in the listing.
@@ -25,68 +28,48 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
-from charter.db import Database
-from charter.idempotency import IN_PROGRESS, Idempotency, Outcome, fingerprint
+from charter.db import Database, utcnow
+from charter.idempotency import Idempotency, Outcome, fingerprint
 from charter.problems import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
+from charter.security.principal import Principal
 
-from . import domain
-from .domain import InvalidNotification, NotificationRequest, Status
+from .domain import InvalidNotification, Notification, NotificationFilter, NotificationRequest
 from .ports import Message, NotificationProvider, ProviderError
-from .store import (
-    NotificationFilter,
-    NotificationRepository,
-    NotificationRow,
-    begin_write,
-    idempotency_keys,
-    utcnow,
-)
+from .store import NotificationRepository, idempotency_keys
 
 log = logging.getLogger(__name__)
 
-Doc = dict[str, Any]
+T = TypeVar("T")
 SCOPE = "notifications.send"
 RETRY_AFTER_SECONDS = "30"
 
 
-def iso(ts: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a ``Z`` (SQLite hands back naive datetimes: they are UTC)."""
-    if ts is None:
-        return None
-    if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=UTC)
-    return ts.astimezone(UTC).isoformat().replace("+00:00", "Z")
+@dataclass(frozen=True)
+class Sent:
+    """The notification a send answers with; ``replayed`` when an earlier request sent it."""
+
+    notification: Notification
+    replayed: bool = False
 
 
-def notification_doc(row: NotificationRow) -> Doc:
-    return {
-        "id": row.id,
-        "channel": row.channel,
-        "recipient": row.recipient,
-        "subject": row.subject,
-        "body": row.body,
-        "order_id": row.order_id,
-        "template": row.template,
-        "status": row.status,
-        "provider": row.provider,
-        "provider_reference": row.provider_reference,
-        "failure_reason": row.failure_reason,
-        "created_at": iso(row.created_at),
-        "sent_at": iso(row.sent_at),
-    }
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing."""
 
-
-def page_doc(items: list[Doc], page: int, page_size: int, total: int) -> Doc:
-    return {"items": items, "page": page, "page_size": page_size, "total": total}
+    items: list[T]
+    page: int
+    page_size: int
+    total: int
 
 
 @contextmanager
 def valid_input() -> Iterator[None]:
+    """Turn an invalid message into 400."""
     try:
         yield
     except InvalidNotification as exc:
@@ -102,78 +85,81 @@ class NotificationService:
         self.idempotency = Idempotency(idempotency_keys)
 
     # reads ---------------------------------------------------------------------------
-    def get(self, notification_id: str) -> Doc:
+    def get(self, principal: Principal, notification_id: str) -> Notification:
+        """One notification record (staff and services only)."""
+        principal.require_privileged()
         with self.db.session() as session:
-            row = NotificationRepository(session).get(notification_id)
-            if row is None:
-                raise NotFound(f"notification {notification_id} does not exist")
-            return notification_doc(row)
+            found = NotificationRepository(session).get(notification_id)
+        if found is None:
+            raise NotFound(f"notification {notification_id} does not exist")
+        return found
 
-    def list(self, flt: NotificationFilter, page: int = 1, page_size: int = 20) -> Doc:
+    def list(self, principal: Principal, flt: NotificationFilter, page: int = 1,
+             page_size: int = 20) -> Page[Notification]:
+        """Notification records, newest first (staff and services only)."""
+        principal.require_privileged()
         if flt.recipient is not None:
-            flt = NotificationFilter(flt.recipient.strip(), flt.order_id, flt.status,
-                                     flt.channel)
+            flt = replace(flt, recipient=flt.recipient.strip())
         with self.db.session() as session:
-            rows, total = NotificationRepository(session).list(
+            items, total = NotificationRepository(session).list(
                 flt, (page - 1) * page_size, page_size)
-            return page_doc([notification_doc(r) for r in rows], page, page_size, total)
+        return Page(items, page, page_size, total)
 
     # send ----------------------------------------------------------------------------
-    def send(self, key: str, body: dict[str, Any], requested_by: str) -> Outcome:
+    def send(self, principal: Principal, key: str, body: dict[str, Any]) -> Sent:
         """Send the message described by ``body`` once for ``key``; see the module doc."""
+        principal.require_privileged()
         with valid_input():
             request = NotificationRequest.create(
                 channel=body["channel"], recipient=body["recipient"], body=body["body"],
                 subject=body.get("subject"), order_id=body.get("order_id"),
                 template=body.get("template"),
             )
-        fp = fingerprint(body)
-        claimed = self._claim(key, fp, request, requested_by)
+        claimed = self._claim(key, fingerprint(body), request,
+                              principal.client_id or principal.sub)
         if isinstance(claimed, Outcome):
-            return claimed
-        message = Message(id=claimed, channel=request.channel, recipient=request.recipient,
-                          body=request.body, subject=request.subject,
-                          order_id=request.order_id, template=request.template)
+            return Sent(self._replayed(claimed), replayed=True)
+        message = Message(id=claimed.id, channel=request.channel,
+                          recipient=request.recipient, body=request.body,
+                          subject=request.subject, order_id=request.order_id,
+                          template=request.template)
         try:
             result = self.provider.send(message)
         except ProviderError as exc:
-            self._fail(key, claimed, exc.provider, exc.reason)
-            raise self._provider_problem(claimed, exc) from exc
+            self._fail(key, claimed.failed(exc.provider, exc.reason))
+            raise self._provider_problem(claimed.id, exc) from exc
         except Exception as exc:  # a bug in an adapter must not leave the key claimed
-            log.exception("provider crashed on notification %s", claimed)
-            self._fail(key, claimed, None, f"provider error: {type(exc).__name__}")
-            raise BadGateway("the notification provider failed", notification_id=claimed,
+            log.exception("provider crashed on notification %s", claimed.id)
+            self._fail(key, claimed.failed(None, f"provider error: {type(exc).__name__}"))
+            raise BadGateway("the notification provider failed", notification_id=claimed.id,
                              title="Notification not sent") from exc
+        sent = claimed.sent(result.provider, result.reference, result.sent_at)
+        with self.db.write() as session:
+            NotificationRepository(session).save_outcome(sent)
+            # the answer is the record itself: a replay reads it back (it never changes)
+            self.idempotency.complete(session, SCOPE, key, 201, {"id": sent.id})
+        return Sent(sent)
+
+    def _replayed(self, outcome: Outcome) -> Notification:
         with self.db.session() as session:
-            begin_write(session)
-            row = self._row(session, claimed)
-            row.status = str(Status.SENT)
-            row.provider = result.provider
-            row.provider_reference = result.reference
-            row.sent_at = result.sent_at
-            session.flush()
-            doc = notification_doc(row)
-            self.idempotency.complete(session, SCOPE, key, 201, doc)
-        return Outcome(status=201, body=doc)
+            found = NotificationRepository(session).get(str(outcome.body["id"]))
+        if found is None:  # pragma: no cover - records are never deleted
+            raise NotFound("the notification of this Idempotency-Key no longer exists")
+        return found
 
     def _claim(self, key: str, fp: str, request: NotificationRequest,
-               requested_by: str) -> Outcome | str:
-        """The stored answer for ``key``, or the id of a new ``pending`` record."""
+               requested_by: str) -> Outcome | Notification:
+        """The stored answer for ``key``, or a new ``pending`` record."""
         try:
-            with self.db.session() as session:
-                begin_write(session)
+            with self.db.write() as session:
                 stored = self.idempotency.lookup(session, SCOPE, key, fp)
                 if stored is not None:
                     return stored
                 self.idempotency.claim(session, SCOPE, key, fp)
-                row = NotificationRepository(session).add(NotificationRow(
-                    id=domain.new_id(), channel=str(request.channel),
-                    recipient=request.recipient, subject=request.subject, body=request.body,
-                    order_id=request.order_id, template=request.template,
-                    status=str(Status.PENDING), idempotency_key=key,
-                    requested_by=requested_by[:128], created_at=utcnow(),
-                ))
-                return row.id
+                pending = Notification.pending(request, key=key, requested_by=requested_by,
+                                               now=utcnow())
+                NotificationRepository(session).add(pending)
+                return pending
         except IntegrityError as exc:  # a concurrent first use of the key won the claim
             with self.db.session() as session:
                 stored = self.idempotency.lookup(session, SCOPE, key, fp)
@@ -182,29 +168,18 @@ class NotificationService:
             raise Conflict(f"a request with Idempotency-Key {key!r} is being processed",
                            title="Request in progress") from exc
 
-    def _fail(self, key: str, notification_id: str, provider: str | None,
-              reason: str) -> None:
-        log.warning("notification %s not sent: %s", notification_id, reason,
-                    extra={"notification_id": notification_id, "provider": provider})
-        t = idempotency_keys
-        with self.db.session() as session:
-            begin_write(session)
-            row = self._row(session, notification_id)
-            row.status = str(Status.FAILED)
-            row.provider = provider
-            row.failure_reason = reason[:500]
-            session.execute(delete(t).where(t.c.scope == SCOPE, t.c.key == key,
-                                            t.c.status == IN_PROGRESS))
-
-    @staticmethod
-    def _row(session: Any, notification_id: str) -> NotificationRow:
-        row = NotificationRepository(session).get(notification_id)
-        if row is None:  # pragma: no cover - the claim created it
-            raise NotFound(f"notification {notification_id} vanished")
-        return row
+    def _fail(self, key: str, failed: Notification) -> None:
+        log.warning("notification %s not sent: %s", failed.id, failed.failure_reason,
+                    extra={"notification_id": failed.id, "provider": failed.provider})
+        with self.db.write() as session:
+            repo = NotificationRepository(session)
+            repo.save_outcome(failed)
+            repo.release_claim(SCOPE, key)
 
     @staticmethod
     def _provider_problem(notification_id: str, exc: ProviderError) -> Exception:
+        # The provider's reason is logged (and kept on the record for staff); the 5xx
+        # body stays generic (charter.problems).
         detail = f"the {exc.provider} provider did not accept the message: {exc.reason}"
         if exc.permanent:
             return BadGateway(detail, title="Notification not sent",

@@ -2,30 +2,32 @@
 
 One row per send attempt: ``pending`` while the provider has it, then ``sent`` or
 ``failed`` (with the reason). ``seq`` orders the listing; ``id`` (a UUID) is the public
-id. ``metadata`` also carries the shared idempotency-key table.
+id. ``metadata`` also carries the shared idempotency-key table. The repository takes and
+returns :class:`~services.notifications.domain.Notification` objects; no ORM row leaves
+this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     CheckConstraint,
-    DateTime,
     Index,
     Integer,
     String,
     Text,
+    delete,
     func,
     select,
-    text,
+    update,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from charter.db import service_metadata
-from charter.idempotency import idempotency_table
+from charter.db import UtcDateTime, service_metadata
+from charter.idempotency import IN_PROGRESS, idempotency_table
+
+from .domain import Channel, Notification, NotificationFilter, Status
 
 
 class NotificationsBase(DeclarativeBase):
@@ -35,10 +37,6 @@ class NotificationsBase(DeclarativeBase):
 
 
 metadata = NotificationsBase.metadata
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class NotificationRow(NotificationsBase):
@@ -58,8 +56,8 @@ class NotificationRow(NotificationsBase):
     failure_reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     requested_by: Mapped[str] = mapped_column(String(128), nullable=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
     __table_args__ = (
         CheckConstraint("channel IN ('email', 'sms')", name="channel"),
@@ -71,39 +69,64 @@ class NotificationRow(NotificationsBase):
 
 idempotency_keys = idempotency_table(metadata)
 
-
-def begin_write(session: Session) -> None:
-    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
+_OUTCOME = ("status", "provider", "provider_reference", "failure_reason", "sent_at")
 
 
-@dataclass(frozen=True)
-class NotificationFilter:
-    recipient: str | None = None
-    order_id: str | None = None
-    status: str | None = None
-    channel: str | None = None
+def _notification(row: NotificationRow) -> Notification:
+    return Notification(
+        id=row.id, channel=Channel(row.channel), recipient=row.recipient, body=row.body,
+        status=Status(row.status), requested_by=row.requested_by, created_at=row.created_at,
+        subject=row.subject, order_id=row.order_id, template=row.template,
+        idempotency_key=row.idempotency_key, provider=row.provider,
+        provider_reference=row.provider_reference, failure_reason=row.failure_reason,
+        sent_at=row.sent_at,
+    )
+
+
+def _values(n: Notification, fields: tuple[str, ...]) -> dict[str, object]:
+    values = {name: getattr(n, name) for name in fields}
+    if "status" in values:
+        values["status"] = str(n.status)
+    return values
 
 
 class NotificationRepository:
-    """Queries and changes, inside the caller's session (unit of work)."""
+    """Queries and changes, inside the caller's session (the unit of work)."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def add(self, row: NotificationRow) -> NotificationRow:
-        self.session.add(row)
+    def add(self, n: Notification) -> None:
+        """Record a new notification."""
+        self.session.add(NotificationRow(
+            id=n.id, channel=str(n.channel), recipient=n.recipient, subject=n.subject,
+            body=n.body, order_id=n.order_id, template=n.template, status=str(n.status),
+            provider=n.provider, provider_reference=n.provider_reference,
+            failure_reason=n.failure_reason, idempotency_key=n.idempotency_key,
+            requested_by=n.requested_by, created_at=n.created_at, sent_at=n.sent_at))
         self.session.flush()
-        return row
 
-    def get(self, notification_id: str) -> NotificationRow | None:
-        return self.session.scalars(
+    def save_outcome(self, n: Notification) -> None:
+        """Store the outcome of a send (status, provider, reference, reason, time)."""
+        self.session.execute(update(NotificationRow).where(NotificationRow.id == n.id)
+                             .values(**_values(n, _OUTCOME))
+                             .execution_options(synchronize_session=False))
+
+    def release_claim(self, scope: str, key: str) -> None:
+        """Forget an in-progress idempotency claim, so a retry of ``key`` runs again."""
+        t = idempotency_keys
+        self.session.execute(delete(t).where(t.c.scope == scope, t.c.key == key,
+                                             t.c.status == IN_PROGRESS))
+
+    def get(self, notification_id: str) -> Notification | None:
+        row = self.session.scalars(
             select(NotificationRow).where(NotificationRow.id == notification_id)
         ).first()
+        return None if row is None else _notification(row)
 
     def list(self, flt: NotificationFilter, offset: int, limit: int
-             ) -> tuple[Sequence[NotificationRow], int]:
+             ) -> tuple[list[Notification], int]:
+        """Matching notifications, newest first, and how many match in all."""
         query = select(NotificationRow)
         if flt.recipient is not None:  # email addresses match case-insensitively
             query = query.where(func.lower(NotificationRow.recipient) == flt.recipient.lower())
@@ -117,4 +140,4 @@ class NotificationRepository:
         rows = self.session.scalars(
             query.order_by(NotificationRow.seq.desc()).offset(offset).limit(limit)
         ).all()
-        return rows, total
+        return [_notification(r) for r in rows], total

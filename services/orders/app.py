@@ -1,7 +1,8 @@
 """The orders service's app factory (``uvicorn --factory services.orders.app:create_asgi``).
 
 Outbound dependencies default to the HTTP adapters (URLs from ``charter.config.service_url``,
-timeouts from ``<NAME>_TIMEOUT``, internal client-credentials tokens with one scope each);
+timeouts from ``<NAME>_TIMEOUT``, tokens of the orders client: one token with the scopes
+the dependency manifest derives);
 tests pass in-memory fakes. :func:`create_asgi` also starts the recovery loop: once at
 start-up, then every ``ORDERS_RECOVERY_INTERVAL`` seconds (default 30; 0 = only at start).
 """
@@ -16,27 +17,20 @@ from pathlib import Path
 import connexion
 
 from charter import config
-from charter.db import Database
-from charter.security.client_credentials import internal_token_provider
+from charter.db import Database, utcnow
+from charter.http import dependency_timeout
+from charter.idempotency import start_purger
+from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
+from services.catalog_client import HttpCatalogClient
 
-from .clients import (
-    CartPort,
-    CatalogPort,
-    HttpCart,
-    HttpCatalog,
-    HttpLoyalty,
-    HttpNotifications,
-    HttpPayments,
-    LoyaltyPort,
-    NotificationsPort,
-    PaymentsPort,
-    dependency_timeout,
-)
+from .clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from .ports import CartPort, CatalogPort, LoyaltyPort, NotificationsPort, PaymentsPort
 from .services import OrderService
-from .store import utcnow
+from .settings import OrdersConfig, load_config
+from .store import idempotency_keys
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +80,12 @@ def resume_pending(app: connexion.FlaskApp, now: datetime | None = None) -> dict
     return order_service(app).resume_pending(now)
 
 
-def default_catalog() -> HttpCatalog:
+def default_catalog() -> HttpCatalogClient:
     timeout = dependency_timeout("catalog")
-    return HttpCatalog(
+    return HttpCatalogClient(
         config.service_url("catalog"),
-        internal_token_provider("catalog:read", timeout=timeout),
-        internal_token_provider("catalog:reserve", timeout=timeout),
+        service_token_provider(NAME, timeout=timeout),
+        service_token_provider(NAME, timeout=timeout),
         timeout=timeout,
     )
 
@@ -103,33 +97,27 @@ def default_cart() -> HttpCart:
 def default_payments() -> HttpPayments:
     timeout = dependency_timeout("payments")
     return HttpPayments(config.service_url("payments"),
-                        internal_token_provider("payments:read", timeout=timeout),
+                        service_token_provider(NAME, timeout=timeout),
                         timeout=timeout)
 
 
 def default_loyalty() -> HttpLoyalty:
     timeout = dependency_timeout("loyalty")
     return HttpLoyalty(config.service_url("loyalty"),
-                       internal_token_provider("loyalty:write", timeout=timeout),
+                       service_token_provider(NAME, timeout=timeout),
                        timeout=timeout)
 
 
 def default_notifications() -> HttpNotifications:
     timeout = dependency_timeout("notifications")
     return HttpNotifications(config.service_url("notifications"),
-                             internal_token_provider("notifications:write", timeout=timeout),
+                             service_token_provider(NAME, timeout=timeout),
                              timeout=timeout)
 
 
 def recovery_interval() -> float:
-    raw = config.env("ORDERS_RECOVERY_INTERVAL")
-    try:
-        value = float(raw) if raw is not None else DEFAULT_RECOVERY_INTERVAL
-    except ValueError as exc:
-        raise config.ConfigError("ORDERS_RECOVERY_INTERVAL must be a number of seconds") from exc
-    if value < 0:
-        raise config.ConfigError("ORDERS_RECOVERY_INTERVAL must not be negative")
-    return value
+    """``ORDERS_RECOVERY_INTERVAL`` seconds (default 30; 0 = recover only at start)."""
+    return OrdersConfig.parse().orders_recovery_interval
 
 
 def start_recovery(service: OrderService, interval: float,
@@ -155,7 +143,10 @@ def start_recovery(service: OrderService, interval: float,
 
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, configured database and services, recovery."""
+    load_config()  # fails closed: every missing or bad variable in one message
     configure_logging(NAME)
-    app = create_app(db=Database(config.database_url(NAME)))
+    db = Database(config.database_url(NAME))
+    app = create_app(db=db)
     start_recovery(order_service(app), recovery_interval())
+    start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
     return app

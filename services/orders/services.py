@@ -8,6 +8,11 @@ point leaves an order whose state says what is still to do, and doing it again i
 harmless. :meth:`OrderService.resume_pending` does it for every such order (at start-up,
 periodically, and a read of a pending order does it for that order).
 
+Each transaction is one unit of work (:class:`charter.unit_of_work.UnitOfWork`) handing out
+the :class:`.ports.OrderRepository`: ``with self.uow.write() as repo`` for a change,
+``self.uow.read()`` for a query. No SQLAlchemy here: ``app.py`` passes the SQL
+implementation.
+
 So there is never reserved stock without an order row (the order is stored before the
 catalog is asked), never a ``reserved`` order without a reservation (it becomes reserved
 only after the catalog said so), and never a confirmation that takes the stock twice.
@@ -24,12 +29,9 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from datetime import UTC, datetime, timezone
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
-from charter.db import Database
-from charter.idempotency import Idempotency, fingerprint
 from charter.problems import (
     Conflict,
     Forbidden,
@@ -39,23 +41,26 @@ from charter.problems import (
     Unprocessable,
 )
 from charter.security.principal import Principal
+from charter.unit_of_work import UnitOfWork
 
 from . import domain
-from .clients import (
+from .domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode, Source
+from .ports import (
     CartPort,
     CatalogPort,
+    ConcurrentWrite,
     Delivery,
     DependencyUnavailable,
     LoyaltyPort,
     Notification,
     NotificationsPort,
+    OrderFilter,
+    OrderRepository,
     Payment,
     PaymentsPort,
     ReserveOutcome,
     TransitionOutcome,
 )
-from .domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode, Source
-from .store import OrderFilter, OrderRepository, begin_write, idempotency_keys, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -146,17 +151,17 @@ class OrderService:
 
     def __init__(
         self,
-        db: Database,
+        uow: UnitOfWork[OrderRepository],
         catalog: CatalogPort,
         cart: CartPort,
         payments: PaymentsPort,
         loyalty: LoyaltyPort,
         notifications: NotificationsPort,
         *,
-        clock: Callable[[], datetime] = utcnow,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         recovery_batch: int = 200,
     ) -> None:
-        self.db = db
+        self.uow = uow
         self.catalog = catalog
         self.cart = cart
         self.payments = payments
@@ -164,29 +169,26 @@ class OrderService:
         self.notifications = notifications
         self.clock = clock
         self.recovery_batch = recovery_batch
-        self.idempotency = Idempotency(idempotency_keys)
 
     # -- units of work -------------------------------------------------------------------
     def _load(self, order_id: str) -> Order:
-        with self.db.session() as session:
-            order = OrderRepository(session).get(order_id)
+        with self.uow.read() as repo:
+            order = repo.get(order_id)
         if order is None:
             raise NotFound(f"order {order_id} does not exist")
         return order
 
     def _visible(self, principal: Principal, order_id: str) -> Order:
         """The order if the caller may see it; someone else's order is 404, not 403."""
-        with self.db.session() as session:
-            order = OrderRepository(session).get(order_id)
+        with self.uow.read() as repo:
+            order = repo.get(order_id)
         if order is None or not principal.can_access(order.customer_id):
             raise NotFound(f"order {order_id} does not exist")
         return order
 
     def _change(self, order_id: str, mutate: Callable[[Order], T]) -> tuple[Order, T]:
         """Lock the order, apply ``mutate`` to its current state, store it (one transaction)."""
-        with business_rules(), self.db.session() as session:
-            begin_write(session)
-            repo = OrderRepository(session)
+        with business_rules(), self.uow.write() as repo:
             order = repo.get(order_id, lock=True)
             if order is None:
                 raise NotFound(f"order {order_id} does not exist")
@@ -197,16 +199,15 @@ class OrderService:
     def _remember(self, scope: str, key: str, request: Any, order_id: str) -> None:
         """Store a key's answer (the order id) once the keyed request succeeded."""
         try:
-            with self.db.session() as session:
-                self.idempotency.store(session, scope, key, fingerprint(request), 200,
-                                       {"order_id": order_id})
-        except IntegrityError:  # a concurrent request with the same key stored it first
+            with self.uow.write() as repo:
+                repo.idempotency.store(scope, key, request, 200, {"order_id": order_id})
+        except ConcurrentWrite:  # a concurrent request with the same key stored it first
             pass
 
     def _replayed(self, scope: str, key: str, request: Any) -> str | None:
         """The order id a key was used for, or ``None``; 422 if used for another request."""
-        with self.db.session() as session:
-            stored = self.idempotency.lookup(session, scope, key, fingerprint(request))
+        with self.uow.read() as repo:
+            stored = repo.idempotency.lookup(scope, key, request)
         return None if stored is None else str(stored.body["order_id"])
 
     # -- reads ---------------------------------------------------------------------------
@@ -233,8 +234,8 @@ class OrderService:
             if customer_id is not None and customer_id != principal.sub:
                 raise Forbidden("customers may list only their own orders")
             customer_id = principal.sub
-        with self.db.session() as session:
-            return OrderRepository(session).page(
+        with self.uow.read() as repo:
+            return repo.page(
                 OrderFilter(customer_id=customer_id, status=status),
                 (page - 1) * page_size,
                 page_size,
@@ -262,24 +263,40 @@ class OrderService:
                 customer_email=caller.email,
             )
 
-        def store(session: Any) -> tuple[int, dict[str, Any]]:
-            OrderRepository(session).add(order)
-            return 201, {"order_id": order.id}
-
-        outcome = self.idempotency.run(
-            self.db.session, scope=scope, key=key, request=document, action=store,
-            begin=begin_write,
-        )
-        if outcome.replayed:  # a concurrent request with the same key won
-            return self._placement_answer(
-                self._drive_reservation(str(outcome.body["order_id"])), replayed=True
-            )
+        winner = self._store_placed(scope, key, document, order)
+        if winner is not None:  # a concurrent request with the same key won
+            return self._placement_answer(self._drive_reservation(winner), replayed=True)
         log.info("order %s placed by %s (%s lines, total %s %s)", order.id, principal.sub,
                  len(order.lines), order.total, order.currency)
         placed = self._drive_reservation(order.id)
         if placed.status is OrderStatus.RESERVED and request.source is Source.CART:
             self._empty_cart(caller)
         return self._placement_answer(placed, replayed=False)
+
+    def _store_placed(self, scope: str, key: str, request: Any, order: Order) -> str | None:
+        """Store the pending order with its key (one write); or the id the key is used for.
+
+        The key is claimed first: of two concurrent first uses of one key only one claim
+        survives, the other unit of work is rolled back and answers as the winner did
+        (409 if the winner has not finished).
+        """
+        try:
+            with self.uow.write() as repo:
+                stored = repo.idempotency.lookup(scope, key, request)
+                if stored is None:
+                    repo.idempotency.claim(scope, key, request)
+                    repo.add(order)
+                    repo.idempotency.complete(scope, key, 201, {"order_id": order.id})
+        except ConcurrentWrite as exc:
+            with self.uow.read() as repo:
+                stored = repo.idempotency.lookup(scope, key, request)
+            if stored is None:
+                raise Conflict(
+                    "a concurrent request changed the same resource; retry the request",
+                    title="Concurrent request",
+                ) from exc
+            log.info("idempotency race on %s/%s: replaying the winner", scope, key)
+        return None if stored is None else str(stored.body["order_id"])
 
     @staticmethod
     def _placement_answer(order: Order, *, replayed: bool) -> Answer:
@@ -491,12 +508,9 @@ class OrderService:
         principal = caller.principal
         scope = idempotency_scope("cancel_order", principal.sub)
         request = {"order_id": order_id}
-        fp = fingerprint(request)
         try:
-            with business_rules(), self.db.session() as session:
-                begin_write(session)
-                stored = self.idempotency.lookup(session, scope, key, fp)
-                repo = OrderRepository(session)
+            with business_rules(), self.uow.write() as repo:
+                stored = repo.idempotency.lookup(scope, key, request)
                 order = repo.get(order_id, lock=stored is None)
                 if order is None or not principal.can_access(order.customer_id):
                     raise NotFound(f"order {order_id} does not exist")
@@ -505,8 +519,8 @@ class OrderService:
                     if order.cancel(self.clock()):
                         repo.save(order)
                         log.info("order %s cancelled by %s", order.id, principal.sub)
-                    self.idempotency.store(session, scope, key, fp, 200, {"order_id": order.id})
-        except IntegrityError:  # the same key, concurrently: answer as the winner did
+                    repo.idempotency.store(scope, key, request, 200, {"order_id": order.id})
+        except ConcurrentWrite:  # the same key, concurrently: answer as the winner did
             if self._replayed(scope, key, request) is None:
                 raise Conflict("a concurrent request changed the order; retry") from None
             replayed = True
@@ -571,8 +585,8 @@ class OrderService:
         tests). Safe to run concurrently with requests and with itself.
         """
         before = (now or self.clock()).astimezone(UTC)
-        with self.db.session() as session:
-            ids = OrderRepository(session).needing_recovery(before, self.recovery_batch)
+        with self.uow.read() as repo:
+            ids = repo.needing_recovery(before, self.recovery_batch)
         report: Counter[str] = Counter()
         for order_id in ids:
             try:

@@ -1,18 +1,22 @@
-"""Orders persistence: SQLAlchemy 2 Core tables and a repository mapping rows to the domain.
+"""Orders persistence: SQLAlchemy 2 Core tables and the repository (the adapter of
+:class:`services.orders.ports.OrderRepository`) mapping rows to the domain.
 
 The tables live in the service's own :data:`metadata` (with the shared idempotency-key
-table), so the orders' Alembic history only ever sees orders tables. Writers call
-:func:`begin_write` first and load the order with :meth:`OrderRepository.get` ``lock=True``:
-on SQLite that is the database write lock (``BEGIN IMMEDIATE``), on PostgreSQL a row lock
-(``SELECT … FOR UPDATE``), so two requests changing one order are serialised and each
-decides on the current state.
+table), so the orders' Alembic history only ever sees orders tables. Writers run in a
+write unit of work (:meth:`charter.db.SqlUnitOfWork.write`, which calls
+:func:`charter.db.begin_write` first) and load the order with
+:meth:`SqlOrderRepository.get` ``lock=True``: on SQLite that is the database write lock
+(``BEGIN IMMEDIATE``), on PostgreSQL a row lock (``SELECT … FOR UPDATE``), so two requests
+changing one order are serialised and each decides on the current state. A unique
+violation (an idempotency key stored concurrently) leaves here as
+:class:`services.orders.ports.ConcurrentWrite`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -20,7 +24,6 @@ from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -31,13 +34,13 @@ from sqlalchemy import (
     insert,
     or_,
     select,
-    text,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
-from charter.idempotency import idempotency_table
+from charter.db import NAMING_CONVENTION_FK_REFERRED, UtcDateTime, service_metadata
+from charter.idempotency import Idempotency, fingerprint, idempotency_table
 
 from .domain import (
     FollowUp,
@@ -47,6 +50,7 @@ from .domain import (
     RejectionCode,
     Source,
 )
+from .ports import ConcurrentWrite, OrderFilter, StoredAnswer
 
 metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
@@ -67,8 +71,8 @@ orders = Table(
     Column("loyalty_status", String(16), nullable=True),
     Column("notification_status", String(16), nullable=True),
     Column("release_status", String(16), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
     CheckConstraint("total >= 0", name="total_positive"),
     Index("ix_orders_customer_created", "customer_id", "created_at"),
     Index("ix_orders_status_updated", "status", "updated_at"),
@@ -100,39 +104,70 @@ idempotency_keys = idempotency_table(metadata)
 OPEN_FOLLOW_UPS = (FollowUp.PENDING.value, FollowUp.PENDING_RETRY.value)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def begin_write(session: Session) -> None:
-    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
-
-
-@dataclass(frozen=True)
-class OrderFilter:
-    customer_id: str | None = None
-    status: str | None = None
-
-
 def _enum(kind: Any, value: str | None) -> Any:
     return kind(value) if value is not None else None
 
 
-class OrderRepository:
-    """Load and store orders inside the caller's unit of work (a :class:`Session`)."""
+@contextmanager
+def _unique() -> Iterator[None]:
+    """A unique violation as the port's :class:`ConcurrentWrite`."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise ConcurrentWrite(str(exc.orig)) from exc
 
-    def __init__(self, session: Session) -> None:
+
+class SqlIdempotencyKeys:
+    """:class:`services.orders.ports.IdempotencyKeys` on the session of one unit of work
+    (:class:`charter.idempotency.Idempotency` over :data:`idempotency_keys`)."""
+
+    def __init__(self, session: Session, idempotency: Idempotency) -> None:
         self.session = session
+        self.keys = idempotency
+
+    def lookup(self, scope: str, key: str, request: Any) -> StoredAnswer | None:
+        stored = self.keys.lookup(self.session, scope, key, fingerprint(request))
+        return None if stored is None else StoredAnswer(stored.status, stored.body)
+
+    def claim(self, scope: str, key: str, request: Any) -> None:
+        with _unique():
+            self.keys.claim(self.session, scope, key, fingerprint(request))
+
+    def complete(self, scope: str, key: str, status: int, body: Any) -> None:
+        self.keys.complete(self.session, scope, key, status, body)
+
+    def store(self, scope: str, key: str, request: Any, status: int, body: Any) -> None:
+        with _unique():
+            self.keys.store(self.session, scope, key, fingerprint(request), status, body)
+
+
+class SqlOrderRepository:
+    """:class:`services.orders.ports.OrderRepository` on the SQLAlchemy session of one unit
+    of work (``SqlUnitOfWork(db, SqlOrderRepository)``).
+
+    ``idempotency`` (retention and clock of the keys) defaults to
+    ``Idempotency(idempotency_keys)``; the app factory passes one built once.
+    """
+
+    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
+        self.session = session
+        self._keys = idempotency
+        self._idempotency: SqlIdempotencyKeys | None = None
+
+    @property
+    def idempotency(self) -> SqlIdempotencyKeys:
+        """The idempotency keys, in this repository's transaction."""
+        if self._idempotency is None:
+            keys = self._keys if self._keys is not None else Idempotency(idempotency_keys)
+            self._idempotency = SqlIdempotencyKeys(self.session, keys)
+        return self._idempotency
 
     # -- writes --------------------------------------------------------------------------
     def add(self, order: Order) -> None:
+        with _unique():
+            self._insert(order)
+
+    def _insert(self, order: Order) -> None:
         self.session.execute(insert(orders).values(id=order.id, **self._values(order)))
         self.session.execute(
             insert(order_lines),
@@ -182,6 +217,7 @@ class OrderRepository:
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        """The order (``lock``: ``SELECT … FOR UPDATE``), ``None`` if it does not exist."""
         query = select(orders).where(orders.c.id == order_id)
         if lock:
             query = query.with_for_update()
@@ -271,8 +307,8 @@ class OrderRepository:
             customer_id=row["customer_id"],
             lines=lines,
             currency=row["currency"],
-            created_at=aware(row["created_at"]),
-            updated_at=aware(row["updated_at"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
             status=OrderStatus(row["status"]),
             source=Source(row["source"]),
             customer_email=row["customer_email"],

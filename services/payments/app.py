@@ -8,12 +8,16 @@ import connexion
 
 from charter import config
 from charter.db import Database
+from charter.idempotency import start_purger
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 
-from .ports import PaymentProvider, SimulatedProvider
+from .clients import SimulatedProvider
+from .ports import PaymentProvider
 from .services import PaymentsService
+from .settings import load_config
+from .store import idempotency_keys
 
 NAME = "payments"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -43,5 +47,9 @@ def create_app(
 
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database and provider."""
+    load_config()  # fails closed: every missing or bad variable in one message
     configure_logging(NAME)
-    return create_app(Database(config.database_url(NAME)))
+    db = Database(config.database_url(NAME))
+    app = create_app(db)
+    start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
+    return app

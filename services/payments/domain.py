@@ -1,7 +1,8 @@
 """Payments domain: payment methods, amounts and the payment state machine. Pure Python.
 
-No framework, database or provider imports: the service layer loads a :class:`Payment`,
-asks it to change, calls the provider with what the domain decided, and stores the result.
+No framework, database or provider imports: the service layer loads a :class:`Payment`
+through the repository (``store.py``), asks it to change, calls the provider with what the
+domain decided, and stores the result; ``api.py`` turns it into JSON.
 
 State machine (every other move raises :class:`InvalidTransition`)::
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _CARD = re.compile(r"^[0-9]{12,19}$")
@@ -85,6 +87,37 @@ def card_brand(number: str) -> str:
 
 
 @dataclass(frozen=True)
+class MethodSummary:
+    """The stored trace of a payment method (card brand and last 4 digits, or the token)."""
+
+    kind: str  # "card" | "token"
+    brand: str | None = None
+    last4: str | None = None
+    token: str | None = None
+
+
+@dataclass(frozen=True)
+class PaymentFilter:
+    """What a payment listing asks for (every criterion optional, all must hold)."""
+
+    customer_id: str | None = None
+    order_id: str | None = None
+    status: str | None = None
+
+
+@dataclass
+class Refund:
+    """Money given back on a captured payment."""
+
+    id: str
+    payment_id: str
+    amount: int
+    reason: str | None
+    provider_reference: str
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class PaymentMethod:
     """How the customer pays: a card (number kept only in memory) or a provider token."""
 
@@ -99,6 +132,10 @@ class PaymentMethod:
     @property
     def last4(self) -> str | None:
         return self.card_number[-4:] if self.card_number else None
+
+    def summary(self) -> MethodSummary:
+        """What is kept of the method: never the card number, only its brand and last 4."""
+        return MethodSummary(self.kind, brand=self.brand, last4=self.last4, token=self.token)
 
     @classmethod
     def parse(cls, card_number: str | None, method: str | None) -> PaymentMethod:
@@ -144,6 +181,18 @@ class Payment:
     status: PaymentStatus = PaymentStatus.AUTHORIZED
     captured_amount: int = 0
     refunded_amount: int = 0
+    created_by: str = ""
+    method: MethodSummary | None = None
+    description: str | None = None
+    provider: str = ""
+    provider_reference: str = ""
+    capture_reference: str | None = None
+    void_reference: str | None = None
+    decline_code: str | None = None
+    decline_message: str | None = None
+    refunds: list[Refund] = field(default_factory=list)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
 
     def __post_init__(self) -> None:
         check_amount(self.amount)

@@ -1,9 +1,12 @@
-"""Payments persistence: SQLAlchemy 2 Core tables and the repository the use cases use.
+"""Payments persistence: SQLAlchemy 2 Core tables and :class:`SqlPaymentsRepository`, the
+SQL adapter of :class:`.ports.PaymentsRepository`.
 
 The tables live in the service's own :data:`metadata` (with the shared idempotency-key
-table). Card numbers are never stored: only the brand and the last four digits.
-Writers call :func:`begin_write` first (SQLite: ``BEGIN IMMEDIATE``, one writer at a
-time) and lock the payment row (``SELECT … FOR UPDATE`` on PostgreSQL) before changing
+table). No row leaves this module: the repository hands out and takes back
+:class:`.domain.Payment` objects, and a constraint refusing a write (``IntegrityError``)
+leaves it as :class:`charter.unit_of_work.WriteConflict`. Card numbers are never stored:
+only the brand and the last four digits. Writers run in ``uow.write()`` (SQLite: ``BEGIN IMMEDIATE``, one
+writer at a time) and lock the payment row (``SELECT … FOR UPDATE`` on PostgreSQL) before changing
 it, so two concurrent captures or refunds of one payment are serialised and the second
 sees the first's result. ``CHECK`` constraints guard the amounts as a last line of defence.
 """
@@ -11,15 +14,12 @@ sees the first's result. ``CHECK`` constraints guard the amounts as a last line 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     String,
@@ -27,16 +27,23 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Executable
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
-from charter.idempotency import idempotency_table
+from charter.db import NAMING_CONVENTION_FK_REFERRED, UtcDateTime, service_metadata, utcnow
+from charter.idempotency import (
+    Idempotency,
+    IdempotencyKeys,
+    SessionIdempotencyKeys,
+    idempotency_table,
+)
+from charter.unit_of_work import WriteConflict
 
 from . import domain
+from .domain import MethodSummary, Payment, PaymentFilter, Refund
 
 metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
@@ -63,8 +70,8 @@ payments = Table(
     Column("void_reference", String(64), nullable=True),
     Column("decline_code", String(40), nullable=True),
     Column("decline_message", String(200), nullable=True),
-    Column("created_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
     CheckConstraint("captured_amount >= 0 AND captured_amount <= amount", name="captured_range"),
     CheckConstraint(
@@ -87,7 +94,7 @@ refunds = Table(
     Column("amount", BigInteger, nullable=False),
     Column("reason", String(200), nullable=True),
     Column("provider_reference", String(64), nullable=False),
-    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
     CheckConstraint("amount > 0", name="amount_positive"),
     Index("ix_refunds_payment_id", "payment_id"),
 )
@@ -95,56 +102,88 @@ refunds = Table(
 idempotency_keys = idempotency_table(metadata)
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
+def _refund(row: Any) -> Refund:
+    return Refund(id=row.id, payment_id=row.payment_id, amount=int(row.amount),
+                  reason=row.reason, provider_reference=row.provider_reference,
+                  created_at=row.created_at)
 
 
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+def _payment(row: Any, refund_list: list[Refund]) -> Payment:
+    return Payment(
+        id=row.id,
+        order_id=row.order_id,
+        customer_id=row.customer_id,
+        amount=int(row.amount),
+        currency=row.currency,
+        status=domain.PaymentStatus(row.status),
+        captured_amount=int(row.captured_amount),
+        refunded_amount=int(row.refunded_amount),
+        created_by=row.created_by,
+        method=MethodSummary(row.method_type, brand=row.card_brand, last4=row.card_last4,
+                             token=row.method_token),
+        description=row.description,
+        provider=row.provider,
+        provider_reference=row.provider_reference,
+        capture_reference=row.capture_reference,
+        void_reference=row.void_reference,
+        decline_code=row.decline_code,
+        decline_message=row.decline_message,
+        refunds=refund_list,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
 
 
-def begin_write(session: Session) -> None:
-    """Start a write transaction: on SQLite take the write lock now (``BEGIN IMMEDIATE``)."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(text("BEGIN IMMEDIATE"))
+class SqlPaymentsRepository:
+    """:class:`.ports.PaymentsRepository` inside one Session (the unit of work's transaction).
 
+    ``idempotency`` is the key table's helper (default: one built from the environment's
+    retention); build it once and share it (``app.payments_service`` does).
+    """
 
-@dataclass(frozen=True)
-class PaymentFilter:
-    customer_id: str | None = None
-    order_id: str | None = None
-    status: str | None = None
-
-
-class PaymentsRepository:
-    """Queries and changes inside the caller's unit of work."""
-
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
         self.session = session
+        self._idempotency = idempotency
+
+    @property
+    def idempotency(self) -> IdempotencyKeys:
+        if self._idempotency is None:
+            self._idempotency = Idempotency(idempotency_keys)
+        return SessionIdempotencyKeys(self._idempotency, self.session)
+
+    def _write(self, statement: Executable) -> None:
+        """Execute a write; a constraint refusing it becomes :class:`WriteConflict`."""
+        try:
+            self.session.execute(statement)
+        except IntegrityError as exc:
+            raise WriteConflict("the change conflicts with existing data") from exc
 
     # reads -----------------------------------------------------------------------------
-    def row(self, payment_id: str, *, lock: bool = False) -> RowMapping | None:
+    def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
+        """The payment with its refunds (its row locked for update when ``lock``)."""
         query = select(payments).where(payments.c.id == payment_id)
         if lock:
             query = query.with_for_update()
-        return self.session.execute(query).mappings().first()
+        row = self.session.execute(query).first()
+        if row is None:
+            return None
+        return _payment(row, self._refunds_of([payment_id])[payment_id])
 
-    def refunds_of(self, payment_ids: Sequence[str]) -> dict[str, list[RowMapping]]:
-        found: dict[str, list[RowMapping]] = {pid: [] for pid in payment_ids}
+    def _refunds_of(self, payment_ids: Sequence[str]) -> dict[str, list[Refund]]:
+        found: dict[str, list[Refund]] = {pid: [] for pid in payment_ids}
         if not payment_ids:
             return found
         rows = self.session.execute(
             select(refunds)
             .where(refunds.c.payment_id.in_(list(payment_ids)))
             .order_by(refunds.c.created_at, refunds.c.id)
-        ).mappings()
+        )
         for row in rows:
-            found[row["payment_id"]].append(row)
+            found[row.payment_id].append(_refund(row))
         return found
 
-    def page(self, flt: PaymentFilter, offset: int, limit: int
-             ) -> tuple[list[RowMapping], int]:
+    def page(self, flt: PaymentFilter, offset: int, limit: int) -> tuple[list[Payment], int]:
+        """One page of matching payments, newest first, and how many match in all."""
         query = select(payments)
         if flt.customer_id is not None:
             query = query.where(payments.c.customer_id == flt.customer_id)
@@ -157,88 +196,66 @@ class PaymentsRepository:
             query.order_by(payments.c.created_at.desc(), payments.c.id.desc())
             .offset(offset)
             .limit(limit)
-        ).mappings()
-        return list(rows), int(total)
-
-    @staticmethod
-    def to_domain(row: RowMapping) -> domain.Payment:
-        return domain.Payment(
-            id=row["id"],
-            order_id=row["order_id"],
-            customer_id=row["customer_id"],
-            amount=int(row["amount"]),
-            currency=row["currency"],
-            status=domain.PaymentStatus(row["status"]),
-            captured_amount=int(row["captured_amount"]),
-            refunded_amount=int(row["refunded_amount"]),
-        )
+        ).all()
+        refund_lists = self._refunds_of([r.id for r in rows])
+        return [_payment(r, refund_lists[r.id]) for r in rows], int(total)
 
     # writes ----------------------------------------------------------------------------
-    def add(
-        self,
-        payment: domain.Payment,
-        *,
-        method: domain.PaymentMethod,
-        created_by: str,
-        description: str | None,
-        provider: str,
-        provider_reference: str,
-        decline_code: str | None,
-        decline_message: str | None,
-    ) -> None:
-        now = utcnow()
-        self.session.execute(
+    def add(self, payment: Payment) -> None:
+        """Store a new payment; its timestamps become now."""
+        assert payment.method is not None, "a payment is stored with its method"
+        payment.created_at = payment.updated_at = utcnow()
+        self._write(
             insert(payments).values(
                 id=payment.id,
                 order_id=payment.order_id,
                 customer_id=payment.customer_id,
-                created_by=created_by,
+                created_by=payment.created_by,
                 amount=payment.amount,
                 currency=payment.currency,
                 status=str(payment.status),
                 captured_amount=payment.captured_amount,
                 refunded_amount=payment.refunded_amount,
-                method_type=method.kind,
-                card_brand=method.brand,
-                card_last4=method.last4,
-                method_token=method.token,
-                description=description,
-                provider=provider,
-                provider_reference=provider_reference,
-                decline_code=decline_code,
-                decline_message=decline_message,
-                created_at=now,
-                updated_at=now,
+                method_type=payment.method.kind,
+                card_brand=payment.method.brand,
+                card_last4=payment.method.last4,
+                method_token=payment.method.token,
+                description=payment.description,
+                provider=payment.provider,
+                provider_reference=payment.provider_reference,
+                decline_code=payment.decline_code,
+                decline_message=payment.decline_message,
+                created_at=payment.created_at,
+                updated_at=payment.updated_at,
             )
         )
 
-    def save(self, payment: domain.Payment, **references: Any) -> None:
-        """Store the payment's new state (and any provider reference given by name)."""
-        self.session.execute(
+    def save(self, payment: Payment) -> None:
+        """Store the payment's state and references; its ``updated_at`` becomes now."""
+        payment.updated_at = utcnow()
+        self._write(
             update(payments)
             .where(payments.c.id == payment.id)
             .values(
                 status=str(payment.status),
                 captured_amount=payment.captured_amount,
                 refunded_amount=payment.refunded_amount,
-                updated_at=utcnow(),
-                **references,
+                capture_reference=payment.capture_reference,
+                void_reference=payment.void_reference,
+                updated_at=payment.updated_at,
             )
         )
 
-    def add_refund(self, refund_id: str, payment_id: str, amount: int, reason: str | None,
-                   provider_reference: str) -> RowMapping:
-        self.session.execute(
+    def add_refund(self, refund: Refund) -> None:
+        """Store a new refund; its ``created_at`` becomes now."""
+        refund.created_at = utcnow()
+        self._write(
             insert(refunds).values(
-                id=refund_id,
-                payment_id=payment_id,
-                amount=amount,
-                reason=reason,
-                provider_reference=provider_reference,
-                created_at=utcnow(),
+                id=refund.id,
+                payment_id=refund.payment_id,
+                amount=refund.amount,
+                reason=refund.reason,
+                provider_reference=refund.provider_reference,
+                created_at=refund.created_at,
             )
         )
-        row = self.session.execute(
-            select(refunds).where(refunds.c.id == refund_id)
-        ).mappings().one()
-        return row

@@ -14,10 +14,11 @@ from flask.testing import FlaskClient
 
 ISSUER = "http://127.0.0.1:8090"
 AUDIENCE = "charter-api"
-REDIRECT_URI = "http://127.0.0.1:8101/v1/ui/oauth2-redirect.html"
+REDIRECT_URI = "http://127.0.0.1:8080/catalog/v1/ui/oauth2-redirect.html"
 ALICE = ("alice@example.com", "alice-password-1")
 CLI = ("demo-cli", "demo-cli-secret")
-INTERNAL = ("charter-internal", "charter-internal-secret")
+# A confidential client registered by the test fixtures, as a resource server would be.
+RESOURCE_SERVER = ("test-resource-server", "test-resource-server-secret")
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth_helpers import AUDIENCE, ISSUER
+from auth_helpers import AUDIENCE, ISSUER, RESOURCE_SERVER
 from flask import Flask
 from flask.testing import FlaskClient
 
 from auth.app import MIGRATIONS_DIR, create_flask_app
 from auth.seed import seed
 from auth.settings import Settings
+from auth.store import Client
 from charter.db import Database
 from charter.migrations import upgrade
 
@@ -24,17 +25,27 @@ def settings() -> Settings:
 
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
-    monkeypatch.delenv("CHARTER_ENV", raising=False)
+    monkeypatch.setenv("CHARTER_ENV", "development")
     monkeypatch.setenv("CHARTER_VAR_DIR", str(tmp_path / "var"))
-    for name in ("DEMO_CLI_SECRET", "INTERNAL_CLIENT_SECRET", "DEMO_ALICE_PASSWORD",
-                 "DEMO_ADMIN_PASSWORD", "DEMO_STAFF_PASSWORD"):
-        monkeypatch.delenv(name, raising=False)
     url = f"sqlite:///{tmp_path / 'auth.db'}"
     upgrade("auth", MIGRATIONS_DIR, url)
     database = Database(url)
     seed(database)
+    register_resource_server(database)
     yield database
     database.dispose()
+
+
+def register_resource_server(database: Database) -> None:
+    """A confidential client that introspects tokens (client credentials, no scope)."""
+    client_id, secret = RESOURCE_SERVER
+    with database.session() as session:
+        client = Client(client_id=client_id, client_name="Test resource server",
+                        grant_types=["client_credentials"], response_types=[],
+                        redirect_uris=[], scope="",
+                        token_endpoint_auth_method="client_secret_basic")
+        client.set_secret(secret)
+        session.add(client)
 
 
 @pytest.fixture

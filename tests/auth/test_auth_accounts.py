@@ -67,7 +67,7 @@ def test_register_form_requires_csrf(client):
 def test_login_with_wrong_password_fails(client):
     response = login(client, ALICE[0], "wrong-password")
     assert response.status_code == 401
-    assert "Invalid email or password" in response.get_data(as_text=True)
+    assert "Sign-in failed. Check your email and password" in response.get_data(as_text=True)
     assert "alice@example.com" not in client.get("/").get_data(as_text=True)
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from auth_helpers import (
     ALICE,
-    INTERNAL,
     REDIRECT_URI,
+    RESOURCE_SERVER,
     authorize_url,
     basic,
     csrf_from,
@@ -109,7 +109,7 @@ def test_wrong_code_verifier_is_refused(client):
 def test_unregistered_redirect_uri_is_not_redirected_to(client):
     login(client, *ALICE)
     _verifier, challenge = pkce()
-    url = authorize_url(challenge).replace("127.0.0.1%3A8101", "evil.example")
+    url = authorize_url(challenge).replace("127.0.0.1%3A8080", "evil.example")
     response = client.get(url)
     assert response.status_code == 400
     assert "Location" not in response.headers
@@ -171,14 +171,14 @@ def test_revoke_user_access_token(client):
     verifier, challenge = pkce()
     tokens = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
     introspect = {"token": tokens["access_token"]}
-    active = client.post("/oauth/introspect", data=introspect, headers=basic(*INTERNAL))
+    active = client.post("/oauth/introspect", data=introspect, headers=basic(*RESOURCE_SERVER))
     assert active.get_json()["active"] is True
     assert active.get_json()["username"] == ALICE[0]
     revoked = client.post(
         "/oauth/revoke", data={"token": tokens["access_token"], "client_id": "swagger-ui"}
     )
     assert revoked.status_code == 200
-    inactive = client.post("/oauth/introspect", data=introspect, headers=basic(*INTERNAL))
+    inactive = client.post("/oauth/introspect", data=introspect, headers=basic(*RESOURCE_SERVER))
     assert inactive.get_json() == {"active": False}
 
 

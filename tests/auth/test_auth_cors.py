@@ -12,27 +12,28 @@ def _preflight(client: Any, origin: str) -> Any:
 
 
 def test_registered_swagger_origin_may_call_token_endpoint(client: Any) -> None:
-    r = _preflight(client, "http://127.0.0.1:8101")
-    assert r.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8101"
+    r = _preflight(client, "http://127.0.0.1:8080")
+    assert r.headers["Access-Control-Allow-Origin"] == "http://127.0.0.1:8080"
     assert "POST" in r.headers["Access-Control-Allow-Methods"]
     # Swagger UI's token request sends X-Requested-With: it must be allowed
     allowed = {h.strip().lower() for h in r.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"content-type", "x-requested-with"} <= allowed
     assert "Access-Control-Allow-Credentials" not in r.headers
-    jwks = client.get("/.well-known/jwks.json", headers={"Origin": "http://localhost:8102"})
-    assert jwks.headers["Access-Control-Allow-Origin"] == "http://localhost:8102"
+    jwks = client.get("/.well-known/jwks.json", headers={"Origin": "http://localhost:8080"})
+    assert jwks.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
 
 
 def test_unknown_origin_gets_no_cors_headers(client: Any) -> None:
     r = _preflight(client, "http://evil.example")
     assert "Access-Control-Allow-Origin" not in r.headers
-    login = client.get("/login", headers={"Origin": "http://127.0.0.1:8101"})
+    login = client.get("/login", headers={"Origin": "http://127.0.0.1:8080"})
     assert "Access-Control-Allow-Origin" not in login.headers
 
 
 def test_swagger_redirect_uris_follow_configured_ports(monkeypatch: Any) -> None:
     from auth.seed import swagger_redirect_uris
 
+    monkeypatch.setenv("CHARTER_MTLS", "0")  # services serve their own Swagger UI
     monkeypatch.setenv("CATALOG_PORT", "18101")
     monkeypatch.setenv("SWAGGER_UI_REDIRECT_URIS", "https://api.example.com/ui/oauth2-redirect.html")
     uris = swagger_redirect_uris()

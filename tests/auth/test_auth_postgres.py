@@ -15,7 +15,7 @@ from charter.migrations import upgrade
 
 @pytest.mark.postgres
 def test_migrate_seed_and_issue_on_postgres(postgres_url, monkeypatch):
-    monkeypatch.delenv("CHARTER_ENV", raising=False)
+    monkeypatch.setenv("CHARTER_ENV", "development")
     upgrade("auth", MIGRATIONS_DIR, postgres_url)
     upgrade("auth", MIGRATIONS_DIR, postgres_url)  # idempotent
     db = Database(postgres_url)

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import jwt
-from auth_helpers import AUDIENCE, CLI, INTERNAL, ISSUER, basic, client_credentials, jwks_verify
+from auth_helpers import (
+    AUDIENCE,
+    CLI,
+    ISSUER,
+    RESOURCE_SERVER,
+    basic,
+    client_credentials,
+    jwks_verify,
+)
 
 from auth.keys import rotate
+
+RS = basic(*RESOURCE_SERVER)
 
 
 def test_client_credentials_issues_rfc9068_jwt(client):
@@ -77,7 +87,7 @@ def test_password_and_implicit_grants_are_not_supported(client):
 def test_introspection_then_revocation(client):
     token = client_credentials(client).get_json()["access_token"]
 
-    active = client.post("/oauth/introspect", data={"token": token}, headers=basic(*INTERNAL))
+    active = client.post("/oauth/introspect", data={"token": token}, headers=RS)
     assert active.status_code == 200
     body = active.get_json()
     assert body["active"] is True
@@ -91,7 +101,7 @@ def test_introspection_then_revocation(client):
     )
     assert revoked.status_code == 200
 
-    inactive = client.post("/oauth/introspect", data={"token": token}, headers=basic(*INTERNAL))
+    inactive = client.post("/oauth/introspect", data={"token": token}, headers=RS)
     assert inactive.get_json() == {"active": False}
 
 
@@ -104,7 +114,7 @@ def test_introspection_requires_client_authentication(client):
 
 def test_introspection_of_garbage_is_inactive(client):
     response = client.post(
-        "/oauth/introspect", data={"token": "not-a-token"}, headers=basic(*INTERNAL)
+        "/oauth/introspect", data={"token": "not-a-token"}, headers=basic(*RESOURCE_SERVER)
     )
     assert response.status_code == 200
     assert response.get_json() == {"active": False}
@@ -112,9 +122,9 @@ def test_introspection_of_garbage_is_inactive(client):
 
 def test_client_cannot_revoke_another_clients_token(client):
     token = client_credentials(client).get_json()["access_token"]
-    response = client.post("/oauth/revoke", data={"token": token}, headers=basic(*INTERNAL))
+    response = client.post("/oauth/revoke", data={"token": token}, headers=RS)
     assert response.status_code == 400
-    still = client.post("/oauth/introspect", data={"token": token}, headers=basic(*INTERNAL))
+    still = client.post("/oauth/introspect", data={"token": token}, headers=RS)
     assert still.get_json()["active"] is True
 
 
@@ -133,7 +143,7 @@ def test_key_rotation_keeps_old_tokens_verifiable(client, db):
     assert jwt.get_unverified_header(new_token)["kid"] == new_kid
     assert jwks_verify(client, new_token)["sub"] == "demo-cli"
 
-    active = client.post("/oauth/introspect", data={"token": old_token}, headers=basic(*INTERNAL))
+    active = client.post("/oauth/introspect", data={"token": old_token}, headers=RS)
     assert active.get_json()["active"] is True
 
 
@@ -159,16 +169,9 @@ def test_tokens_and_secrets_never_logged(client, caplog):
 
     caplog.set_level(logging.DEBUG)
     body = client_credentials(client).get_json()
-    client.post("/oauth/introspect", data={"token": body["access_token"]}, headers=basic(*INTERNAL))
+    client.post("/oauth/introspect", data={"token": body["access_token"]}, headers=RS)
     client_credentials(client, ("demo-cli", "wrong-secret-value"))
     text = caplog.text
     assert body["access_token"] not in text
     assert body["access_token"].split(".")[1] not in text
     assert "demo-cli-secret" not in text and "wrong-secret-value" not in text
-
-
-def test_platform_service_client_tokens_carry_service_role(client):
-    token = client_credentials(client, INTERNAL).get_json()["access_token"]
-    claims = jwks_verify(client, token)
-    assert claims["sub"] == "charter-internal"
-    assert claims["role"] == "service"

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cart_fakes import InMemoryCatalog
 from cart_stubs import bearer
 
 from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import MIGRATIONS_DIR, create_app
-from services.cart.clients import InMemoryCatalog
 
 ALL_SCOPES = "cart:read cart:write"
 

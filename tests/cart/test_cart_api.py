@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from cart_fakes import InMemoryCatalog
+
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-from services.cart.clients import InMemoryCatalog
 
 PROBLEM = "application/problem+json"
 

@@ -6,8 +6,8 @@ import pytest
 from cart_stubs import free_port
 
 from services.cart import app as cart_app
-from services.cart.clients import HttpCatalogClient
 from services.cart.services import CartService
+from services.catalog_client import HttpCatalogClient
 
 
 def test_create_asgi_uses_the_environment(

@@ -13,18 +13,15 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from cart_fakes import InMemoryCatalog
 from cart_stubs import Reply, Seen, StubServer, bearer, free_port
 
 from charter.db import Database
+from charter.http import dependency_timeout
 from charter.security.tokens import InvalidToken, scopes_of
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-from services.cart.clients import (
-    CatalogUnavailable,
-    HttpCatalogClient,
-    InMemoryCatalog,
-    catalog_timeout,
-)
+from services.catalog_client import CatalogUnavailable, HttpCatalogClient
 
 PROBLEM = "application/problem+json"
 PRODUCTS: dict[int, dict[str, Any]] = {
@@ -73,7 +70,7 @@ def stub(tokens: TokenFactory) -> Iterator[StubServer]:
 
 def http_app(db: Database, tokens: TokenFactory, url: str, timeout: float = 2.0) -> Any:
     catalog = HttpCatalogClient(
-        url, lambda: tokens.token(sub="charter-internal", scope="catalog:read"), timeout=timeout
+        url, lambda: tokens.token(sub="cart", scope="catalog:read"), timeout=timeout
     )
     return create_app(db=db, verifier=tokens.verifier(), catalog=catalog)
 
@@ -150,13 +147,13 @@ def test_writes_not_needing_the_catalog_work_while_it_is_down(
 
 def test_catalog_timeout_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CATALOG_TIMEOUT", raising=False)
-    assert catalog_timeout() == 2.0
+    assert dependency_timeout("catalog") == 2.0
     monkeypatch.setenv("CATALOG_TIMEOUT", "0.25")
-    assert catalog_timeout() == 0.25
-    for bad in ("soon", "0", "-1"):
+    assert dependency_timeout("catalog") == 0.25
+    for bad in ("soon", "0", "-1", "nan", "inf"):
         monkeypatch.setenv("CATALOG_TIMEOUT", bad)
         with pytest.raises(Exception, match="CATALOG_TIMEOUT"):
-            catalog_timeout()
+            dependency_timeout("catalog")
 
 
 # -- the real HTTP adapter -------------------------------------------------------------------
@@ -181,7 +178,7 @@ def test_http_adapter_sends_token_and_correlation_id(
         assert seen.method == "GET"
         assert seen.headers["x-correlation-id"] == "cid-cart-test-1"
         claims = tokens.verifier().verify(seen.headers["authorization"].removeprefix("Bearer "))
-        assert claims["sub"] == "charter-internal"
+        assert claims["sub"] == "cart"
         assert "catalog:read" in scopes_of(claims)
         # The caller's own token is never forwarded to the catalog.
         assert seen.headers["authorization"] != auth()["Authorization"]

@@ -11,16 +11,13 @@ from urllib.parse import parse_qs
 import pytest
 from cart_stubs import Reply, Seen, StubServer, free_port
 
-from charter import config
 from charter.problems import ServiceUnavailable
 from charter.security.client_credentials import (
-    DEV_INTERNAL_CLIENT_SECRET,
     ClientCredentialsTokenProvider,
     TokenRequestFailed,
-    internal_token_provider,
 )
 
-CLIENT_ID = "charter-internal"
+CLIENT_ID = "cart"
 SECRET = "s3cret"
 
 
@@ -206,25 +203,3 @@ def test_invalid_token_responses_are_refused(reply: dict[str, object]) -> None:
 
 def test_repr_hides_the_secret(auth_server: AuthServer) -> None:
     assert SECRET not in repr(provider(auth_server))
-
-
-def test_internal_provider_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("INTERNAL_CLIENT_SECRET", raising=False)
-    monkeypatch.delenv("INTERNAL_CLIENT_ID", raising=False)
-    monkeypatch.delenv("AUTH_TOKEN_URL", raising=False)
-    monkeypatch.setenv("CHARTER_ENV", "embedded")
-    monkeypatch.setenv("AUTH_URL", "http://auth.local:9999")
-    p = internal_token_provider("catalog:read")
-    assert p.token_url == "http://auth.local:9999/oauth/token"
-    assert p.client_id == "charter-internal"
-    assert p._secret == DEV_INTERNAL_CLIENT_SECRET
-
-    monkeypatch.setenv("INTERNAL_CLIENT_SECRET", "from-env")
-    monkeypatch.setenv("AUTH_TOKEN_URL", "http://other/token")
-    p = internal_token_provider("catalog:read")
-    assert (p._secret, p.token_url) == ("from-env", "http://other/token")
-
-    monkeypatch.delenv("INTERNAL_CLIENT_SECRET")
-    monkeypatch.setenv("CHARTER_ENV", "production")
-    with pytest.raises(config.ConfigError):
-        internal_token_provider("catalog:read")

@@ -7,15 +7,15 @@ import threading
 from typing import Any
 
 import pytest
+from cart_fakes import InMemoryCatalog
 from sqlalchemy import inspect
 
 from charter import migrations
-from charter.db import Database
+from charter.db import Database, SqlUnitOfWork
 from services.cart.app import MIGRATIONS_DIR
-from services.cart.clients import InMemoryCatalog
 from services.cart.domain import Cart, CartItem
 from services.cart.services import CartService
-from services.cart.store import CartRepository, metadata
+from services.cart.store import SqlCartRepository, metadata
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -46,25 +46,25 @@ def test_migration_matches_the_tables(any_db: Database) -> None:
 
 def test_round_trip(any_db: Database) -> None:
     with any_db.session() as session:
-        repo = CartRepository(session)
+        repo = SqlCartRepository(session)
         repo.lock("alice")
         cart = Cart("alice", [item(3, 2), item(1, 1)])
         repo.save(cart)
     with any_db.session() as session:
-        loaded = CartRepository(session).load("alice")
+        loaded = SqlCartRepository(session).load("alice")
     assert [(i.product_id, i.quantity) for i in loaded.items] == [(3, 2), (1, 1)]
     assert loaded.updated_at is not None and loaded.updated_at.tzinfo is not None
     with any_db.session() as session:
-        assert CartRepository(session).load("bob").items == []
-        assert CartRepository(session).clear("alice") == 2
+        assert SqlCartRepository(session).load("bob").items == []
+        assert SqlCartRepository(session).clear("alice") == 2
     with any_db.session() as session:
-        assert CartRepository(session).count_lines("alice") == 0
+        assert SqlCartRepository(session).count_lines("alice") == 0
 
 
 def test_concurrent_adds_lose_no_update(any_db: Database) -> None:
     catalog = InMemoryCatalog()
     catalog.put(1, available=1000)
-    service = CartService(any_db, catalog)
+    service = CartService(SqlUnitOfWork(any_db, SqlCartRepository), catalog)
     errors: list[BaseException] = []
     barrier = threading.Barrier(12)
 
@@ -88,7 +88,7 @@ def test_first_add_for_a_new_user_races_safely(any_db: Database) -> None:
     catalog = InMemoryCatalog()
     for pid in range(1, 9):
         catalog.put(pid)
-    service = CartService(any_db, catalog)
+    service = CartService(SqlUnitOfWork(any_db, SqlCartRepository), catalog)
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 

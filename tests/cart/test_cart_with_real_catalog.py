@@ -24,7 +24,7 @@ from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-from services.cart.clients import HttpCatalogClient
+from services.catalog_client import HttpCatalogClient
 
 catalog_app = pytest.importorskip("services.catalog.app")
 
@@ -111,7 +111,7 @@ def test_cart_with_the_real_catalog(
 ) -> None:
     ids = seed(real_catalog.url, tokens)
     beans, grinder = ids["COF-0001"], ids["GRI-0001"]
-    internal = tokens.token(sub="charter-internal", scope="catalog:read")
+    internal = tokens.token(sub="cart", scope="catalog:read")
     catalog = HttpCatalogClient(real_catalog.url, lambda: internal, timeout=2.0)
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog)
     real_catalog.recorder.seen.clear()

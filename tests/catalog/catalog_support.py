@@ -6,6 +6,7 @@ from typing import Any
 
 from charter import migrations
 from charter.db import Database
+from services.catalog import api
 from services.catalog.app import MIGRATIONS_DIR
 from services.catalog.services import CatalogService
 
@@ -17,23 +18,23 @@ def migrated(url: str) -> Database:
 
 
 def seed_small(service: CatalogService) -> dict[str, Any]:
-    """A small catalog built through the service layer.
+    """A small catalog built through the service layer, as the API shows it (JSON).
 
     ``empty_category`` has no products (deletable); ``product`` has 10 on hand and nothing
     reserved (deletable); ``held_product`` has 10 on hand, 2 held by order ``order-held``;
     ``spare`` has 5 on hand for new reservations.
     """
-    empty = service.create_category({"slug": "empty", "name": "Empty"})
-    coffee = service.create_category({"slug": "coffee", "name": "Coffee"})
-    product = service.create_product({"sku": "COF-0001", "name": "Espresso Blend 1 kg",
-                                      "category_id": coffee["id"], "price": 2490,
-                                      "currency": "EUR"})
-    held = service.create_product({"sku": "COF-0002", "name": "Decaf 500 g",
-                                   "category_id": coffee["id"], "price": 1390,
-                                   "currency": "EUR"})
-    spare = service.create_product({"sku": "COF-0003", "name": "Kenya AA 250 g",
-                                    "category_id": coffee["id"], "price": 1290,
-                                    "currency": "EUR"})
+    empty = api.category_json(service.create_category(slug="empty", name="Empty"))
+    coffee = api.category_json(service.create_category(slug="coffee", name="Coffee"))
+    product = api.product_json(service.create_product(
+        sku="COF-0001", name="Espresso Blend 1 kg", category_id=coffee["id"], price=2490,
+        currency="EUR"))
+    held = api.product_json(service.create_product(
+        sku="COF-0002", name="Decaf 500 g", category_id=coffee["id"], price=1390,
+        currency="EUR"))
+    spare = api.product_json(service.create_product(
+        sku="COF-0003", name="Kenya AA 250 g", category_id=coffee["id"], price=1290,
+        currency="EUR"))
     for p in (product, held):
         service.set_stock(p["id"], 10)
     service.set_stock(spare["id"], 5)

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.catalog.domain import Product
 from services.catalog.services import CatalogService
 
 Auth = Callable[..., dict[str, str]]
@@ -21,10 +22,9 @@ def is_problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
-def make_products(service: CatalogService, count: int, category_id: int) -> list[dict[str, Any]]:
-    return [service.create_product({"sku": f"SKU-{i:04d}", "name": f"Item {i}",
-                                    "category_id": category_id, "price": 100 * i,
-                                    "currency": "EUR"})
+def make_products(service: CatalogService, count: int, category_id: int) -> list[Product]:
+    return [service.create_product(sku=f"SKU-{i:04d}", name=f"Item {i}",
+                                   category_id=category_id, price=100 * i, currency="EUR")
             for i in range(1, count + 1)]
 
 
@@ -88,7 +88,7 @@ def test_unknown_resources_are_404_problems(client: Any, auth: Auth, method: str
 
 def test_category_pagination(client: Any, auth: Auth, service: CatalogService) -> None:
     for i in range(5):
-        service.create_category({"slug": f"c{i}", "name": f"Category {i}"})
+        service.create_category(slug=f"c{i}", name=f"Category {i}")
     page = client.get("/v1/categories", headers=auth(), params={"page": 2, "page_size": 2})
     body = page.json()
     assert (body["page"], body["page_size"], body["total"]) == (2, 2, 5)
@@ -155,8 +155,8 @@ def test_product_with_reserved_stock_cannot_be_deleted(client: Any, auth: Auth,
 
 
 def test_product_pagination(client: Any, auth: Auth, service: CatalogService) -> None:
-    category = service.create_category({"slug": "bulk", "name": "Bulk"})
-    make_products(service, 25, category["id"])
+    category = service.create_category(slug="bulk", name="Bulk")
+    make_products(service, 25, category.id)
     first = client.get("/v1/products", headers=auth()).json()
     assert (first["page"], first["page_size"], first["total"]) == (1, 20, 25)
     assert len(first["items"]) == 20
@@ -169,22 +169,21 @@ def test_product_pagination(client: Any, auth: Auth, service: CatalogService) ->
 
 
 def test_product_filters(client: Any, auth: Auth, service: CatalogService) -> None:
-    coffee = service.create_category({"slug": "coffee", "name": "Coffee"})
-    tea = service.create_category({"slug": "tea", "name": "Tea"})
+    coffee = service.create_category(slug="coffee", name="Coffee").id
+    tea = service.create_category(slug="tea", name="Tea").id
 
     def add(sku: str, name: str, category: int, price: int, stock: int,
             active: bool = True) -> int:
-        pid: int = service.create_product({"sku": sku, "name": name, "category_id": category,
-                                           "price": price, "currency": "EUR",
-                                           "active": active})["id"]
+        pid = service.create_product(sku=sku, name=name, category_id=category, price=price,
+                                     currency="EUR", active=active).id
         if stock:
             service.set_stock(pid, stock)
         return pid
 
-    espresso = add("COF-1", "Espresso Blend", coffee["id"], 2490, 10)
-    decaf = add("COF-2", "Decaf Espresso", coffee["id"], 1390, 0)
-    earl = add("TEA-1", "Earl Grey", tea["id"], 690, 5)
-    green = add("TEA-2", "Green 100% Sencha", tea["id"], 890, 3, active=False)
+    espresso = add("COF-1", "Espresso Blend", coffee, 2490, 10)
+    decaf = add("COF-2", "Decaf Espresso", coffee, 1390, 0)
+    earl = add("TEA-1", "Earl Grey", tea, 690, 5)
+    green = add("TEA-2", "Green 100% Sencha", tea, 890, 3, active=False)
 
     def ids(**params: Any) -> list[int]:
         response = client.get("/v1/products", headers=auth(), params=params)
@@ -193,9 +192,9 @@ def test_product_filters(client: Any, auth: Auth, service: CatalogService) -> No
         assert body["total"] == len(body["items"])
         return [p["id"] for p in body["items"]]
 
-    assert ids(category=coffee["id"]) == [espresso, decaf]
+    assert ids(category=coffee) == [espresso, decaf]
     assert ids(q="espresso") == [espresso, decaf]
-    assert ids(q="ESPRESSO", category=coffee["id"], in_stock="true") == [espresso]
+    assert ids(q="ESPRESSO", category=coffee, in_stock="true") == [espresso]
     assert ids(q="100%") == [green]  # LIKE wildcards are matched literally
     assert ids(q="%") == [green]
     assert ids(min_price=1000) == [espresso, decaf]
@@ -321,7 +320,7 @@ def test_reservation_of_unknown_or_inactive_product_is_422(
     p = seeded["product"]["id"]
     body = is_problem(reserve(client, auth, "order-x", [(p, 1), (999, 1)]), 422)
     assert body["product_id"] == 999
-    service.update_product(seeded["spare"]["id"], {"active": False})
+    service.update_product(seeded["spare"]["id"], active=False)
     is_problem(reserve(client, auth, "order-y", [(seeded["spare"]["id"], 1)]), 422)
     assert stock_of(client, auth, p) == (10, 0, 10)
 

@@ -264,18 +264,17 @@ def test_redis_failure_falls_through_to_the_database(
     broken = RedisCache("redis://127.0.0.1:1/0", prefix="catalog", socket_timeout=0.2)
     app = create_app(db=db, verifier=tokens.verifier(), cache=broken)
     service = app.app.extensions["charter"].deps["catalog"]
-    category = service.create_category({"slug": "coffee", "name": "Coffee"})
-    product = service.create_product({"sku": "COF-0001", "name": "Espresso",
-                                      "category_id": category["id"], "price": 2490,
-                                      "currency": "EUR"})
+    category = service.create_category(slug="coffee", name="Coffee")
+    product = service.create_product(sku="COF-0001", name="Espresso", category_id=category.id,
+                                     price=2490, currency="EUR")
     with caplog.at_level(logging.WARNING, logger="charter.cache"), app.test_client() as client:
-        got = client.get(f"/v1/products/{product['id']}", headers=auth())
+        got = client.get(f"/v1/products/{product.id}", headers=auth())
         assert got.status_code == 200 and got.json()["name"] == "Espresso"
         assert client.get("/v1/products", headers=auth()).json()["total"] == 1
         assert client.get("/v1/categories", headers=auth()).json()["total"] == 1
-        patched = client.patch(f"/v1/products/{product['id']}", headers=auth(),
+        patched = client.patch(f"/v1/products/{product.id}", headers=auth(),
                                json={"name": "Ristretto"})
         assert patched.status_code == 200
-        assert client.get(f"/v1/products/{product['id']}",
+        assert client.get(f"/v1/products/{product.id}",
                           headers=auth()).json()["name"] == "Ristretto"
     assert any("redis cache" in r.getMessage() for r in caplog.records)

@@ -16,7 +16,9 @@ import pytest
 from catalog_support import migrated, seed_small
 
 from charter.cache import TTLCache
+from charter.db import SqlUnitOfWork
 from charter.problems import Conflict, Problem
+from services.catalog.app import catalog_service
 from services.catalog.services import CatalogService
 
 
@@ -41,15 +43,21 @@ def run_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
 
 
 def new_service(url: str) -> tuple[CatalogService, dict[str, Any]]:
-    service = CatalogService(migrated(url), TTLCache())
+    service = catalog_service(migrated(url), TTLCache())
     return service, seed_small(service)
+
+
+def dispose(service: CatalogService) -> None:
+    """Close the pooled connections of the service's database."""
+    assert isinstance(service.uow, SqlUnitOfWork)
+    service.uow.db.dispose()
 
 
 def check_last_units(url: str, threads: int = 20) -> None:
     """``threads`` clients race for the last 5 units: exactly 5 get one."""
     service, seeded = new_service(url)
     spare = seeded["spare"]["id"]
-    assert service.get_stock(spare)["available"] == 5
+    assert service.get_stock(spare).available == 5
     try:
         results = run_threads(threads, lambda i: service.create_reservation(
             f"race-key-{i:04d}", f"race-order-{i}", [{"product_id": spare, "quantity": 1}]))
@@ -58,9 +66,9 @@ def check_last_units(url: str, threads: int = 20) -> None:
         assert len(won) == 5, results
         assert all(isinstance(e, Conflict) and e.title == "Insufficient stock" for e in lost), lost
         stock = service.get_stock(spare)
-        assert (stock["on_hand"], stock["reserved"], stock["available"]) == (5, 5, 0)
+        assert (stock.on_hand, stock.reserved, stock.available) == (5, 5, 0)
     finally:
-        service.db.dispose()
+        dispose(service)
 
 
 def check_crossing_multi_item_orders(url: str, threads: int = 20) -> None:
@@ -78,10 +86,10 @@ def check_crossing_multi_item_orders(url: str, threads: int = 20) -> None:
         errors = [r for r in results if isinstance(r, BaseException)]
         assert len(won) == 5, results
         assert all(isinstance(e, Conflict) for e in errors), errors
-        assert service.get_stock(a)["reserved"] == 5
-        assert service.get_stock(b)["reserved"] == 10
+        assert service.get_stock(a).reserved == 5
+        assert service.get_stock(b).reserved == 10
     finally:
-        service.db.dispose()
+        dispose(service)
 
 
 def check_same_key_races(url: str, threads: int = 10) -> None:
@@ -95,9 +103,9 @@ def check_same_key_races(url: str, threads: int = 10) -> None:
         assert not errors, errors
         assert sum(1 for r in results if not r.replayed) == 1
         assert len({repr(r.body) for r in results}) == 1
-        assert service.get_stock(spare)["reserved"] == 2
+        assert service.get_stock(spare).reserved == 2
     finally:
-        service.db.dispose()
+        dispose(service)
 
 
 def check_commit_release_race(url: str, threads: int = 10) -> None:
@@ -114,13 +122,13 @@ def check_commit_release_race(url: str, threads: int = 10) -> None:
         ok = [r for r in results if not isinstance(r, BaseException)]
         errors = [r for r in results if isinstance(r, BaseException)]
         assert all(isinstance(e, Problem) and e.status == 409 for e in errors), errors
-        statuses = {r.body["status"] for r in ok}
+        statuses = {str(r.body.status) for r in ok}
         assert len(statuses) == 1
         stock = service.get_stock(held)
         expected = (8, 0) if statuses == {"committed"} else (10, 0)
-        assert (stock["on_hand"], stock["reserved"]) == expected
+        assert (stock.on_hand, stock.reserved) == expected
     finally:
-        service.db.dispose()
+        dispose(service)
 
 
 CHECKS = [check_last_units, check_crossing_multi_item_orders, check_same_key_races,

@@ -145,3 +145,17 @@ def test_price_validation(amount: int, currency: str) -> None:
 def test_price_accepts_minor_units() -> None:
     assert domain.Price(0, "EUR").amount == 0
     assert domain.Price(1299, "USD").currency == "USD"
+
+
+def test_product_change_checks_the_new_price_before_changing_anything() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 11, 24, tzinfo=UTC)
+    product = domain.Product(1, "SKU-1", "Beans", "", 1, domain.Price(100, "EUR"), True,
+                             now, now)
+    with pytest.raises(domain.InvalidPrice):
+        product.change(name="Other", currency="euro")
+    assert (product.name, product.price) == ("Beans", domain.Price(100, "EUR"))
+    product.change(name="Other", price=250, active=False)
+    assert (product.name, product.price, product.active) == (
+        "Other", domain.Price(250, "EUR"), False)

@@ -108,6 +108,22 @@ def test_release_is_idempotent(client: Any, auth: Auth, seeded: dict[str, Any]) 
                 "commit-key-9").status_code == 409
 
 
+def test_replay_gives_the_first_answer_not_the_current_state(
+        client: Any, auth: Auth, seeded: dict[str, Any]) -> None:
+    """The stored answer is a snapshot: a replay after a commit still says ``held``."""
+    spare = seeded["spare"]["id"]
+    body = {"order_id": "order-snap", "items": [{"product_id": spare, "quantity": 1}]}
+    first = post(client, auth, "/v1/reservations", "snap-key-1", body)
+    assert first.status_code == 201 and first.json()["status"] == "held"
+    assert post(client, auth, "/v1/reservations/order-snap/commit",
+                "snap-key-2").json()["status"] == "committed"
+    replay = post(client, auth, "/v1/reservations", "snap-key-1", body)
+    assert replay.status_code == 201 and replay.headers["idempotent-replayed"] == "true"
+    assert replay.json() == first.json()
+    assert client.get("/v1/reservations/order-snap", headers=auth()).json()["status"] == \
+        "committed"
+
+
 def test_keys_are_scoped_per_operation(client: Any, auth: Auth,
                                        seeded: dict[str, Any]) -> None:
     spare = seeded["spare"]["id"]

@@ -7,7 +7,13 @@ import time
 import pytest
 
 from charter.config import AuthSettings
-from charter.security.tokens import InvalidToken, JWKSCache, TokenVerifier, scopes_of
+from charter.security.tokens import (
+    InvalidToken,
+    JWKSCache,
+    TokenVerifier,
+    scopes_of,
+    token_problem,
+)
 from charter.testing import TokenFactory
 
 
@@ -72,15 +78,24 @@ def test_refresh_is_rate_limited_and_survives_fetch_errors() -> None:
 
 def test_validated_tokens_are_cached_until_expiry() -> None:
     f = TokenFactory()
-    verifier = f.verifier()
-    token = f.token(expires_in=1)
+    now = [time.time()]
+    verifier = TokenVerifier(AuthSettings(f.issuer, f.audience, "", leeway=0),
+                             f.verifier().jwks, clock=lambda: now[0])
+    token = f.token(expires_in=60)
     verifier.verify(token)
-    assert verifier._cached(token) is not None
-    verifier.settings = AuthSettings(f.issuer, f.audience, "", leeway=0)
-    time.sleep(1.1)
-    assert verifier._cached(token) is None
-    with pytest.raises(InvalidToken, match="expired"):
-        verifier.verify(token)
+    assert verifier.verify_cached(token) is not None
+    now[0] += 61
+    assert verifier.verify_cached(token) is None
+    assert verifier.cache_size == 0
+
+
+def test_expired_token_is_refused_as_expired() -> None:
+    f = TokenFactory()
+    verifier = TokenVerifier(AuthSettings(f.issuer, f.audience, "", leeway=0),
+                             f.verifier().jwks)
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(f.token(expires_in=-5))
+    assert refused.value.reason == "expired"
 
 
 def test_cache_is_bounded() -> None:
@@ -90,5 +105,27 @@ def test_cache_is_bounded() -> None:
     tokens = [f.token(sub=str(i)) for i in range(5)]
     for t in tokens:
         verifier.verify(t)
-    assert len(verifier._cache) == 3
-    assert verifier._cached(tokens[0]) is None
+    assert verifier.cache_size == 3
+    assert verifier.verify_cached(tokens[0]) is None
+    assert verifier.verify_cached(tokens[4]) is not None
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [("expired", "expired"), ("wrong_audience", "invalid"), ("bad_signature", "invalid")],
+)
+def test_failure_reasons_are_classified(kind: str, reason: str) -> None:
+    f = TokenFactory()
+    with pytest.raises(InvalidToken) as refused:
+        f.verifier().verify(f.bad_tokens("x")[kind])
+    assert refused.value.reason == reason
+
+
+def test_problem_never_echoes_the_library_reason() -> None:
+    for reason in ("invalid", "InvalidAudienceError", "whatever"):
+        problem = token_problem(reason)
+        assert problem.body() == {"type": "about:blank", "title": "Unauthorized",
+                                  "status": 401, "detail": "The access token is invalid."}
+        assert 'error="invalid_token"' in problem.headers["WWW-Authenticate"]
+    assert token_problem("revoked").detail == "The access token has been revoked."
+    assert token_problem("missing").headers["WWW-Authenticate"] == 'Bearer realm="charter"'

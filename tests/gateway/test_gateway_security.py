@@ -78,7 +78,7 @@ async def test_internal_operations_are_not_exposed(
     internal = [op for op in operations(routes, internal=True) if op.internal_callers]
     assert {"create_reservation", "commit_reservation"} <= {o.operation_id for o in internal}
     for op in internal:
-        token = tokens.token(sub="charter-internal", scope=" ".join(op.required_scopes),
+        token = tokens.token(sub="orders", scope=" ".join(op.required_scopes),
                              role="service")
         for headers in ({}, {"Authorization": f"Bearer {token}"}):
             r = await client.request(op.method, url_of(op), headers=headers)

@@ -61,8 +61,8 @@ def auth(tokens: TokenFactory) -> Auth:
 @pytest.fixture
 def service_auth(tokens: TokenFactory) -> dict[str, str]:
     """Headers of the platform's internal client token (``role: service``)."""
-    return bearer(tokens.token(sub="charter-internal", scope=ALL_SCOPES, role="service",
-                               client_id="charter-internal"))
+    return bearer(tokens.token(sub="orders", scope=ALL_SCOPES, role="service",
+                               client_id="orders"))
 
 
 @pytest.fixture

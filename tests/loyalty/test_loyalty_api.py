@@ -9,8 +9,7 @@ import pytest
 from loyalty_support import assert_problem
 
 from charter.db import Database
-from services.loyalty.app import create_app
-from services.loyalty.services import LoyaltyService
+from services.loyalty.app import create_app, loyalty_service
 
 Auth = Callable[..., dict[str, str]]
 Award = Callable[..., Any]
@@ -217,10 +216,77 @@ def test_redemption_for_another_customer(client: Any, auth: Auth, award: Award) 
                     headers=auth("orders", role="service"))
     assert r.status_code == 201 and r.json()["customer_id"] == "alice"
     assert balance(client, auth) == 85
-    # the same order redeemed for another customer is a conflict, not a second debit
+    # the same order id redeemed by another customer is that customer's own redemption
     award("bob", "ord-b", points=100)
-    assert_problem(redeem(client, auth, "ord-3", 5, sub="bob"), 409)
-    assert balance(client, auth, "bob") == 100
+    assert redeem(client, auth, "ord-3", 5, sub="bob").status_code == 201
+    assert balance(client, auth, "bob") == 95
+    assert balance(client, auth) == 85
+
+
+def _shape(response: Any) -> tuple[Any, ...]:
+    """What a caller can observe of an answer, its own ids and timestamps aside."""
+    body = response.json()
+    for volatile in ("order_id", "customer_id", "created_at", "detail"):
+        body.pop(volatile, None)
+    return (response.status_code, response.headers.get("idempotent-replayed"),
+            response.headers["content-type"].split(";")[0], body)
+
+
+def test_another_customers_order_id_answers_like_a_fresh_one(
+    client: Any, auth: Auth, award: Award
+) -> None:
+    """Nothing a customer sends reveals whether another customer used an order id."""
+    award("alice", "ord-a", points=100)
+    for order_id in ("ord-u1", "ord-u2", "ord-u3"):  # alice's order ids
+        assert redeem(client, auth, order_id, 10).status_code == 201
+    award("bob", "ord-b", points=100)
+    award("carol", "ord-c", points=100)
+    # bob on alice's ids, carol on fresh ones (same balances): identical answers, with
+    # the same points as alice's redemption and with different ones
+    for order_id, points in (("ord-u1", 10), ("ord-u2", 7)):
+        used = redeem(client, auth, order_id, points, sub="bob")
+        fresh = redeem(client, auth, f"ord-fresh-{points}", points, sub="carol")
+        assert used.status_code == 201, used.text
+        assert _shape(used) == _shape(fresh)
+    # too many points: the same 422 for a used id and a fresh one
+    used = redeem(client, auth, "ord-u3", 1000, sub="bob")
+    fresh = redeem(client, auth, "ord-never", 1000, sub="bob")
+    assert used.status_code == 422 and _shape(used) == _shape(fresh)
+    # reading someone else's redemption: the same 404 as one that never existed
+    other = client.get("/v1/redemptions/ord-u3", headers=auth("bob"))
+    missing = client.get("/v1/redemptions/ord-none", headers=auth("bob"))
+    assert other.status_code == 404 and _shape(other) == _shape(missing)
+    # bob's redemptions only ever touched bob's points, alice's stay hers
+    mine = client.get("/v1/redemptions/ord-u1", headers=auth()).json()
+    assert (mine["customer_id"], mine["points"], mine["balance_after"]) == ("alice", 10, 90)
+    assert client.get("/v1/redemptions/ord-u2", headers=auth("bob")).json()["points"] == 7
+    assert balance(client, auth) == 70
+    assert balance(client, auth, "bob") == 100 - 10 - 7
+
+
+def test_staff_name_the_customer_of_a_shared_order_id(
+    client: Any, auth: Auth, award: Award, service_auth: Any
+) -> None:
+    award("alice", "ord-a", points=100)
+    award("bob", "ord-b", points=100)
+    assert redeem(client, auth, "ord-1", 10).status_code == 201
+    staff = auth("carol", role="staff")
+    only = client.get("/v1/redemptions/ord-1", headers=staff)
+    assert only.status_code == 200 and only.json()["customer_id"] == "alice"
+    assert redeem(client, auth, "ord-1", 20, sub="bob").status_code == 201
+    assert_problem(client.get("/v1/redemptions/ord-1", headers=staff), 409)
+    assert_problem(client.post("/v1/redemptions/ord-1/reversal", headers=service_auth), 409)
+    r = client.get("/v1/redemptions/ord-1?customer_id=bob", headers=staff)
+    assert (r.json()["customer_id"], r.json()["points"]) == ("bob", 20)
+    r = client.post("/v1/redemptions/ord-1/reversal?customer_id=bob", headers=service_auth)
+    assert r.status_code == 201 and r.json()["customer_id"] == "bob"
+    assert r.headers["location"] == "/v1/redemptions/ord-1?customer_id=bob"
+    assert (balance(client, auth), balance(client, auth, "bob")) == (90, 100)
+    # a customer naming someone else's customer_id is refused whatever exists
+    assert_problem(client.get("/v1/redemptions/ord-1?customer_id=alice",
+                              headers=auth("bob")), 403)
+    assert_problem(client.get("/v1/redemptions/ord-zzz?customer_id=alice",
+                              headers=auth("bob")), 403)
 
 
 def test_get_redemption_and_ownership(client: Any, auth: Auth, award: Award) -> None:
@@ -297,7 +363,7 @@ def test_ledger_and_cached_balances_agree(db: Database, client: Any, auth: Auth,
     client.post("/v1/awards/ord-1/reversal", headers=service_auth)
     client.post("/v1/redemptions/ord-2/reversal", headers=service_auth)
     award("bob", "ord-3", amount=1000, currency="EUR")
-    service = LoyaltyService(db, points_per_unit=1)
+    service = loyalty_service(db, points_per_unit=1)
     assert service.inconsistent_accounts() == []
     # a cache corrupted behind the service's back is detected
     with db.engine.begin() as conn:

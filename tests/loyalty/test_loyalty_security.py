@@ -18,7 +18,7 @@ from charter.testing import (
 
 SPEC = specs.load("loyalty")
 ALL_SCOPES = set(specs.scopes(SPEC))
-SERVICE: dict[str, Any] = {"role": "service", "client_id": "charter-internal"}
+SERVICE: dict[str, Any] = {"role": "service", "client_id": "orders"}
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ def test_internal_operations_declare_their_callers() -> None:
 
 def prepare(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
     example = EXAMPLES[op.operation_id]
-    service = bearer(tokens.token(sub="charter-internal", scope="loyalty:write", **SERVICE))
+    service = bearer(tokens.token(sub="orders", scope="loyalty:write", **SERVICE))
     if example.award or example.redemption:
         r = client.post("/v1/awards", json={"customer_id": "alice", "order_id": "ord-a",
                                             "points": 100}, headers=service)

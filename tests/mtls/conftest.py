@@ -17,8 +17,7 @@ from charter.security import mtls
 from charter.serve import H11_PROTOCOL, PROTOCOL, uvicorn_tls_config
 from charter.testing import TokenFactory
 from charterctl import pki
-from services.catalog.app import MIGRATIONS_DIR, create_app
-from services.catalog.services import CatalogService
+from services.catalog.app import MIGRATIONS_DIR, catalog_service, create_app
 
 
 @pytest.fixture(scope="session")
@@ -51,8 +50,10 @@ def tokens() -> TokenFactory:
 
 @pytest.fixture
 def bearer(tokens: TokenFactory) -> Callable[..., dict[str, str]]:
-    def make(scope: str = "catalog:read catalog:reserve", **extra: str) -> dict[str, str]:
-        token = tokens.token(sub="charter-internal", scope=scope, role="service")
+    """Headers with a service-client token (the orders client unless ``client`` is given)."""
+    def make(scope: str = "catalog:read catalog:reserve", *, client: str = "orders",
+             **extra: str) -> dict[str, str]:
+        token = tokens.token(sub=client, scope=scope, role="service", client_id=client)
         return {"Authorization": f"Bearer {token}", **extra}
     return make
 
@@ -68,13 +69,11 @@ def catalog_db(tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def product(catalog_db: Database) -> dict[str, Any]:
-    service = CatalogService(catalog_db, TTLCache())
-    category = service.create_category({"slug": "tea", "name": "Tea"})
-    created = service.create_product({"sku": "TEA-0001", "name": "Sencha 100 g",
-                                      "category_id": category["id"], "price": 890,
-                                      "currency": "EUR"})
-    service.set_stock(created["id"], 10)
-    return created
+    service = catalog_service(catalog_db, TTLCache())
+    category = service.create_category("tea", "Tea")
+    created = service.create_product("TEA-0001", "Sencha 100 g", category.id, 890, "EUR")
+    service.set_stock(created.id, 10)
+    return {"id": created.id, "sku": created.sku}
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from charter.security import mtls
 from charter.serve import uvicorn_tls_config
 from charter.testing import TokenFactory
 from charterctl import pki
-from services.cart.clients import HttpCatalogClient
+from services.catalog.app import catalog_service
 from services.catalog.app import create_app as create_catalog_app
-from services.catalog.services import CatalogService
+from services.catalog_client import HttpCatalogClient
 
 Bearer = Callable[..., dict[str, str]]
 CallAs = Callable[[str], httpx.Client]
@@ -242,7 +242,7 @@ def test_enforce_callers_switch(catalog_db: Database, tokens: TokenFactory, bear
     cache = TTLCache()
     app = service.create_app("catalog", api_module="services.catalog.api", db=catalog_db,
                              verifier=tokens.verifier(),
-                             deps={"catalog": CatalogService(catalog_db, cache), "cache": cache},
+                             deps={"catalog": catalog_service(catalog_db, cache), "cache": cache},
                              enforce_callers=enforce)
     with app.test_client() as client:
         assert client.get("/v1/reservations/none", headers=bearer()).status_code == status

@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifications_support import EMAIL, bearer, migrated
+from notifications_support import EMAIL, InMemoryProvider, bearer, migrated
 
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.notifications.app import create_app
-from services.notifications.providers import InMemoryProvider
 
 ALL_SCOPES = "notifications:read notifications:write"
 
@@ -62,7 +61,7 @@ def client(app: Any) -> Iterator[Any]:
 def auth(tokens: TokenFactory) -> Auth:
     """``auth("carol", role="staff")`` → headers of a token with both scopes."""
 
-    def make(sub: str = "charter-internal", scope: str = ALL_SCOPES, **claims: Any
+    def make(sub: str = "orders", scope: str = ALL_SCOPES, **claims: Any
              ) -> dict[str, str]:
         claims.setdefault("role", "service")
         return bearer(tokens.token(sub=sub, scope=scope, **claims))

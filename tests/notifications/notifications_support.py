@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from charter import migrations
-from charter.db import Database
+from charter.db import Database, utcnow
 from services.notifications.app import MIGRATIONS_DIR
+from services.notifications.ports import Message, ProviderError, ProviderResult
 
 PROBLEM = "application/problem+json"
 
@@ -291,3 +292,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+class InMemoryProvider:
+    """A fake provider: records messages; ``fail`` makes the next sends raise it."""
+
+    def __init__(self, name: str = "memory") -> None:
+        self.name = name
+        self.sent: list[Message] = []
+        self.fail: ProviderError | None = None
+        self._lock = threading.Lock()
+
+    def send(self, message: Message) -> ProviderResult:
+        with self._lock:
+            if self.fail is not None:
+                raise self.fail
+            self.sent.append(message)
+        return ProviderResult(self.name, utcnow(), reference=f"mem-{len(self.sent)}")

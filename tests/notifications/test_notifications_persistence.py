@@ -16,18 +16,20 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from notifications_support import EMAIL, SMS, assert_problem, bearer, migrated
+from notifications_support import EMAIL, SMS, InMemoryProvider, assert_problem, bearer, migrated
 from sqlalchemy import inspect
 
 from charter import migrations
-from charter.idempotency import Outcome
 from charter.problems import Conflict
+from charter.security.principal import Principal
 from charter.testing import TokenFactory
 from services.notifications.app import MIGRATIONS_DIR, create_app
+from services.notifications.domain import NotificationFilter
 from services.notifications.ports import Message, ProviderError, ProviderResult
-from services.notifications.providers import InMemoryProvider
-from services.notifications.services import NotificationService
-from services.notifications.store import NotificationFilter, metadata
+from services.notifications.services import NotificationService, Sent
+from services.notifications.store import metadata
+
+INTERNAL = Principal("orders", "service", frozenset(), client_id="orders")
 
 TABLES = {"notifications", "idempotency_keys", "alembic_version_notifications"}
 
@@ -83,19 +85,20 @@ def check_one_key_sends_once_under_concurrency(url: str, threads: int = 10) -> N
     provider = SlowProvider()
     service = NotificationService(migrated(url), provider)
     try:
-        results = run_threads(threads, lambda i: service.send("race-key-0001", dict(EMAIL),
-                                                              "charter-internal"))
-        fresh = [r for r in results if isinstance(r, Outcome) and not r.replayed]
-        others = [r for r in results if not (isinstance(r, Outcome) and not r.replayed)]
+        results = run_threads(threads, lambda i: service.send(INTERNAL, "race-key-0001",
+                                                              dict(EMAIL)))
+        fresh = [r for r in results if isinstance(r, Sent) and not r.replayed]
+        others = [r for r in results if not (isinstance(r, Sent) and not r.replayed)]
         assert len(fresh) == 1, results
         for r in others:  # replayed after the first finished, or 409 while it was in flight
-            assert (isinstance(r, Outcome) and r.body == fresh[0].body) or (
+            assert (isinstance(r, Sent) and r.notification == fresh[0].notification) or (
                 isinstance(r, Conflict) and r.status == 409), r
         assert len(provider.sent) == 1
-        again = service.send("race-key-0001", dict(EMAIL), "charter-internal")
-        assert again.replayed and again.body == fresh[0].body
-        listed = service.list(NotificationFilter())
-        assert listed["total"] == 1 and listed["items"][0]["status"] == "sent"
+        again = service.send(INTERNAL, "race-key-0001", dict(EMAIL))
+        assert again.replayed and again.notification == fresh[0].notification
+        listed = service.list(INTERNAL, NotificationFilter())
+        assert listed.total == 1 and listed.items[0].status == "sent"
+        assert listed.items[0].requested_by == "orders"
     finally:
         service.db.dispose()
 
@@ -105,10 +108,11 @@ def check_distinct_keys_all_send(url: str, threads: int = 10) -> None:
     service = NotificationService(migrated(url), provider)
     try:
         results = run_threads(threads, lambda i: service.send(
-            f"distinct-key-{i:04d}", {**SMS, "order_id": f"ord-{i}"}, "charter-internal"))
-        assert all(isinstance(r, Outcome) and r.status == 201 for r in results), results
+            INTERNAL, f"distinct-key-{i:04d}", {**SMS, "order_id": f"ord-{i}"}))
+        assert all(isinstance(r, Sent) and not r.replayed for r in results), results
         assert len(provider.sent) == threads
-        assert service.list(NotificationFilter(channel="sms"), page_size=100)["total"] == threads
+        sms = service.list(INTERNAL, NotificationFilter(channel="sms"), page_size=100)
+        assert sms.total == threads
     finally:
         service.db.dispose()
 
@@ -119,12 +123,12 @@ def check_failure_then_retry(url: str) -> None:
     try:
         provider.fail = ProviderError("memory", "down", permanent=False)
         with pytest.raises(Exception) as info:
-            service.send("retry-key-0001", dict(EMAIL), "charter-internal")
+            service.send(INTERNAL, "retry-key-0001", dict(EMAIL))
         assert getattr(info.value, "status", None) == 503
         provider.fail = None
-        ok = service.send("retry-key-0001", dict(EMAIL), "charter-internal")
-        assert ok.status == 201 and not ok.replayed
-        statuses = [n["status"] for n in service.list(NotificationFilter())["items"]]
+        ok = service.send(INTERNAL, "retry-key-0001", dict(EMAIL))
+        assert ok.notification.status == "sent" and not ok.replayed
+        statuses = [n.status for n in service.list(INTERNAL, NotificationFilter()).items]
         assert statuses == ["sent", "failed"]
     finally:
         service.db.dispose()
@@ -151,7 +155,7 @@ def test_api_on_postgres(postgres_url: str, tokens: TokenFactory) -> None:
     provider = InMemoryProvider()
     try:
         app = create_app(db=db, verifier=tokens.verifier(), provider=provider)
-        service = bearer(tokens.token(sub="charter-internal", role="service",
+        service = bearer(tokens.token(sub="orders", role="service",
                                       scope="notifications:write notifications:read"))
         staff = bearer(tokens.token(sub="carol", role="staff", scope="notifications:read"))
         customer = bearer(tokens.token(sub="alice", role="customer",
@@ -173,3 +177,19 @@ def test_api_on_postgres(postgres_url: str, tokens: TokenFactory) -> None:
         assert len(provider.sent) == 1
     finally:
         db.dispose()
+
+
+def test_customers_are_refused_by_the_service_layer(db: Any) -> None:
+    """Authorisation is decided in the service layer, whatever adapter calls it."""
+    from charter.problems import Forbidden
+
+    provider = InMemoryProvider()
+    service = NotificationService(db, provider)
+    customer = Principal("alice", "customer", frozenset({"notifications:write"}))
+    sent = service.send(INTERNAL, "svc-key-0001", dict(EMAIL)).notification
+    for call in (lambda: service.send(customer, "svc-key-0002", dict(EMAIL)),
+                 lambda: service.list(customer, NotificationFilter()),
+                 lambda: service.get(customer, sent.id)):
+        with pytest.raises(Forbidden):
+            call()
+    assert len(provider.sent) == 1

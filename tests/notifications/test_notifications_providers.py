@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import logging
+import smtplib
 import ssl
 import threading
 from collections.abc import Iterator
@@ -123,7 +124,7 @@ def test_default_sink_is_under_the_var_dir(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_app_without_smtp_writes_to_the_sink(db: Database, tokens: TokenFactory) -> None:
     app = create_app(db=db, verifier=tokens.verifier())
-    headers = bearer(tokens.token(sub="charter-internal", role="service",
+    headers = bearer(tokens.token(sub="orders", role="service",
                                   scope="notifications:write notifications:read"))
     with app.test_client() as c:
         for i, body in enumerate((EMAIL, SMS)):
@@ -175,6 +176,53 @@ def test_smtp_starttls_and_login(certs: Certs, caplog: pytest.LogCaptureFixture)
         assert server.commands.index("STARTTLS") < server.commands.index("AUTH")
     assert all(PASSWORD not in json.dumps(r.__dict__, default=str) for r in caplog.records)
     assert all("thank you" not in r.getMessage() for r in caplog.records)
+
+
+def test_smtp_never_sends_credentials_without_tls() -> None:
+    """A server that takes AUTH in clear never sees the password (nor the message)."""
+    with SmtpTestServer(credentials=("shop", PASSWORD)) as server:
+        provider = SmtpProvider(SmtpSettings(host="127.0.0.1", port=server.port, user="shop",
+                                             password=PASSWORD, starttls=False))
+        with pytest.raises(ProviderError) as info:
+            provider.send(message())
+        assert info.value.permanent and "TLS" in info.value.reason
+        assert "AUTH" not in server.commands and server.messages == []
+
+
+def test_smtp_checks_the_socket_not_only_the_setting(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even if STARTTLS were skipped (a bug, a downgrade), no AUTH goes out in clear."""
+    with SmtpTestServer(credentials=("shop", PASSWORD)) as server:
+        monkeypatch.setattr(smtplib.SMTP, "starttls", lambda self, **kw: (220, b"ok"))
+        provider = SmtpProvider(SmtpSettings(host="127.0.0.1", port=server.port, user="shop",
+                                             password=PASSWORD, starttls=True))
+        with pytest.raises(ProviderError) as info:
+            provider.send(message())
+        assert info.value.permanent and "TLS" in info.value.reason
+        assert "AUTH" not in server.commands and server.messages == []
+
+
+def test_credentials_without_starttls_are_a_start_up_error_outside_development(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SMTP_HOST", "mail.example.com")
+    monkeypatch.setenv("SMTP_USER", "shop")
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+    monkeypatch.setenv("CHARTER_ENV", "production")
+    with pytest.raises(config.ConfigError, match="SMTP_STARTTLS"):
+        SmtpSettings.from_env()
+    with pytest.raises(config.ConfigError, match="SMTP_STARTTLS"):
+        make_provider()
+    monkeypatch.setenv("SMTP_STARTTLS", "1")
+    assert SmtpSettings.from_env() is not None
+    # development mode starts (with a warning), and the provider refuses at send time
+    monkeypatch.delenv("SMTP_STARTTLS")
+    monkeypatch.setenv("CHARTER_ENV", "development")
+    settings = SmtpSettings.from_env()
+    assert settings is not None and not settings.starttls
+    with pytest.raises(ProviderError):
+        SmtpProvider(settings).send(message())
 
 
 def test_smtp_refuses_an_untrusted_certificate(certs: Certs) -> None:
@@ -261,7 +309,7 @@ def test_router_refuses_a_channel_without_provider() -> None:
 def test_api_sends_email_by_smtp_and_sms_to_the_sink(
     db: Database, tokens: TokenFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    headers = bearer(tokens.token(sub="charter-internal", role="service",
+    headers = bearer(tokens.token(sub="orders", role="service",
                                   scope="notifications:write notifications:read"))
     with SmtpTestServer() as server:
         monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
@@ -288,7 +336,7 @@ def test_api_sends_email_by_smtp_and_sms_to_the_sink(
 
 def test_api_with_smtp_refusing_and_down(db: Database, tokens: TokenFactory,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    headers = bearer(tokens.token(sub="charter-internal", role="service",
+    headers = bearer(tokens.token(sub="orders", role="service",
                                   scope="notifications:write notifications:read"))
     with SmtpTestServer(rcpt_reply="550 5.1.1 unknown user") as server:
         monkeypatch.setenv("SMTP_HOST", "127.0.0.1")

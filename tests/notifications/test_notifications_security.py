@@ -56,7 +56,7 @@ def test_sending_is_internal_to_orders() -> None:
 def prepare(client: Any, tokens: TokenFactory, op: SpecOperation) -> dict[str, Any]:
     params = dict(EXAMPLES[op.operation_id].path_params)
     if EXAMPLES[op.operation_id].needs_notification:
-        headers = bearer(tokens.token(sub="charter-internal", role="service",
+        headers = bearer(tokens.token(sub="orders", role="service",
                                       scope="notifications:write"))
         r = client.post("/v1/notifications", json=EMAIL,
                         headers={**headers, "Idempotency-Key": "prepare-key-01"})

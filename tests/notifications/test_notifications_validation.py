@@ -7,9 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from notifications_support import EMAIL, PROBLEM, SMS, assert_problem
-
-from services.notifications.providers import InMemoryProvider
+from notifications_support import EMAIL, PROBLEM, SMS, InMemoryProvider, assert_problem
 
 Auth = Callable[..., dict[str, str]]
 

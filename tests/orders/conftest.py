@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orders_support import Auth, bearer
-
-from charter import migrations
-from charter.db import Database
-from charter.testing import TokenFactory
-from services.orders.app import MIGRATIONS_DIR, create_app, order_service
-from services.orders.clients import (
-    CartLine,
+from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
     InMemoryLoyalty,
     InMemoryNotifications,
     InMemoryPayments,
 )
+from orders_support import Auth, bearer
+
+from charter import migrations
+from charter.db import Database
+from charter.testing import TokenFactory
+from services.orders.app import MIGRATIONS_DIR, create_app, order_service
+from services.orders.ports import CartLine
 from services.orders.services import OrderService
 
 ALL_SCOPES = "orders:read orders:write cart:read cart:write"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from services.orders.clients import Payment
+from services.orders.ports import Payment
 
 PROBLEM = "application/problem+json"
 Auth = Callable[..., dict[str, str]]  # the ``auth`` fixture: auth("alice", role=...) → headers

@@ -5,6 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from orders_fakes import (
+    InMemoryCart,
+    InMemoryCatalog,
+    InMemoryLoyalty,
+    InMemoryNotifications,
+    InMemoryPayments,
+)
 from orders_support import (
     Auth,
     assert_problem,
@@ -17,14 +24,7 @@ from orders_support import (
     place,
 )
 
-from services.orders.clients import (
-    CartLine,
-    InMemoryCart,
-    InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
-    InMemoryPayments,
-)
+from services.orders.ports import CartLine
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 2}, {"product_id": 2, "quantity": 1}]}
 

@@ -7,21 +7,16 @@ import time
 from typing import Any
 
 import pytest
+from orders_fakes import InMemoryCatalog
 from orders_support import Auth, place
 
 from charter import config
 from charter.db import Database
+from charter.http import dependency_timeout
 from charter.testing import TokenFactory
+from services.catalog_client import HttpCatalogClient
 from services.orders import app as orders_app
-from services.orders.clients import (
-    HttpCart,
-    HttpCatalog,
-    HttpLoyalty,
-    HttpNotifications,
-    HttpPayments,
-    InMemoryCatalog,
-    dependency_timeout,
-)
+from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
 
 
 def test_defaults_are_http_adapters_from_the_environment(
@@ -32,7 +27,7 @@ def test_defaults_are_http_adapters_from_the_environment(
     monkeypatch.setenv("PAYMENTS_TIMEOUT", "0.5")
     app = orders_app.create_app(db=db, verifier=tokens.verifier())
     service = orders_app.order_service(app)
-    assert isinstance(service.catalog, HttpCatalog)
+    assert isinstance(service.catalog, HttpCatalogClient)
     assert service.catalog.base_url == "http://catalog.test:1"
     assert isinstance(service.cart, HttpCart)
     assert service.cart.base_url == config.service_url("cart")

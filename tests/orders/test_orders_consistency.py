@@ -7,12 +7,12 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+from orders_fakes import InMemoryCart, InMemoryCatalog
 from orders_support import Auth, assert_problem, cancel, new_key, place
 
+from charter.db import utcnow
 from charter.security.principal import Principal
-from services.orders.clients import InMemoryCart, InMemoryCatalog
 from services.orders.services import Answer, Caller, OrderService, PlaceRequest
-from services.orders.store import utcnow
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 2}]}
 

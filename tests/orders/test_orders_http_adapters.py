@@ -12,16 +12,14 @@ import pytest
 from orders_support import Seen, StubServer
 
 from charter import specs
-from services.orders.clients import (
+from services.catalog_client import HttpCatalogClient
+from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from services.orders.domain import Order, OrderLine
+from services.orders.ports import (
     CartForbidden,
     CartUnavailable,
     CatalogUnavailable,
     Delivery,
-    HttpCart,
-    HttpCatalog,
-    HttpLoyalty,
-    HttpNotifications,
-    HttpPayments,
     LoyaltyUnavailable,
     Notification,
     NotificationsUnavailable,
@@ -29,7 +27,6 @@ from services.orders.clients import (
     ReserveOutcome,
     TransitionOutcome,
 )
-from services.orders.domain import Order, OrderLine
 from services.orders.services import confirmation_message
 
 ORDER_ID = "3f2a9c0d-1e4b-4d8f-9a6b-7c5d4e3f2a1b"
@@ -59,8 +56,8 @@ def answer(stub: StubServer, *replies: tuple[int, Any]) -> None:
     stub.responder = responder
 
 
-def catalog(stub: StubServer) -> HttpCatalog:
-    return HttpCatalog(stub.url, lambda: "read-token", lambda: "reserve-token", timeout=1.0)
+def catalog(stub: StubServer) -> HttpCatalogClient:
+    return HttpCatalogClient(stub.url, lambda: "read-token", lambda: "reserve-token", timeout=1.0)
 
 
 PRODUCT = {"id": 1, "sku": "COF-0001", "name": "Espresso", "price": 2490, "currency": "EUR",
@@ -151,7 +148,7 @@ def test_an_unreachable_catalog_is_unavailable() -> None:
     server = StubServer(lambda seen: (200, {}))
     url = server.url
     server.close()
-    client = HttpCatalog(url, lambda: "t", lambda: "t", timeout=0.5)
+    client = HttpCatalogClient(url, lambda: "t", lambda: "t", timeout=0.5)
     with pytest.raises(CatalogUnavailable):
         client.get_product(1)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from orders_fakes import InMemoryPayments
 from orders_support import assert_problem, bearer, new_key, payment_for
 
 from charter import specs
@@ -16,7 +17,6 @@ from charter.testing import (
     assert_bad_tokens_refused,
     spec_operations,
 )
-from services.orders.clients import InMemoryPayments
 
 SPEC = specs.load("orders")
 ALL_SCOPES = set(specs.scopes(SPEC))

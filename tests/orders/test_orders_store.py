@@ -12,6 +12,13 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from orders_fakes import (
+    InMemoryCart,
+    InMemoryCatalog,
+    InMemoryLoyalty,
+    InMemoryNotifications,
+    InMemoryPayments,
+)
 from orders_support import bearer, cancel, confirm, new_key, payment_for, place
 from sqlalchemy import inspect
 
@@ -20,13 +27,6 @@ from charter.db import Database
 from charter.security.principal import Principal
 from charter.testing import TokenFactory
 from services.orders.app import MIGRATIONS_DIR, create_app, order_service
-from services.orders.clients import (
-    InMemoryCart,
-    InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
-    InMemoryPayments,
-)
 from services.orders.domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode
 from services.orders.services import Answer, Caller, PlaceRequest
 from services.orders.store import OrderFilter, OrderRepository, metadata

@@ -7,9 +7,8 @@ import json
 from typing import Any
 
 import pytest
+from orders_fakes import InMemoryCatalog
 from orders_support import PROBLEM, Auth, keyed, new_key
-
-from services.orders.clients import InMemoryCatalog
 
 ITEM = {"product_id": 1, "quantity": 1}
 

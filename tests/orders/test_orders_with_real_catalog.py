@@ -16,19 +16,14 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from orders_fakes import InMemoryCart, InMemoryLoyalty, InMemoryNotifications, InMemoryPayments
 from orders_support import assert_problem, bearer, cancel, confirm, payment_for, place
 
 from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
+from services.catalog_client import HttpCatalogClient
 from services.orders.app import create_app, order_service
-from services.orders.clients import (
-    HttpCatalog,
-    InMemoryCart,
-    InMemoryLoyalty,
-    InMemoryNotifications,
-    InMemoryPayments,
-)
 
 catalog_app = pytest.importorskip("services.catalog.app")
 catalog_seed = pytest.importorskip("services.catalog.seed")
@@ -93,10 +88,10 @@ def stock(catalog: RunningCatalog, tokens: TokenFactory, product_id: int) -> dic
 
 def test_orders_with_the_real_catalog(real_catalog: RunningCatalog, db: Any,
                                       tokens: TokenFactory) -> None:
-    read_token = tokens.token(sub="charter-internal", scope="catalog:read", role="service")
-    reserve_token = tokens.token(sub="charter-internal", scope="catalog:reserve",
+    read_token = tokens.token(sub="orders", scope="catalog:read", role="service")
+    reserve_token = tokens.token(sub="orders", scope="catalog:reserve",
                                  role="service")
-    catalog = HttpCatalog(real_catalog.url, lambda: read_token, lambda: reserve_token,
+    catalog = HttpCatalogClient(real_catalog.url, lambda: read_token, lambda: reserve_token,
                           timeout=2.0)
     payments = InMemoryPayments()
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=InMemoryCart(),

@@ -12,7 +12,7 @@ from payments_support import Caller, migrated
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.payments.app import create_app
-from services.payments.ports import SimulatedProvider
+from services.payments.clients import SimulatedProvider
 from services.payments.services import PaymentsService
 
 
@@ -70,5 +70,5 @@ def staff(client: Any, tokens: TokenFactory) -> Caller:
 
 @pytest.fixture
 def orders(client: Any, tokens: TokenFactory) -> Caller:
-    """The orders service: the charter-internal client (``role: service``)."""
-    return Caller(client, tokens, "charter-internal", "service")
+    """The orders service: the orders client (``role: service``)."""
+    return Caller(client, tokens, "orders", "service")

@@ -15,8 +15,8 @@ from charter.problems import Problem
 from charter.security.principal import Principal
 from charter.testing import TokenFactory
 from services.payments.app import MIGRATIONS_DIR
-from services.payments.ports import SimulatedProvider
-from services.payments.services import PaymentsService
+from services.payments.clients import SimulatedProvider
+from services.payments.services import AuthorizeRequest, PaymentsService
 from services.payments.store import idempotency_keys, payments
 
 GOOD_CARD = "4242424242424242"
@@ -131,10 +131,11 @@ def check_concurrent_same_key(service: PaymentsService, provider: SimulatedProvi
     """``threads`` identical requests with one key: one authorisation, one answer."""
     principal = Principal(sub="alice", role="customer", scopes=frozenset())
     body = payment_body()
-    results = run_threads(threads, lambda _i: service.authorize(principal, "race-key-01", body))
+    results = run_threads(threads, lambda _i: service.authorize(principal, "race-key-01",
+                                                                 AuthorizeRequest(**body)))
     errors = [r for r in results if isinstance(r, BaseException)]
     assert not errors, errors
-    assert len({r.body["id"] for r in results}) == 1
+    assert len({r.body.id for r in results}) == 1
     assert sum(1 for r in results if not r.replayed) == 1
     assert len(provider.calls_of("authorize")) == 1 and provider.charges == 1
     assert count_payments(service) == 1
@@ -146,7 +147,7 @@ def check_concurrent_captures(service: PaymentsService, provider: SimulatedProvi
                               threads: int = 10) -> None:
     """Concurrent captures of one payment with different keys: one wins, the rest 409."""
     principal = Principal(sub="alice", role="customer", scopes=frozenset())
-    pid = service.authorize(principal, "auth-key-01", payment_body()).body["id"]
+    pid = service.authorize(principal, "auth-key-01", AuthorizeRequest(**payment_body())).body.id
     results = run_threads(threads, lambda i: service.capture(principal, pid, f"cap-key-{i:03d}"))
     won = [r for r in results if not isinstance(r, BaseException)]
     lost = [r for r in results if isinstance(r, BaseException)]
@@ -158,7 +159,8 @@ def check_concurrent_captures(service: PaymentsService, provider: SimulatedProvi
 def check_concurrent_refunds(service: PaymentsService, threads: int = 10) -> None:
     """Concurrent partial refunds never exceed the captured amount."""
     principal = Principal(sub="alice", role="customer", scopes=frozenset())
-    pid = service.authorize(principal, "auth-key-02", payment_body(amount=1000)).body["id"]
+    pid = service.authorize(principal, "auth-key-02",
+                            AuthorizeRequest(**payment_body(amount=1000))).body.id
     service.capture(principal, pid, "cap-key-main", 500)
     results = run_threads(threads, lambda i: service.refund(principal, pid, f"ref-key-{i:03d}",
                                                             100))
@@ -166,4 +168,4 @@ def check_concurrent_refunds(service: PaymentsService, threads: int = 10) -> Non
     lost = [r for r in results if isinstance(r, BaseException)]
     assert len(won) == 5, results
     assert all(isinstance(e, Problem) and e.status in (409, 422) for e in lost), lost
-    assert service.get(principal, pid)["refunded_amount"] == 500
+    assert service.get(principal, pid).refunded_amount == 500

@@ -14,7 +14,7 @@ from payments_support import (
     new_key,
 )
 
-from services.payments.ports import SimulatedProvider
+from services.payments.clients import SimulatedProvider
 
 
 def authorised(caller: Caller, **changes: Any) -> dict[str, Any]:

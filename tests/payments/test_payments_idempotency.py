@@ -18,7 +18,7 @@ from payments_support import (
     run_threads,
 )
 
-from services.payments.ports import SimulatedProvider
+from services.payments.clients import SimulatedProvider
 from services.payments.services import PaymentsService
 
 

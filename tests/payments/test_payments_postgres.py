@@ -24,7 +24,7 @@ from sqlalchemy import inspect
 
 from charter.testing import TokenFactory
 from services.payments.app import create_app
-from services.payments.ports import SimulatedProvider
+from services.payments.clients import SimulatedProvider
 
 pytestmark = pytest.mark.postgres
 
@@ -47,7 +47,7 @@ def test_lifecycle_over_http(postgres_url: str, tokens: TokenFactory,
     try:
         app = create_app(db=db, verifier=tokens.verifier(), provider=provider)
         with app.test_client() as client:
-            orders = Caller(client, tokens, "charter-internal", "service")
+            orders = Caller(client, tokens, "orders", "service")
             alice = Caller(client, tokens, "alice", "customer")
             bob = Caller(client, tokens, "bob", "customer")
             key = new_key()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import pytest
 
 from charter.config import ConfigError
-from services.payments.domain import PaymentMethod
-from services.payments.ports import (
+from services.payments.clients import (
     DEFAULT_DECLINE_ABOVE,
-    Authorization,
-    ProviderError,
     SimulatedProvider,
     decline_above_from_env,
 )
+from services.payments.domain import PaymentMethod
+from services.payments.ports import Authorization, ProviderError
 
 
 def card(number: str) -> PaymentMethod:

@@ -1,0 +1,281 @@
+"""What the orders service needs from outside: its store and the other services, as
+ports (protocols) and answers.
+
+The use cases only know these protocols. :class:`OrderRepository` (with its
+:class:`IdempotencyKeys`) is reached through a :class:`charter.unit_of_work.UnitOfWork`;
+its SQLAlchemy implementation is :class:`services.orders.store.SqlOrderRepository`. The
+HTTP adapters are in :mod:`.clients` (and, for the catalog, the shared
+:mod:`services.catalog_client`); in-memory fakes for tests live in
+``tests/orders/orders_fakes.py``.
+
+"Not found" and business refusals are answers (return values). Anything that prevents an
+answer — the service is down, slow, answers 5xx or garbage, refuses our token, or no
+token can be had — raises a :class:`DependencyUnavailable` (503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from charter.problems import Forbidden, UpstreamUnavailable
+from services.catalog_client.models import (
+    CatalogUnavailable,
+    Product,
+    ReserveOutcome,
+    ReserveResult,
+    TransitionOutcome,
+    TransitionResult,
+)
+
+from .domain import Order
+
+__all__ = [
+    "CartForbidden", "CartLine", "CartPort", "CartSnapshot", "CartUnavailable",
+    "CatalogPort", "CatalogUnavailable", "ConcurrentWrite", "Delivery",
+    "DependencyUnavailable", "IdempotencyKeys", "LoyaltyPort", "LoyaltyUnavailable",
+    "Notification", "NotificationsPort", "NotificationsUnavailable", "OrderFilter",
+    "OrderRepository", "Payment", "PaymentsPort", "PaymentsUnavailable", "Product",
+    "ReserveOutcome", "ReserveResult", "StoredAnswer", "TransitionOutcome",
+    "TransitionResult",
+]
+
+DependencyUnavailable = UpstreamUnavailable
+"""Another service could not answer (the base of every ``…Unavailable`` below)."""
+
+
+class CartUnavailable(DependencyUnavailable):
+    """The cart could not answer."""
+
+
+class PaymentsUnavailable(DependencyUnavailable):
+    """The payments service could not answer."""
+
+
+class LoyaltyUnavailable(DependencyUnavailable):
+    """The loyalty service could not answer."""
+
+
+class NotificationsUnavailable(DependencyUnavailable):
+    """The notifications service could not answer."""
+
+
+class CartForbidden(Forbidden):
+    """The cart refused the caller's own token (e.g. it lacks ``cart:read``)."""
+
+
+# -- answers ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CartLine:
+    """One line of the caller's cart."""
+
+    product_id: int
+    sku: str
+    name: str
+    unit_price: int
+    currency: str
+    quantity: int
+    availability: str = "in_stock"
+
+
+@dataclass(frozen=True)
+class CartSnapshot:
+    """The caller's cart as the cart service showed it."""
+
+    user_id: str
+    items: list[CartLine]
+    currency: str | None
+    pricing: str = "current"  # "stale" when the cart could not refresh its prices
+
+
+@dataclass(frozen=True)
+class Payment:
+    """A payment as the payments service shows it."""
+
+    id: str
+    order_id: str
+    customer_id: str
+    amount: int
+    currency: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Notification:
+    """A message to send about an order."""
+
+    recipient: str
+    subject: str
+    body: str
+    order_id: str
+    customer_id: str
+    template: str = "order-confirmed"
+
+
+class Delivery(StrEnum):
+    """How a fire-and-forget follow-up (loyalty award, notification) ended."""
+
+    DONE = "done"  # accepted (now or earlier)
+    REFUSED = "refused"  # refused for good (4xx); retrying would not help
+
+
+# -- ports ------------------------------------------------------------------------------
+class CatalogPort(Protocol):
+    """Products and stock reservations (the shared catalog client implements it)."""
+
+    def get_product(self, product_id: int) -> Product | None:
+        """The product, ``None`` if the catalog does not know it."""
+        ...
+
+    def reserve(self, order_id: str, items: Sequence[tuple[int, int]], key: str) -> ReserveResult:
+        """Hold every item for the order, or none."""
+        ...
+
+    def commit(self, order_id: str, key: str) -> TransitionResult:
+        """Commit the order's reservation."""
+        ...
+
+    def release(self, order_id: str, key: str) -> TransitionResult:
+        """Release the order's reservation."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+class CartPort(Protocol):
+    """The caller's own cart, read and emptied with the caller's own token."""
+
+    def get_cart(self, authorization: str, user_id: str) -> CartSnapshot:
+        """The cart of the user whose ``Authorization`` header is forwarded."""
+        ...
+
+    def clear_cart(self, authorization: str, user_id: str) -> None:
+        """Empty that cart."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+class PaymentsPort(Protocol):
+    """Payments, read to check an order's payment before confirming it."""
+
+    def get_payment(self, payment_id: str) -> Payment | None:
+        """The payment, ``None`` if it does not exist."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+class LoyaltyPort(Protocol):
+    """Loyalty points awarded for a confirmed order."""
+
+    def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
+        """Award the order's points (idempotent by order)."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+class NotificationsPort(Protocol):
+    """Messages to the customer."""
+
+    def send(self, notification: Notification, key: str) -> Delivery:
+        """Send one message (idempotent by ``key``)."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+# -- the store --------------------------------------------------------------------------
+class ConcurrentWrite(Exception):
+    """A concurrent unit of work stored the same unique thing first (an idempotency key).
+
+    Raised by the repository when the write happens; the unit of work it was raised in
+    is rolled back when the exception leaves it.
+    """
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """The answer stored with an idempotency key at its first use."""
+
+    status: int
+    body: Any
+
+
+@dataclass(frozen=True)
+class OrderFilter:
+    """Which orders a page lists (``None``: any)."""
+
+    customer_id: str | None = None
+    status: str | None = None
+
+
+class IdempotencyKeys(Protocol):
+    """Idempotency keys (``scope``, ``key``) and their answers, in the unit of work.
+
+    ``request`` is what identifies the keyed request (a JSON-ready value): a key reused
+    with another request is refused. Keys expire after the platform's retention
+    (:mod:`charter.idempotency`); an expired key is treated as never seen.
+    """
+
+    def lookup(self, scope: str, key: str, request: Any) -> StoredAnswer | None:
+        """The stored answer; ``None`` if the key is new or expired (then deleted).
+
+        Raises 422 if the key was used for another request, 409 if its first use is still
+        in progress.
+        """
+        ...
+
+    def claim(self, scope: str, key: str, request: Any) -> None:
+        """Hold the key as in progress; :class:`ConcurrentWrite` if another request has it."""
+        ...
+
+    def complete(self, scope: str, key: str, status: int, body: Any) -> None:
+        """Record the answer of a key claimed in this unit of work."""
+        ...
+
+    def store(self, scope: str, key: str, request: Any, status: int, body: Any) -> None:
+        """Record an answer at once; :class:`ConcurrentWrite` if the key is stored already."""
+        ...
+
+
+class OrderRepository(Protocol):
+    """Orders (and the service's idempotency keys), inside one unit of work."""
+
+    @property
+    def idempotency(self) -> IdempotencyKeys:
+        """The idempotency keys, in the same transaction as the orders."""
+        ...
+
+    def add(self, order: Order) -> None:
+        """Store a new order with its lines."""
+        ...
+
+    def save(self, order: Order) -> None:
+        """Store the order's state (its lines never change after placement)."""
+        ...
+
+    def get(self, order_id: str, *, lock: bool = False) -> Order | None:
+        """The order, ``None`` if it does not exist.
+
+        ``lock=True`` (in a write unit of work) holds the order until the unit of work
+        ends, so two changes to one order are serialised and each sees the current state.
+        """
+        ...
+
+    def page(self, flt: OrderFilter, offset: int, limit: int) -> tuple[list[Order], int]:
+        """One page of orders, newest first, and how many match in all."""
+        ...
+
+    def needing_recovery(self, before: datetime, limit: int) -> list[str]:
+        """Ids of orders with unfinished work, last changed at or before ``before``."""
+        ...

@@ -1,0 +1,31 @@
+"""The orders service's settings, parsed and checked in one place (see :mod:`charter.config`)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field, SecretStr
+
+from charter.config import ComponentSettings
+
+
+class OrdersConfig(ComponentSettings):
+    """``ORDERS_CLIENT_SECRET`` (required outside development mode), ``<SERVICE>_TIMEOUT``
+    seconds per dependency and ``ORDERS_RECOVERY_INTERVAL`` (0 = recover only at start)."""
+
+    component: ClassVar[str] = "orders"
+    required_secrets: ClassVar[tuple[str, ...]] = ("orders_client_secret",)
+
+    orders_database_url: str | None = None
+    orders_client_secret: SecretStr | None = None
+    orders_recovery_interval: float = Field(30.0, ge=0, allow_inf_nan=False)
+    catalog_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    cart_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    payments_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    loyalty_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    notifications_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+
+
+def load_config() -> OrdersConfig:
+    """The checked configuration (:class:`charter.config.ConfigError` lists what is wrong)."""
+    return OrdersConfig.load()
