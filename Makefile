@@ -38,6 +38,7 @@ test: $(STAMP) browser lint
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
 	$(BIN)/mypy charter charterctl auth services
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

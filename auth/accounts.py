@@ -1,26 +1,23 @@
-"""User accounts: registration and password checks (Argon2id via argon2-cffi)."""
+"""User accounts: registration and password checks (Argon2id via argon2-cffi, at the cost
+:mod:`auth.passwords` configures)."""
 
 from __future__ import annotations
 
 import contextlib
 import re
 
-from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from auth import passwords
 from auth.scopes import ROLES
 from auth.store import User
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-
-hasher = PasswordHasher()
-# Verifying against this when the user does not exist keeps response times alike.
-_DUMMY_HASH = hasher.hash("charter-dummy-password")
 
 
 class AccountError(ValueError):
@@ -72,7 +69,7 @@ def create_user(session: Session, email: str, password: str, role: str = "custom
     email = check_new_credentials(email, password)
     if find_by_email(session, email) is not None:
         raise EmailTaken("An account with this email address already exists.")
-    user = User(email=email, password_hash=hasher.hash(password), role=role)
+    user = User(email=email, password_hash=passwords.current().hasher.hash(password), role=role)
     session.add(user)
     try:
         session.flush()
@@ -83,24 +80,26 @@ def create_user(session: Session, email: str, password: str, role: str = "custom
 
 def verify_password(user: User, password: str) -> bool:
     try:
-        return hasher.verify(user.password_hash, password)
+        return passwords.current().hasher.verify(user.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
 
 def set_password(user: User, password: str) -> None:
-    user.password_hash = hasher.hash(password)
+    user.password_hash = passwords.current().hasher.hash(password)
 
 
 def authenticate(session: Session, email: str, password: str) -> User | None:
     """The user with these credentials, or ``None`` (timing kept similar either way)."""
+    hashing = passwords.current()
     user = find_by_email(session, email or "")
     if user is None or not password:
+        # Verifying a dummy hash of the same cost keeps the answer's timing alike.
         with contextlib.suppress(VerificationError):
-            hasher.verify(_DUMMY_HASH, password or "x")
+            hashing.hasher.verify(hashing.dummy_hash, password or "x")
         return None
     if not verify_password(user, password):
         return None
-    if hasher.check_needs_rehash(user.password_hash):
+    if hashing.hasher.check_needs_rehash(user.password_hash):
         set_password(user, password)
     return user

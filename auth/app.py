@@ -1,6 +1,9 @@
 """Application factories: ``create_flask_app`` (WSGI) and ``create_asgi`` (for uvicorn).
 
-    uvicorn --factory auth.app:create_asgi --port 8090
+    uvicorn --factory auth.app:create_asgi --port 8090 --no-proxy-headers
+
+(``--no-proxy-headers``: auth trusts ``X-Forwarded-For`` only from ``AUTH_TRUSTED_PROXIES``;
+uvicorn's default would rewrite the client address from it first.)
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Any
 from flask import Flask, request
 from werkzeug.exceptions import HTTPException
 
-from auth import cors, revocations
+from auth import cors, passwords, revocations
 from auth.server import create_server
 from auth.settings import Settings, load_config, load_settings
 from auth.views import bp
@@ -35,6 +38,8 @@ _PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'non
 def create_flask_app(db: Database | None = None, settings: Settings | None = None) -> Flask:
     """The authorization server as a Flask app (database and settings from env by default)."""
     settings = settings or load_settings()
+    if settings.password_hashing is not None:
+        passwords.configure(settings.password_hashing)
     db = db or Database(config.database_url("auth"))
     # Authlib logs issued tokens at DEBUG level: keep its loggers above that.
     logging.getLogger("authlib").setLevel(logging.INFO)

@@ -3,8 +3,10 @@
 One endpoint each looks the presented token up as both kinds. ``token_type_hint`` only
 orders that search (RFC 7662 §2.1, RFC 7009 §2.1: a server that cannot find the token
 with the hint MUST extend its search to every type it supports). A revoked access token's
-``jti`` goes on a deny-list until the token would have expired; introspection then
-answers inactive.
+``jti`` goes on a deny-list until the token would have expired; a revoked refresh token
+revokes its whole grant (RFC 7009 §2.1), access tokens included, through the store's
+``revoke_*`` functions and so the revocation feed. Introspection answers inactive for an
+access token refused by any of them (its ``jti``, its grant ``sid``, its user ``sub``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from authlib.oauth2.rfc9068.claims import JWTAccessTokenClaims
 from authlib.oauth2.rfc9068.token_validator import JWTBearerTokenValidator
 from joserfc.errors import JoseError
-from sqlalchemy import select, update
+from sqlalchemy import select
 
-from auth.store import RefreshToken, User, digest, now
+from auth.store import RefreshToken, User, digest
 
 CONFIDENTIAL = ["client_secret_basic", "client_secret_post"]
 ANY_CLIENT = [*CONFIDENTIAL, "none"]
@@ -120,7 +122,7 @@ class TokenIntrospection(IntrospectionEndpoint):
             claims.validate(leeway=0)
         except JoseError:
             return {"active": False}
-        if self.server.is_jti_revoked(str(claims["jti"])):
+        if self.server.is_access_token_revoked(claims):
             return {"active": False}
         payload = {
             "active": True,
@@ -150,7 +152,8 @@ class TokenIntrospection(IntrospectionEndpoint):
 
 class TokenRevocation(RevocationEndpoint):
     """Revokes an access token (deny-lists its ``jti`` until it expires) or a refresh token
-    (marked revoked; a later use is treated as replay). A client may revoke only its own
+    with its whole grant (its family and the grant's access tokens, via the feed; a later
+    use of the refresh token is treated as replay). A client may revoke only its own
     tokens; an unknown token is answered 200 as RFC 7009 §2.2 says."""
 
     CLIENT_AUTH_METHODS = ANY_CLIENT
@@ -173,12 +176,10 @@ class TokenRevocation(RevocationEndpoint):
         return token
 
     def revoke_token(self, token: Token, request: Any) -> None:
-        if not isinstance(token, RefreshToken):
+        if isinstance(token, RefreshToken):
+            # RFC 7009 §2.1: revoking a refresh token revokes the grant it belongs to —
+            # every refresh token of the family and, through the revocation feed, every
+            # access token carrying the grant's ``sid``.
+            self.server.revoke_family(token.family_id)
+        else:
             self.server.revoke_jti(str(token["jti"]), int(token["exp"]))
-            return
-        with self.server.db.session() as session:
-            session.execute(
-                update(RefreshToken)
-                .where(RefreshToken.id == token.id, RefreshToken.revoked_at.is_(None))
-                .values(revoked_at=now())
-            )

@@ -14,7 +14,7 @@ from auth import endpoints, grants, store
 from auth.keys import ALGORITHM, KeyRing
 from auth.scopes import ALL_SCOPES
 from auth.settings import Settings
-from auth.store import Client, RefreshToken, RevokedAccessToken, digest, new_id, now
+from auth.store import Client, RefreshToken, digest, new_id, now
 from auth.tokens import AccessTokenGenerator, remember_token_request
 from charter.db import Database
 
@@ -87,9 +87,10 @@ class CharterAuthorizationServer(AuthorizationServer):
         with self.db.session() as session:
             store.revoke_access_token(session, jti, expires_at)
 
-    def is_jti_revoked(self, jti: str) -> bool:
+    def is_access_token_revoked(self, claims: Any) -> bool:
+        """True when the token, its grant (``sid``) or its user (``sub``) is revoked."""
         with self.db.session() as session:
-            return session.get(RevokedAccessToken, jti) is not None
+            return store.access_token_revoked(session, claims) is not None
 
 
 def _jti_and_expiry(access_token: str | None) -> tuple[str | None, int | None]:

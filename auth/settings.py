@@ -13,6 +13,8 @@ from typing import ClassVar
 
 from pydantic import Field, SecretStr
 
+from auth import passwords
+from auth.passwords import Argon2Params
 from auth.throttle import Backoff, ThrottleSettings, parse_networks
 from charter import config
 from charter.config import ComponentSettings
@@ -42,11 +44,26 @@ class AuthConfig(ComponentSettings):
     auth_account_free_attempts: int = Field(100, ge=1)
     auth_max_backoff: int = Field(900, gt=0)
     auth_hashing_concurrency: int = Field(4, ge=1)
+    # Argon2id cost (auth.passwords): production defaults; lower only in development mode.
+    auth_argon2_time_cost: int = Field(passwords.PRODUCTION.time_cost, ge=1, le=100)
+    auth_argon2_memory_cost: int = Field(passwords.PRODUCTION.memory_cost, ge=8,
+                                         le=4 * 1024 * 1024)
+    auth_argon2_parallelism: int = Field(passwords.PRODUCTION.parallelism, ge=1, le=64)
     # Secrets of the seeded clients and demo users, checked against the known dev values.
     demo_cli_secret: SecretStr | None = None
     demo_alice_password: SecretStr | None = None
     demo_staff_password: SecretStr | None = None
     demo_admin_password: SecretStr | None = None
+
+    def argon2_params(self) -> Argon2Params:
+        """The password-hashing cost (``AUTH_ARGON2_*``)."""
+        return Argon2Params(time_cost=self.auth_argon2_time_cost,
+                            memory_cost=self.auth_argon2_memory_cost,
+                            parallelism=self.auth_argon2_parallelism)
+
+    def problems(self) -> list[str]:
+        found = super().problems()
+        return found + passwords.problems(self.argon2_params(), development=self.development)
 
     def cors_origins(self) -> set[str]:
         """``AUTH_CORS_ORIGINS``, comma-separated, without trailing slashes."""
@@ -67,6 +84,8 @@ class Settings:
     leeway: int = 30
     secure_cookies: bool = False
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    # Argon2id cost the app installs (auth.passwords.configure); None keeps the process's.
+    password_hashing: Argon2Params | None = None
 
     def url(self, path: str) -> str:
         """An absolute URL under the issuer."""
@@ -97,6 +116,7 @@ def load_settings(cfg: AuthConfig | None = None) -> Settings:
         leeway=cfg.auth_leeway,
         secure_cookies=not cfg.development or issuer.startswith("https://"),
         throttle=throttle_settings(cfg),
+        password_hashing=cfg.argon2_params(),
     )
 
 

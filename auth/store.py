@@ -275,6 +275,27 @@ def revoke_subject(session: Session, user_id: str, until: int) -> None:
     record_revocation(session, "subject", user_id, until)
 
 
+def access_token_revoked(session: Session, claims: Any) -> str | None:
+    """Which revocation refuses these access-token claims (``jti``, ``grant`` or
+    ``subject``, matched as :class:`charter.security.revocation.DenySet` does), or ``None``."""
+    jti = str(claims.get("jti", ""))
+    if session.get(RevokedAccessToken, jti) is not None:
+        return "jti"
+    sid = claims.get("sid")
+    if sid and session.scalars(
+        select(Revocation.id).where(Revocation.kind == "grant", Revocation.value == str(sid))
+    ).first() is not None:
+        return "grant"
+    iat = int(claims.get("iat", 0))
+    if session.scalars(
+        select(Revocation.id).where(Revocation.kind == "subject",
+                                    Revocation.value == str(claims.get("sub", "")),
+                                    Revocation.revoked_at >= iat)
+    ).first() is not None:
+        return "subject"
+    return None
+
+
 def revocations_since(session: Session, after_ms: int, alive_at: int) -> list[Revocation]:
     """Log rows recorded after ``after_ms`` that can still match a token alive at
     ``alive_at``, oldest first."""

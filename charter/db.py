@@ -1,4 +1,9 @@
-"""SQLAlchemy 2 engines and sessions, one database per service."""
+"""SQLAlchemy 2 engines and sessions, one database per service.
+
+The ORM-free pieces live apart so a service layer can use them without loading
+SQLAlchemy: the clock (:mod:`charter.clock`, re-exported here), JSON snapshots of domain
+objects (:mod:`charter.snapshots`) and the unit-of-work port (:mod:`charter.unit_of_work`).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter
 from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from charter.clock import as_utc, rfc3339, utcnow
+from charter.unit_of_work import WriteConflict
+
+__all__ = [  # the time helpers live in charter.clock (no ORM) and are re-exported here
+    "NAMING_CONVENTION", "NAMING_CONVENTION_FK_REFERRED", "Base", "Database", "SqlUnitOfWork",
+    "UtcDateTime", "as_utc", "begin_write", "ensure_database", "make_engine", "rfc3339",
+    "service_metadata", "utcnow", "write_conflicts",
+]
 
 NAMING_CONVENTION: Mapping[str, str] = {
     "ix": "ix_%(column_0_label)s",
@@ -69,21 +83,6 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
 
 
-def utcnow() -> datetime:
-    """The current time, timezone-aware, in UTC (the only clock format stored)."""
-    return datetime.now(UTC)
-
-
-def as_utc(value: datetime) -> datetime:
-    """``value`` as an aware UTC datetime (naive values are taken to be UTC already)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def rfc3339(value: datetime) -> str:
-    """``value`` as RFC 3339 in UTC with a ``Z`` (how the APIs write timestamps)."""
-    return as_utc(value).isoformat().replace("+00:00", "Z")
-
-
 class UtcDateTime(TypeDecorator[datetime]):
     """A ``DateTime(timezone=True)`` column that always hands back aware UTC datetimes.
 
@@ -116,29 +115,6 @@ def begin_write(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "sqlite":
         session.execute(text("BEGIN IMMEDIATE"))
-
-
-T = TypeVar("T")
-
-
-class JsonSnapshot(Generic[T]):
-    """Domain objects of one type to JSON-ready values and back (pydantic ``TypeAdapter``).
-
-    For what a service keeps outside its tables: cached reads and the answers stored with
-    idempotency keys. ``dump`` gives plain JSON values (datetimes as RFC 3339 strings);
-    ``load`` rebuilds the object, running its dataclass checks (``__post_init__``) again.
-    """
-
-    def __init__(self, kind: Any) -> None:
-        self._adapter: TypeAdapter[T] = TypeAdapter(kind)
-
-    def dump(self, value: T) -> Any:
-        """``value`` as JSON-ready dicts, lists, strings and numbers."""
-        return self._adapter.dump_python(value, mode="json")
-
-    def load(self, data: Any) -> T:
-        """The object ``dump`` was given."""
-        return self._adapter.validate_python(data)
 
 
 class Database:
@@ -182,6 +158,16 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+@contextmanager
+def write_conflicts(detail: str = "the change conflicts with existing data") -> Iterator[None]:
+    """A constraint refusing a write (``IntegrityError``: a concurrent writer won) as the
+    port's :class:`charter.unit_of_work.WriteConflict`, so no ORM error leaves a store."""
+    try:
+        yield
+    except IntegrityError as exc:
+        raise WriteConflict(detail) from exc
 
 
 R = TypeVar("R")

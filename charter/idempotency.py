@@ -23,14 +23,15 @@ change included, if any), re-reads the winner's row and replays it, or answers 4
 stored: an action that raises rolls everything back, claim included, so a retry after a
 failure is evaluated afresh.
 
-For callers that manage their own transaction, :meth:`Idempotency.lookup`,
-:meth:`Idempotency.claim` / :meth:`Idempotency.complete` and :meth:`Idempotency.store`
-are the pieces.
-
-A service layer that works through a unit of work (:mod:`charter.unit_of_work`) never
-holds a Session: its repositories expose the keys as :class:`IdempotencyKeys` (the SQL
-adapter is :class:`SessionIdempotencyKeys`) and it calls :func:`run_once`, the same
-protocol over ``uow.write()`` / ``uow.read()``.
+This module is the port and loads no ORM: a service layer (which works through a unit of
+work, :mod:`charter.unit_of_work`, and never holds a Session) reaches the keys through its
+repositories as :class:`IdempotencyKeys` and calls :func:`run_once`, the protocol over
+``uow.write()`` / ``uow.read()``. The SQL side — the table, :class:`Idempotency` (the same
+protocol over Sessions, with :meth:`~Idempotency.lookup`, :meth:`~Idempotency.claim` /
+:meth:`~Idempotency.complete` and :meth:`~Idempotency.store` for callers that manage
+their own transaction), the adapter :class:`SessionIdempotencyKeys`, the purge — is in
+:mod:`charter.idempotency_store`; its names are still importable from here (loaded on
+first use) for older callers.
 
 Retention (docs/architecture.md, "Idempotency keys"): a key is kept for
 ``IDEMPOTENCY_RETENTION_DAYS`` (default 7, at least 1) after its first use. An expired key
@@ -48,36 +49,32 @@ import hashlib
 import json
 import logging
 import math
-import threading
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
-
-from sqlalchemy import (
-    JSON,
-    Column,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    UniqueConstraint,
-    delete,
-    insert,
-    inspect,
-    select,
-    update,
-)
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from charter import config
-from charter.db import Database, UtcDateTime, utcnow
-from charter.problems import Conflict, Unprocessable
+from charter.problems import Conflict
 from charter.unit_of_work import UnitOfWork, WriteConflict
+
+if TYPE_CHECKING:  # the SQL side, re-exported lazily (see __getattr__)
+    from charter.idempotency_store import (
+        Idempotency,
+        Purger,
+        SessionIdempotencyKeys,
+        idempotency_table,
+        purge_database,
+        start_purger,
+    )
+
+__all__ = [
+    "DEFAULT_PURGE_INTERVAL", "DEFAULT_RETENTION", "IN_PROGRESS", "MIN_RETENTION",
+    "PURGE_INTERVAL_VAR", "RETENTION_VAR", "TABLE_NAME", "Clock", "HasIdempotencyKeys",
+    "Idempotency", "IdempotencyKeys", "Outcome", "Purger", "SessionIdempotencyKeys",
+    "canonical_json", "fingerprint", "idempotency_table", "purge_database",
+    "purge_interval_from_env", "retention_from_env", "run_once", "start_purger",
+]
 
 log = logging.getLogger(__name__)
 
@@ -128,22 +125,6 @@ def purge_interval_from_env() -> float:
     return value
 
 
-def idempotency_table(metadata: MetaData, name: str = TABLE_NAME) -> Table:
-    """The idempotency-key table, added to a service's own metadata."""
-    return Table(
-        name,
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("scope", String(100), nullable=False),
-        Column("key", String(128), nullable=False),
-        Column("fingerprint", String(64), nullable=False),
-        Column("status", Integer, nullable=False),
-        Column("body", JSON, nullable=True),
-        Column("created_at", UtcDateTime(), nullable=False),
-        UniqueConstraint("scope", "key", name=f"uq_{name}_scope_key"),
-    )
-
-
 def canonical_json(value: Any) -> str:
     """One spelling per JSON value: sorted keys, no spaces, UTF-8 kept."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -161,210 +142,6 @@ class Outcome:
     status: int
     body: Any
     replayed: bool = False
-
-
-Action = Callable[[Session], tuple[int, Any]]
-SessionFactory = Callable[[], AbstractContextManager[Session]]
-
-
-class Idempotency:
-    """Lookup, store and the full run-once protocol over one idempotency table.
-
-    ``retention`` (default: :func:`retention_from_env`) is how long a key is honoured;
-    ``clock`` (default: :func:`charter.db.utcnow`) says what time it is.
-    """
-
-    def __init__(self, table: Table, *, retention: timedelta | None = None,
-                 clock: Clock = utcnow) -> None:
-        self.table = table
-        self.retention = retention if retention is not None else retention_from_env()
-        self.clock = clock
-
-    def cutoff(self, now: datetime | None = None) -> datetime:
-        """Keys first used before this instant have expired."""
-        return (now or self.clock()) - self.retention
-
-    def lookup(self, session: Session, scope: str, key: str, fp: str) -> Outcome | None:
-        """The stored answer for ``(scope, key)``; 422 if it was stored for another request.
-
-        An expired key is deleted here (in the caller's transaction) and treated as new.
-        """
-        t = self.table
-        row = session.execute(
-            select(t.c.id, t.c.fingerprint, t.c.status, t.c.body, t.c.created_at).where(
-                t.c.scope == scope, t.c.key == key
-            )
-        ).first()
-        if row is None:
-            return None
-        if row.created_at < self.cutoff():
-            session.execute(delete(t).where(t.c.id == row.id))
-            log.info("idempotency key %s/%s expired: treated as new", scope, key)
-            return None
-        if row.fingerprint != fp:
-            raise Unprocessable(
-                f"Idempotency-Key {key!r} was already used with a different request",
-                title="Idempotency-Key reused",
-            )
-        if row.status == IN_PROGRESS:
-            raise Conflict(
-                f"a request with Idempotency-Key {key!r} is still in progress; retry later",
-                title="Request in progress",
-            )
-        return Outcome(status=row.status, body=row.body, replayed=True)
-
-    def claim(self, session: Session, scope: str, key: str, fp: str) -> None:
-        """Insert the key as in progress, in the caller's transaction, before acting.
-
-        A concurrent transaction claiming the same key waits on the unique index
-        (PostgreSQL) and fails with ``IntegrityError`` once this one commits.
-        """
-        self.store(session, scope, key, fp, IN_PROGRESS, None)
-
-    def complete(self, session: Session, scope: str, key: str, status: int, body: Any) -> None:
-        """Record the answer of a claimed key (same transaction as the claim)."""
-        t = self.table
-        session.execute(
-            update(t).where(t.c.scope == scope, t.c.key == key).values(status=status, body=body)
-        )
-
-    def store(
-        self, session: Session, scope: str, key: str, fp: str, status: int, body: Any
-    ) -> None:
-        """Record an answer in the caller's transaction (flushed now, so a race fails here)."""
-        session.execute(
-            insert(self.table).values(
-                scope=scope,
-                key=key,
-                fingerprint=fp,
-                status=status,
-                body=body,
-                created_at=self.clock(),
-            )
-        )
-        session.flush()
-
-    def run(
-        self,
-        sessions: SessionFactory,
-        *,
-        scope: str,
-        key: str,
-        request: Any,
-        action: Action,
-        begin: Callable[[Session], None] | None = None,
-    ) -> Outcome:
-        """Run ``action`` once per ``(scope, key)``; see the module docstring.
-
-        ``sessions`` is a unit-of-work factory such as ``Database.session``; ``begin`` runs
-        first in the transaction (e.g. to take a write lock).
-        """
-        fp = fingerprint(request)
-        try:
-            with sessions() as session:
-                if begin is not None:
-                    begin(session)
-                stored = self.lookup(session, scope, key, fp)
-                if stored is not None:
-                    return stored
-                self.claim(session, scope, key, fp)
-                status, body = action(session)
-                self.complete(session, scope, key, status, body)
-                return Outcome(status=status, body=body)
-        except IntegrityError as exc:
-            # A concurrent request with the same key (or touching the same unique row)
-            # committed first: our transaction is rolled back; answer as it decided.
-            with sessions() as session:
-                stored = self.lookup(session, scope, key, fp)
-            if stored is not None:
-                log.info("idempotency race on %s/%s: replaying the winner", scope, key)
-                return stored
-            raise Conflict(
-                "a concurrent request changed the same resource; retry the request",
-                title="Concurrent request",
-            ) from exc
-
-    def purge(self, session: Session, now: datetime | None = None) -> int:
-        """Delete every expired key (in the caller's transaction); how many were deleted."""
-        t = self.table
-        result = session.execute(delete(t).where(t.c.created_at < self.cutoff(now)))
-        return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-class Purger:
-    """Deletes expired idempotency keys now and then, in a daemon thread.
-
-    Each service with an idempotency table starts one from its app factory
-    (:func:`start_purger`). With several workers each runs its own: deleting expired rows
-    is idempotent, so they never conflict (at worst one finds nothing left to delete).
-    """
-
-    def __init__(self, db: Database, idempotency: Idempotency, *, interval: float,
-                 name: str = "idempotency") -> None:
-        self.db = db
-        self.idempotency = idempotency
-        self.interval = interval
-        self.name = name
-        self.stopping = threading.Event()
-        self.thread: threading.Thread | None = None
-
-    def run_once(self) -> int:
-        """Purge now; how many keys were deleted."""
-        with self.db.write() as session:
-            deleted = self.idempotency.purge(session)
-        if deleted:
-            log.info("%s: purged %d expired idempotency keys", self.name, deleted)
-        return deleted
-
-    def _loop(self) -> None:
-        while not self.stopping.is_set():
-            try:
-                self.run_once()
-            except Exception:  # the database may be down: try again next time
-                log.exception("%s: idempotency purge failed", self.name)
-            if self.stopping.wait(self.interval):
-                return
-
-    def start(self) -> Purger:
-        """Purge now and then every ``interval`` seconds (0: never) in a daemon thread."""
-        if self.interval > 0 and self.thread is None:
-            self.thread = threading.Thread(target=self._loop, name=f"{self.name}-purge",
-                                           daemon=True)
-            self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread (waits for a purge under way to finish)."""
-        self.stopping.set()
-        if self.thread is not None:
-            self.thread.join(timeout)
-
-
-def start_purger(db: Database, table: Table, *, name: str, interval: float | None = None,
-                 retention: timedelta | None = None, clock: Clock = utcnow) -> Purger:
-    """Start the scheduled purge of ``table`` (interval default from the environment)."""
-    interval = purge_interval_from_env() if interval is None else interval
-    idempotency = Idempotency(table, retention=retention, clock=clock)
-    return Purger(db, idempotency, interval=interval, name=name).start()
-
-
-def purge_database(url: str, *, retention: timedelta | None = None,
-                   now: datetime | None = None, table_name: str = TABLE_NAME) -> int | None:
-    """Purge expired keys in the database at ``url``; ``None`` if it has no such table."""
-    parsed = make_url(url)
-    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    if path not in (None, "", ":memory:") and not Path(str(path)).exists():
-        return None  # a SQLite file never created: nothing to purge (and none created)
-    db = Database(url)
-    try:
-        if not inspect(db.engine).has_table(table_name):
-            return None
-        idempotency = Idempotency(idempotency_table(MetaData(), table_name),
-                                  retention=retention)
-        with db.write() as session:
-            return idempotency.purge(session, now)
-    finally:
-        db.dispose()
 
 
 # The same protocol for service layers that work through a unit of work ----------------
@@ -396,29 +173,6 @@ class HasIdempotencyKeys(Protocol):
     def idempotency(self) -> IdempotencyKeys:
         """The keys, bound to the same transaction as the repositories."""
         ...
-
-
-class SessionIdempotencyKeys:
-    """:class:`IdempotencyKeys` over :class:`Idempotency` and one Session (the SQL adapter).
-
-    A unique-constraint race on the claim becomes :class:`WriteConflict`.
-    """
-
-    def __init__(self, idempotency: Idempotency, session: Session) -> None:
-        self._idempotency = idempotency
-        self._session = session
-
-    def lookup(self, scope: str, key: str, fp: str) -> Outcome | None:
-        return self._idempotency.lookup(self._session, scope, key, fp)
-
-    def claim(self, scope: str, key: str, fp: str) -> None:
-        try:
-            self._idempotency.claim(self._session, scope, key, fp)
-        except IntegrityError as exc:
-            raise WriteConflict(f"idempotency key {scope}/{key} claimed concurrently") from exc
-
-    def complete(self, scope: str, key: str, status: int, body: Any) -> None:
-        self._idempotency.complete(self._session, scope, key, status, body)
 
 
 K = TypeVar("K", bound=HasIdempotencyKeys)
@@ -454,3 +208,16 @@ def run_once(uow: UnitOfWork[K], *, scope: str, key: str, request: Any,
             "a concurrent request changed the same resource; retry the request",
             title="Concurrent request",
         ) from exc
+
+
+_STORE_NAMES = frozenset({"Idempotency", "Purger", "SessionIdempotencyKeys",
+                          "idempotency_table", "purge_database", "start_purger"})
+
+
+def __getattr__(name: str) -> Any:
+    """The SQL side (:mod:`charter.idempotency_store`), imported only when asked for."""
+    if name in _STORE_NAMES:
+        from charter import idempotency_store
+
+        return getattr(idempotency_store, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,6 +78,24 @@ def uvicorn_tls_args(service: str, directory: Path | None = None,
     ]
 
 
+# Components that find the client address themselves, trusting ``X-Forwarded-For`` only
+# from their own configured proxies (auth: ``AUTH_TRUSTED_PROXIES``). uvicorn's default
+# (``--proxy-headers``, ``--forwarded-allow-ips 127.0.0.1``) would rewrite the peer from
+# the header before they see it, so any local client could pick its own address.
+OWN_PROXY_HANDLING = frozenset({"auth"})
+
+
+def uvicorn_proxy_args(service: str) -> list[str]:
+    """uvicorn options about proxy headers: ``--no-proxy-headers`` for
+    :data:`OWN_PROXY_HANDLING` components, else ``[]`` (uvicorn's default)."""
+    return ["--no-proxy-headers"] if service in OWN_PROXY_HANDLING else []
+
+
+def uvicorn_proxy_config(service: str) -> dict[str, Any]:
+    """The same as keyword arguments of ``uvicorn.Config`` (in-process servers)."""
+    return {"proxy_headers": False} if service in OWN_PROXY_HANDLING else {}
+
+
 def uvicorn_tls_config(service: str, directory: Path | None = None,
                        protocol: str = PROTOCOL, *, force: bool = False) -> dict[str, Any]:
     """The same settings as keyword arguments of ``uvicorn.Config`` (in-process servers).

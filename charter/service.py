@@ -65,21 +65,32 @@ def _missing_token_handler(request: ConnexionRequest, exc: Exception) -> Connexi
     return _problem_handler(request, connexion_auth.TokenRejected("missing"))
 
 
-def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
-    assert isinstance(exc, problems.Problem)
+def _connexion_problem(doc: dict[str, Any],
+                       headers: dict[str, str] | None = None) -> ConnexionResponse:
+    """A problem document (:meth:`problems.Problem.body`, :func:`problems.body`) as
+    Connexion's response."""
+    ext = {k: v for k, v in doc.items() if k not in ("type", "title", "status", "detail")}
     return problem(
-        status=exc.status,
-        title=exc.title,
-        detail=exc.detail or "",
-        type=exc.type,
-        headers=exc.headers or None,
-        ext=exc.extensions or None,
+        status=doc["status"],
+        title=doc["title"],
+        detail=doc.get("detail", ""),
+        type=doc["type"],
+        headers=headers or None,
+        ext=ext or None,
     )
 
 
+def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """A :class:`problems.Problem` raised before Flask (a 5xx's detail goes to the log)."""
+    assert isinstance(exc, problems.Problem)
+    return _connexion_problem(exc.body(), exc.headers)
+
+
 def _unexpected_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Any other error raised before Flask: logged, answered as a bare 500 with the
+    correlation id (as the Flask-level handler does)."""
     log.error("unhandled error", exc_info=exc)
-    return problem(500, "Internal Server Error", "The server could not complete the request.")
+    return _connexion_problem(problems.body(500, "Internal Server Error"))
 
 
 def _install_flask_errors(flask_app: Flask) -> None:
@@ -104,8 +115,7 @@ def _install_flask_errors(flask_app: Flask) -> None:
     @flask_app.errorhandler(Exception)
     def _any(exc: Exception) -> Any:
         log.error("unhandled error", exc_info=exc)
-        detail = "The server could not complete the request."
-        return as_problem(problems.body(500, "Internal Server Error", detail))
+        return as_problem(problems.body(500, "Internal Server Error"))
 
 
 def _install_health(flask_app: Flask, ctx: ServiceContext) -> None:
@@ -122,8 +132,11 @@ def _install_health(flask_app: Flask, ctx: ServiceContext) -> None:
                 check()
                 checks[name] = "ok"
             except Exception as exc:  # any failure means not ready
+                # The body names the dependency only; what went wrong goes to the log.
                 ok = False
-                checks[name] = f"failed: {type(exc).__name__}"
+                checks[name] = "failed"
+                log.warning("%s not ready: %s check failed: %s: %s", ctx.name, name,
+                            type(exc).__name__, exc)
         body = {"status": "ok" if ok else "unavailable", "service": ctx.name, "checks": checks}
         return body, (200 if ok else 503)
 

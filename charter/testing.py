@@ -1,8 +1,10 @@
 """Test helpers: a throw-away signing key, token minting, and a verifier that trusts it.
 
 Used by service tests to build the token matrix (valid, expired, wrong audience, wrong
-issuer, bad signature, missing scope) without running the authorization server, and to
-enumerate the operations of a bundled spec that the matrix runs on.
+issuer, bad signature, ``alg: none``, algorithm confusion, unknown ``kid``, missing claims,
+``nbf`` in the future, missing scope) without running the authorization server, and to
+enumerate the operations of a bundled spec that the matrix runs on. The runner that checks
+every row on every operation is ``tests/support/token_matrix.py`` (docs/testing.md).
 """
 
 from __future__ import annotations
@@ -217,6 +219,9 @@ def assert_bad_tokens_refused(
 ) -> None:
     """Every bad token and every unusable ``Authorization`` header is refused with 401.
 
+    Superseded by ``tests/support/token_matrix.py`` (identical bodies checked too); kept
+    until every service's security tests use it.
+
     ``call`` makes the request with the given extra headers; ``assert_problem`` is the
     test's own check of a problem response with a status. The bad tokens carry ``scopes``.
     """
@@ -240,6 +245,8 @@ def assert_token_refusals(
     label: str,
 ) -> None:
     """The refusing half of the token matrix on one operation.
+
+    Superseded by ``tests/support/token_matrix.py``; kept until every service migrates.
 
     ``call`` makes the request with a bearer token (``None``: no ``Authorization``).
     No token → 401 problem; each bad token carrying ``scope`` → 401; the valid token

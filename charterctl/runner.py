@@ -76,16 +76,21 @@ def _describe_seed(name: str, result: object) -> list[str]:
     return []
 
 
-def _spawn(comp: Component) -> subprocess.Popen[bytes]:
-    cmd = [
+def command(comp: Component) -> list[str]:
+    """The uvicorn command line that runs ``comp`` (with ``serve.service_env`` added)."""
+    return [
         sys.executable, "-m", "uvicorn", "--factory", comp.asgi_factory,
         "--host", config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1",
         "--port", str(comp.port),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
+        *serve.uvicorn_proxy_args(comp.name),
         *serve.uvicorn_tls_args(comp.name),
     ]
-    return subprocess.Popen(cmd, env={**os.environ, **serve.service_env(comp.name)})
+
+
+def _spawn(comp: Component) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(command(comp), env={**os.environ, **serve.service_env(comp.name)})
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

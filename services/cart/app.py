@@ -13,7 +13,7 @@ from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
 
 from .ports import CatalogPort
 from .services import CartService

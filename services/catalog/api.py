@@ -12,12 +12,13 @@ from typing import Any
 
 from flask import request
 
-from charter.db import rfc3339
+from charter.clock import rfc3339
 from charter.idempotency import Outcome
 from charter.service import context
+from charter.usecases import page_json
 
 from .domain import Category, Product, ProductFilter, Reservation, StockLevel
-from .services import CatalogService, Page
+from .services import CatalogService
 
 BASE = "/v1"
 Json = dict[str, Any]
@@ -75,11 +76,6 @@ def reservation_json(reservation: Reservation) -> Json:
         "created_at": iso(reservation.created_at),
         "updated_at": iso(reservation.updated_at),
     }
-
-
-def page_json(page: Page[Any], item_json: Any) -> Json:
-    return {"items": [item_json(i) for i in page.items], "page": page.page,
-            "page_size": page.page_size, "total": page.total}
 
 
 def _svc() -> CatalogService:

@@ -9,8 +9,8 @@ import connexion
 
 from charter import config, service
 from charter.cache import Cache, make_cache
-from charter.db import Database, SqlUnitOfWork
-from charter.idempotency import Idempotency, start_purger
+from charter.db import Database
+from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
 
 from .services import CatalogService
@@ -23,9 +23,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 def catalog_service(db: Database, cache: Cache | None = None) -> CatalogService:
     """The service wired to its SQL adapters: a unit of work on ``db`` and the repository."""
-    keys = Idempotency(idempotency_keys)
-    uow = SqlUnitOfWork(db, lambda session: SqlCatalogRepository(session, keys))
-    return CatalogService(uow, cache)
+    return CatalogService(keyed_unit_of_work(db, SqlCatalogRepository), cache)
 
 
 def create_app(

@@ -23,14 +23,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 from charter.cache import Cache, Namespace, TTLCache
-from charter.db import JsonSnapshot
-from charter.idempotency import Outcome, canonical_json, run_once
+from charter.idempotency import Outcome, canonical_json
 from charter.problems import Conflict, NotFound, Problem, Unprocessable
+from charter.snapshots import JsonSnapshot
 from charter.unit_of_work import UnitOfWork, WriteConflict
+from charter.usecases import Page, Refusals, run_once_as
 
 from . import domain
 from .domain import Category, Product, ProductFilter, Reservation, StockLevel
@@ -46,16 +46,6 @@ CATEGORY_PAGE = JsonSnapshot[tuple[list[Category], int]](tuple[list[Category], i
 PRODUCT_PAGE = JsonSnapshot[tuple[list[Product], int]](tuple[list[Product], int])
 RESERVATION = JsonSnapshot[Reservation](Reservation)
 """JSON forms of domain objects for the cache and the stored idempotent answers."""
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing: the items and how many there are in all."""
-
-    items: list[T]
-    page: int
-    page_size: int
-    total: int
 
 
 def as_problem(exc: domain.DomainError) -> Problem:
@@ -75,13 +65,8 @@ def as_problem(exc: domain.DomainError) -> Problem:
     return Unprocessable(str(exc))
 
 
-@contextmanager
-def business_rules() -> Iterator[None]:
-    """Turn a refused business rule into its problem response."""
-    try:
-        yield
-    except domain.DomainError as exc:
-        raise as_problem(exc) from exc
+business_rules = Refusals(domain.DomainError, as_problem)
+"""``with business_rules():`` answers a refused business rule with its problem."""
 
 
 class _Cached(Generic[T]):
@@ -140,7 +125,7 @@ class CatalogService:
     def list_categories(self, page: int = 1, page_size: int = 20) -> Page[Category]:
         def load() -> tuple[list[Category], int]:
             with self._read() as repo:
-                return repo.categories((page - 1) * page_size, page_size)
+                return repo.categories(Page.offset(page, page_size), page_size)
 
         items, total = self._category_pages.get_or_load(f"{page}:{page_size}", load)
         return Page(items, page, page_size, total)
@@ -184,7 +169,7 @@ class CatalogService:
                       page_size: int = 20) -> Page[Product]:
         def load() -> tuple[list[Product], int]:
             with self._read() as repo:
-                return repo.products(flt, (page - 1) * page_size, page_size)
+                return repo.products(flt, Page.offset(page, page_size), page_size)
 
         key = canonical_json({"f": vars(flt), "p": page, "s": page_size})
         items, total = self._product_pages.get_or_load(key, load)
@@ -344,16 +329,11 @@ class CatalogService:
     def _idempotent(self, operation: str, key: str, request: Any,
                     action: Callable[[CatalogRepository], tuple[int, Reservation]]) -> Outcome:
         """Run ``action`` once per key in one write transaction; the body is a Reservation."""
-
-        def stored_action(repo: CatalogRepository) -> tuple[int, Any]:
-            status, reservation = action(repo)
-            return status, RESERVATION.dump(reservation)
-
-        outcome = run_once(self.uow, scope=f"{self.SCOPE}.{operation}", key=key,
-                           request=request, action=stored_action)
+        outcome = run_once_as(self.uow, RESERVATION, scope=f"{self.SCOPE}.{operation}",
+                              key=key, request=request, action=action)
         if not outcome.replayed:
             self._invalidate()
-        return replace(outcome, body=RESERVATION.load(outcome.body))
+        return outcome
 
 
 def _found(value: T | None, missing: str) -> T:

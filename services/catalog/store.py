@@ -14,8 +14,7 @@ never oversell. The ``CHECK`` constraints on ``stock`` are a last line of defenc
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import datetime
 
 from sqlalchemy import (
@@ -30,17 +29,10 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from charter.db import UtcDateTime, service_metadata, utcnow
-from charter.idempotency import (
-    Idempotency,
-    IdempotencyKeys,
-    SessionIdempotencyKeys,
-    idempotency_table,
-)
-from charter.unit_of_work import WriteConflict
+from charter.db import UtcDateTime, service_metadata, utcnow, write_conflicts
+from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 
 from . import domain
 from .domain import Category, Product, ProductFilter, Reservation, StockLevel
@@ -143,34 +135,17 @@ def _level(row: StockRow) -> StockLevel:
     return StockLevel(row.product_id, row.on_hand, row.reserved, updated_at=row.updated_at)
 
 
-@contextmanager
-def _conflicts() -> Iterator[None]:
-    """A constraint refusing the write (a concurrent writer won) as ``WriteConflict``."""
-    try:
-        yield
-    except IntegrityError as exc:
-        raise WriteConflict("the change conflicts with existing data") from exc
-
-
-class SqlCatalogRepository:
+class SqlCatalogRepository(KeyedSqlRepository):
     """:class:`.ports.CatalogRepository` inside one Session (the unit of work's transaction).
 
-    ``idempotency`` is the key table's helper (default: one built from the environment's
-    retention); build it once and share it (``app.catalog_service`` does).
+    Its idempotency keys come from :class:`charter.idempotency_store.KeyedSqlRepository`
+    (``app.catalog_service`` builds the helper once: ``keyed_unit_of_work``).
     """
 
-    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
-        self.session = session
-        self._idempotency = idempotency
-
-    @property
-    def idempotency(self) -> IdempotencyKeys:
-        if self._idempotency is None:
-            self._idempotency = Idempotency(idempotency_keys)
-        return SessionIdempotencyKeys(self._idempotency, self.session)
+    keys_table = idempotency_keys
 
     def _flush(self) -> None:
-        with _conflicts():
+        with write_conflicts():
             self.session.flush()
 
     # categories -------------------------------------------------------------------

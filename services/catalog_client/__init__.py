@@ -5,30 +5,7 @@ catalog's v1 answers map to Python (frozen dataclasses in :mod:`.models`, errors
 :class:`CatalogUnavailable`) and how to call it (:class:`HttpCatalogClient`, through
 :class:`charter.http.HttpClient`). Services may import it; it imports no service.
 
-Ports and service layers import :mod:`services.catalog_client.models` only; app
-factories build :class:`HttpCatalogClient`.
+Ports and service layers import :mod:`services.catalog_client.models` only (this package
+imports nothing, so they never load the HTTP stack); app factories import
+:class:`services.catalog_client.client.HttpCatalogClient`.
 """
-
-from __future__ import annotations
-
-from .client import HttpCatalogClient
-from .models import (
-    CatalogUnavailable,
-    Product,
-    ReserveOutcome,
-    ReserveResult,
-    Stock,
-    TransitionOutcome,
-    TransitionResult,
-)
-
-__all__ = [
-    "CatalogUnavailable",
-    "HttpCatalogClient",
-    "Product",
-    "ReserveOutcome",
-    "ReserveResult",
-    "Stock",
-    "TransitionOutcome",
-    "TransitionResult",
-]

@@ -5,19 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import connexion
 
 from charter import config
 from charter.cache import Cache, make_cache
-from charter.db import Database
+from charter.db import Database, SqlUnitOfWork
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 
-from .clients import HttpRateSource, RateSource, TableRateSource, upstream_timeout
-from .services import ExchangeMetrics, ExchangeService, cache_ttl
+from .clients import HttpRateSource, TableRateSource, upstream_timeout
+from .ports import RateSource
+from .services import ExchangeMetrics, ExchangeService
 from .settings import ExchangeConfig, load_config
+from .store import SqlRatesRepository
 
 NAME = "exchange"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -29,6 +32,19 @@ def default_source(db: Database) -> RateSource:
     if url:
         return HttpRateSource(url, timeout=upstream_timeout())
     return TableRateSource(db)
+
+
+def exchange_service(db: Database, source: RateSource, cache: Cache | None = None,
+                     **options: Any) -> ExchangeService:
+    """The service wired to its SQL adapters; ``options`` as :class:`ExchangeService` takes.
+
+    ``ttl`` and ``stale_retry_after`` default to ``EXCHANGE_CACHE_TTL`` and
+    ``EXCHANGE_STALE_RETRY`` (:class:`.settings.ExchangeConfig`).
+    """
+    settings = ExchangeConfig.parse()
+    options.setdefault("ttl", settings.exchange_cache_ttl)
+    options.setdefault("stale_retry_after", settings.exchange_stale_retry)
+    return ExchangeService(SqlUnitOfWork(db, SqlRatesRepository), source, cache, **options)
 
 
 def create_app(
@@ -45,10 +61,10 @@ def create_app(
     """
     db = db or Database(config.database_url(NAME))
     source = source or default_source(db)
-    ttl = cache_ttl()
+    ttl = ExchangeConfig.parse().exchange_cache_ttl
     cache = cache if cache is not None else make_cache(NAME, default_ttl=ttl)
     metrics = ExchangeMetrics(NAME)
-    exchange = ExchangeService(db, source, cache, ttl=ttl, now=now, metrics=metrics)
+    exchange = exchange_service(db, source, cache, ttl=ttl, now=now, metrics=metrics)
     app = create_service_app(
         NAME,
         api_module="services.exchange.api",

@@ -1,4 +1,4 @@
-"""Where rates come from: the :class:`RateSource` port and its adapters.
+"""Where rates come from: the adapters of the :class:`.ports.RateSource` port.
 
 * :class:`TableRateSource` (default) reads the ``base_rates`` table of the service's own
   database (seeded by :func:`services.exchange.seed.seed`).
@@ -12,7 +12,6 @@
 
   Codes must be ISO 4217; rates positive; the base's own rate, if listed, must be 1;
   currencies whose minor unit this service does not know are skipped (logged).
-* :class:`InMemoryRateSource` for tests and for running the service alone.
 
 Every failure (unreachable, timeout, non-200, malformed JSON or shape, empty table)
 raises :class:`RateSourceError`; the service then serves the last known rates.
@@ -20,43 +19,29 @@ raises :class:`RateSourceError`; the service then serves the last known rates.
 
 from __future__ import annotations
 
-import abc
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from charter.clock import as_utc, utcnow
 from charter.db import Database
 from charter.http import HttpClient
 from charter.problems import ServiceUnavailable
 
 from . import domain
+from .ports import RateSource, RateSourceError
 from .settings import ExchangeConfig
-from .store import RatesRepository
+from .store import SqlRatesRepository
+
+__all__ = ["HttpRateSource", "RateSource", "RateSourceError", "TableRateSource",
+           "table_from_document", "upstream_timeout"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 2.0
-
-
-class RateSourceError(Exception):
-    """The source could not give a usable rate table."""
-
-
-class RateSource(abc.ABC):
-    """The port: the current rate table of one source."""
-
-    name: str = "source"
-
-    @abc.abstractmethod
-    def fetch(self) -> domain.RateTable:
-        """The current rates; raises :class:`RateSourceError` when there are none."""
-
-    def close(self) -> None:  # noqa: B027 - optional hook
-        """Release resources."""
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -66,7 +51,7 @@ def parse_timestamp(value: Any) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
         raise RateSourceError(f"as_of {value!r} is not an RFC 3339 timestamp") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return as_utc(parsed)
 
 
 def table_from_document(doc: Any, now: datetime) -> domain.RateTable:
@@ -98,7 +83,7 @@ class TableRateSource(RateSource):
     def fetch(self) -> domain.RateTable:
         try:
             with self.db.session() as session:
-                rows = RatesRepository(session).base_rate_rows()
+                rows = SqlRatesRepository(session).base_rate_rows()
         except Exception as exc:  # the database is the source here: any failure counts
             raise RateSourceError(f"rate table unreadable: {type(exc).__name__}") from exc
         if not rows:
@@ -137,7 +122,7 @@ class HttpRateSource(RateSource):
         self.url = url
         self.http = http or HttpClient("", name="exchange-upstream", timeout=timeout,
                                        retries=retries)
-        self._now = clock or (lambda: datetime.now(UTC))
+        self._now = clock or utcnow
 
     def fetch(self) -> domain.RateTable:
         try:
@@ -154,27 +139,3 @@ class HttpRateSource(RateSource):
 
     def close(self) -> None:
         self.http.close()
-
-
-class InMemoryRateSource(RateSource):
-    """Rates held in memory; ``down = True`` makes :meth:`fetch` fail. Counts calls."""
-
-    def __init__(self, base: str = "EUR", rates: Mapping[str, Any] | None = None,
-                 *, name: str = "table", as_of: datetime | None = None) -> None:
-        self.name = name
-        self.base = base
-        self.rates: dict[str, Any] = dict(rates or {})
-        self.as_of = as_of or datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-        self.down = False
-        self.calls = 0
-        self._lock = threading.Lock()
-
-    def fetch(self) -> domain.RateTable:
-        with self._lock:
-            self.calls += 1
-        if self.down:
-            raise RateSourceError("the in-memory source is down")
-        try:
-            return domain.RateTable.build(self.base, self.rates, self.as_of)
-        except domain.InvalidRates as exc:
-            raise RateSourceError(str(exc)) from exc

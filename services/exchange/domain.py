@@ -162,3 +162,57 @@ def convert(amount: int, source: str, target: str, rate: Decimal) -> int:
         ctx.prec = 80
         value = Decimal(amount) * rate * Decimal(1).scaleb(shift)
         return int(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN))
+
+
+@dataclass(frozen=True)
+class KnownRates:
+    """A rate table as last fetched from a source (the fallback when the source fails)."""
+
+    source: str
+    table: RateTable
+    fetched_at: datetime
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """Which rates an answer used: when they were valid, from where, and how old they are.
+
+    ``stale`` marks the last known rates served because the source failed; ``age`` is the
+    whole seconds since they were fetched.
+    """
+
+    as_of: datetime
+    source: str
+    stale: bool
+    age: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """The rate from ``source`` to ``target``."""
+
+    source: str
+    target: str
+    rate: Decimal
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class RateList:
+    """Every rate from ``source`` (by target currency)."""
+
+    source: str
+    rates: Mapping[str, Decimal]
+    freshness: Freshness
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """``amount`` minor units of ``source`` converted at ``rate`` (half-even rounding)."""
+
+    source: str
+    target: str
+    amount: int
+    converted_amount: int
+    rate: Decimal
+    freshness: Freshness

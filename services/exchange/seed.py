@@ -11,7 +11,7 @@ from decimal import Decimal
 
 from charter.db import Database
 
-from .store import RatesRepository
+from .store import SqlRatesRepository
 
 BASE = "EUR"
 
@@ -37,7 +37,7 @@ def seed(db: Database) -> int:
     """Insert the demo rates where missing; returns how many rates it created."""
     created = 0
     with db.session() as session:
-        repo = RatesRepository(session)
+        repo = SqlRatesRepository(session)
         for currency, rate in RATES.items():
             if repo.has_base_rate(currency):
                 continue

@@ -8,13 +8,19 @@
    then use the table it cached); a table fetched successfully is stored as the source's
    last known rates in the database and cached;
 3. if the source fails, the last known rates from the database are served **stale**
-   (``stale: true``, ``age`` = seconds since they were fetched, a ``Warning`` header); the
+   (``stale``, ``age`` = seconds since they were fetched; ``api.py`` adds a ``Warning``
+   header); the
    stale answer is cached for ``EXCHANGE_STALE_RETRY`` seconds (default 5) so a failing
    source is not asked on every request; each stale answer is counted;
 4. if nothing was ever known: 503 problem with ``Retry-After``.
 
-The wall clock (``now``) is injectable; age and freshness are computed from it, while
-the cache's own expiry uses the cache's clock.
+The service depends only on ports (:mod:`.ports`): a :class:`RateSource` and
+``uow: UnitOfWork[RatesRepository]`` for the last known rates (:mod:`charter.unit_of_work`).
+Its settings (TTL, stale retry) are given by ``app.py``, which reads them from
+:class:`.settings.ExchangeConfig`.
+
+The wall clock (``now``) is injectable; age and freshness are computed from it, while the
+cache's own expiry uses the cache's clock.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -31,35 +37,20 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from charter.cache import Cache, TTLCache
-from charter.db import Database
+from charter.clock import utcnow
 from charter.problems import NotFound, Problem, ServiceUnavailable, Unprocessable
+from charter.snapshots import JsonSnapshot
+from charter.unit_of_work import UnitOfWork
 
 from . import domain
-from .clients import RateSource, RateSourceError
-from .settings import ExchangeConfig
-from .store import KnownRates, RatesRepository, aware
+from .domain import Conversion, Freshness, KnownRates, Quote, RateList
+from .ports import RateSource, RateSourceError, RatesRepository
 
 log = logging.getLogger(__name__)
-
-Doc = dict[str, Any]
 
 DEFAULT_TTL = 60.0
 DEFAULT_STALE_RETRY = 5.0
 STALE_WARNING = '110 - "Response is Stale"'
-
-
-def cache_ttl() -> float:
-    """``EXCHANGE_CACHE_TTL`` seconds (default 60)."""
-    return ExchangeConfig.parse().exchange_cache_ttl
-
-
-def stale_retry() -> float:
-    """``EXCHANGE_STALE_RETRY`` seconds (default 5)."""
-    return ExchangeConfig.parse().exchange_stale_retry
-
-
-def iso(ts: datetime) -> str:
-    return aware(ts).astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ExchangeMetrics(Collector):
@@ -109,55 +100,48 @@ class Served:
     stale: bool
 
     def age(self, now: datetime) -> int:
+        """Whole seconds since the table was fetched (never negative)."""
         return max(0, int((now - self.fetched_at).total_seconds()))
 
-
-def _encode(known: KnownRates, stale: bool) -> Doc:
-    return {
-        "source": known.source,
-        "base": known.table.base,
-        "rates": known.table.as_strings(),
-        "as_of": iso(known.table.as_of),
-        "fetched_at": iso(known.fetched_at),
-        "stale": stale,
-    }
+    def freshness(self, now: datetime) -> Freshness:
+        """The freshness an answer computed from this table reports."""
+        return Freshness(as_of=self.table.as_of, source=self.source, stale=self.stale,
+                         age=self.age(now))
 
 
-def _decode(doc: Doc) -> Served:
-    table = domain.RateTable(
-        base=doc["base"],
-        rates={code: Decimal(value) for code, value in doc["rates"].items()},
-        as_of=datetime.fromisoformat(doc["as_of"].replace("Z", "+00:00")),
-    )
-    fetched = datetime.fromisoformat(doc["fetched_at"].replace("Z", "+00:00"))
-    return Served(table=table, source=doc["source"], fetched_at=fetched, stale=doc["stale"])
+SERVED = JsonSnapshot[Served](Served)
+"""How an answering rate table is kept in the cache (shared by every instance via Redis)."""
 
 
 def unknown(exc: domain.UnknownCurrency) -> Problem:
+    """The 404 problem of a currency the rate table does not know."""
     return NotFound(str(exc), title="Unknown currency", currency=exc.code)
 
 
 class ExchangeService:
-    """Rates and conversions over one rate source, one cache and the service database."""
+    """Rates and conversions over one rate source, one cache and the last known rates.
+
+    ``ttl`` and ``stale_retry_after`` are seconds (``EXCHANGE_CACHE_TTL`` and
+    ``EXCHANGE_STALE_RETRY``, read by ``app.py``).
+    """
 
     def __init__(
         self,
-        db: Database,
+        uow: UnitOfWork[RatesRepository],
         source: RateSource,
         cache: Cache | None = None,
         *,
-        ttl: float | None = None,
-        stale_retry_after: float | None = None,
+        ttl: float = DEFAULT_TTL,
+        stale_retry_after: float = DEFAULT_STALE_RETRY,
         now: Callable[[], datetime] | None = None,
         metrics: ExchangeMetrics | None = None,
     ) -> None:
-        self.db = db
+        self.uow = uow
         self.source = source
-        self.ttl = ttl if ttl is not None else cache_ttl()
-        self.stale_retry_after = (stale_retry_after if stale_retry_after is not None
-                                  else stale_retry())
+        self.ttl = ttl
+        self.stale_retry_after = stale_retry_after
         self.cache = cache if cache is not None else TTLCache(default_ttl=self.ttl)
-        self.now = now or (lambda: datetime.now(UTC))
+        self.now = now or utcnow
         self.metrics = metrics or ExchangeMetrics()
         self._refresh_lock = threading.Lock()
 
@@ -181,8 +165,8 @@ class ExchangeService:
         if doc is None:
             return None
         try:
-            return _decode(doc)
-        except (KeyError, TypeError, ValueError, ArithmeticError):
+            return SERVED.load(doc)
+        except ValueError:  # pydantic's ValidationError included
             log.warning("exchange: undecodable cache entry ignored")
             return None
 
@@ -196,21 +180,22 @@ class ExchangeService:
             return self._last_known()
         known = KnownRates(source=self.source.name, table=table, fetched_at=self.now())
         self._remember(known)
-        self.cache.set(self._cache_key, _encode(known, stale=False), self.ttl)
-        return Served(table=table, source=known.source, fetched_at=known.fetched_at,
-                      stale=False)
+        served = Served(table=table, source=known.source, fetched_at=known.fetched_at,
+                        stale=False)
+        self.cache.set(self._cache_key, SERVED.dump(served), self.ttl)
+        return served
 
     def _remember(self, known: KnownRates) -> None:
         try:
-            with self.db.session() as session:
-                RatesRepository(session).remember(known)
+            with self.uow.write() as repo:
+                repo.remember(known)
         except Exception as exc:  # the answer is still good; only the fallback is older
             log.warning("exchange: could not store the last known rates: %s", exc)
 
     def _last_known(self) -> Served:
         try:
-            with self.db.session() as session:
-                known = RatesRepository(session).last_known(self.source.name)
+            with self.uow.read() as repo:
+                known = repo.last_known(self.source.name)
         except Exception as exc:
             log.warning("exchange: last known rates unreadable: %s", exc)
             known = None
@@ -220,65 +205,49 @@ class ExchangeService:
                 title="No exchange rates",
                 headers={"Retry-After": str(int(self.stale_retry_after))},
             )
-        self.cache.set(self._cache_key, _encode(known, stale=True), self.stale_retry_after)
-        return Served(table=known.table, source=known.source, fetched_at=known.fetched_at,
-                      stale=True)
+        served = Served(table=known.table, source=known.source, fetched_at=known.fetched_at,
+                        stale=True)
+        self.cache.set(self._cache_key, SERVED.dump(served), self.stale_retry_after)
+        return served
 
     # use cases -------------------------------------------------------------------------
-    def _freshness(self, served: Served) -> Doc:
-        return {
-            "as_of": iso(served.table.as_of),
-            "source": served.source,
-            "stale": served.stale,
-            "age": served.age(self.now()),
-        }
-
-    def _identity(self) -> Doc:
+    def _identity(self) -> Freshness:
         """Freshness of a currency converted into itself (no rate source needed)."""
-        return {"as_of": iso(self.now()), "source": "identity", "stale": False, "age": 0}
+        return Freshness(as_of=self.now(), source="identity", stale=False, age=0)
 
-    def rate(self, source: str, target: str) -> Doc:
-        """The rate from ``source`` to ``target``."""
+    def _rate(self, source: str, target: str) -> tuple[Decimal, Freshness]:
+        """The rate from ``source`` to ``target`` and where it came from."""
         if source == target and source in domain.EXPONENTS:
-            return {"from": source, "to": target, "rate": domain.format_rate(Decimal(1)),
-                    **self._identity()}
+            return Decimal(1), self._identity()
         served = self.current()
         try:
             rate = served.table.rate(source, target)
         except domain.UnknownCurrency as exc:
             raise unknown(exc) from exc
-        return {"from": source, "to": target, "rate": domain.format_rate(rate),
-                **self._freshness(served)}
+        return rate, served.freshness(self.now())
 
-    def rates(self, source: str) -> Doc:
+    def rate(self, source: str, target: str) -> Quote:
+        """The rate from ``source`` to ``target``."""
+        rate, freshness = self._rate(source, target)
+        return Quote(source=source, target=target, rate=rate, freshness=freshness)
+
+    def rates(self, source: str) -> RateList:
         """Every rate from ``source``."""
         served = self.current()
         try:
             rates = served.table.rates_from(source)
         except domain.UnknownCurrency as exc:
             raise unknown(exc) from exc
-        return {"from": source,
-                "rates": {code: domain.format_rate(r) for code, r in rates.items()},
-                **self._freshness(served)}
+        return RateList(source=source, rates=rates, freshness=served.freshness(self.now()))
 
-    def convert(self, source: str, target: str, amount: int) -> Doc:
+    def convert(self, source: str, target: str, amount: int) -> Conversion:
         """``amount`` minor units of ``source`` in ``target`` (half-even rounding)."""
-        if source == target and source in domain.EXPONENTS:
-            rate = Decimal(1)
-            freshness = self._identity()
-        else:
-            served = self.current()
-            try:
-                rate = served.table.rate(source, target)
-            except domain.UnknownCurrency as exc:
-                raise unknown(exc) from exc
-            freshness = self._freshness(served)
+        rate, freshness = self._rate(source, target)
         try:
             converted = domain.convert(amount, source, target, rate)
         except domain.UnknownCurrency as exc:
             raise unknown(exc) from exc
         except domain.ExchangeError as exc:
             raise Unprocessable(str(exc)) from exc
-        return {"from": source, "to": target, "amount": amount, "converted_amount": converted,
-                "rate": domain.format_rate(rate), "rounding": "half_even", **freshness}
-
+        return Conversion(source=source, target=target, amount=amount,
+                          converted_amount=converted, rate=rate, freshness=freshness)

@@ -1,5 +1,8 @@
 """Exchange persistence: the seeded rate table and the last known rates of each source.
 
+:class:`SqlRatesRepository` is the SQL adapter of :class:`.ports.RatesRepository` (and
+reads the seeded table for ``clients.TableRateSource`` and the seed).
+
 * ``base_rates`` is the default rate *source*: one row per currency, units per one unit
   of the base currency (all rows share one base), as exact decimal strings.
 * ``last_known_rates`` keeps, per source name, the last rate table fetched successfully
@@ -11,14 +14,12 @@ Rates are stored as text, never as floats: the decimal value read back is the on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import (
     JSON,
     Column,
-    DateTime,
     String,
     Table,
     insert,
@@ -27,9 +28,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, service_metadata
+from charter.db import NAMING_CONVENTION_FK_REFERRED, UtcDateTime, as_utc, service_metadata, utcnow
 
 from . import domain
+from .domain import KnownRates
 
 metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
@@ -39,7 +41,7 @@ base_rates = Table(
     Column("currency", String(3), primary_key=True),
     Column("base", String(3), nullable=False),
     Column("rate", String(40), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 last_known_rates = Table(
@@ -48,31 +50,13 @@ last_known_rates = Table(
     Column("source", String(32), primary_key=True),
     Column("base", String(3), nullable=False),
     Column("rates", JSON, nullable=False),
-    Column("as_of", DateTime(timezone=True), nullable=False),
-    Column("fetched_at", DateTime(timezone=True), nullable=False),
+    Column("as_of", UtcDateTime, nullable=False),
+    Column("fetched_at", UtcDateTime, nullable=False),
 )
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they were stored as UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-@dataclass(frozen=True)
-class KnownRates:
-    """A rate table as last fetched from a source."""
-
-    source: str
-    table: domain.RateTable
-    fetched_at: datetime
-
-
-class RatesRepository:
-    """Reads and writes inside the caller's unit of work."""
+class SqlRatesRepository:
+    """:class:`.ports.RatesRepository` (and the seeded table) inside one Session."""
 
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -84,7 +68,7 @@ class RatesRepository:
             select(base_rates.c.currency, base_rates.c.base, base_rates.c.rate,
                    base_rates.c.updated_at).order_by(base_rates.c.currency)
         )
-        return [(r.currency, r.base, r.rate, aware(r.updated_at)) for r in rows]
+        return [(r.currency, r.base, r.rate, r.updated_at) for r in rows]
 
     def has_base_rate(self, currency: str) -> bool:
         found = self.session.scalar(
@@ -112,17 +96,17 @@ class RatesRepository:
         table = domain.RateTable(
             base=row["base"],
             rates={code: Decimal(value) for code, value in row["rates"].items()},
-            as_of=aware(row["as_of"]),
+            as_of=row["as_of"],
         )
-        return KnownRates(source=source, table=table, fetched_at=aware(row["fetched_at"]))
+        return KnownRates(source=source, table=table, fetched_at=row["fetched_at"])
 
     def remember(self, known: KnownRates) -> None:
         """Store ``known`` as the last known rates of its source (insert or replace)."""
         values = {
             "base": known.table.base,
             "rates": known.table.as_strings(),
-            "as_of": known.table.as_of,
-            "fetched_at": known.fetched_at,
+            "as_of": as_utc(known.table.as_of),  # a naive one is taken to be UTC already
+            "fetched_at": as_utc(known.fetched_at),
         }
         updated = self.session.execute(
             update(last_known_rates)

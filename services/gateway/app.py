@@ -65,13 +65,14 @@ _RESPONSE_DROPPED = frozenset({b"date", b"server", hdr.CORRELATION})
 class _Exchange:
     """What the access log and the metrics need to know about one request."""
 
-    __slots__ = ("api", "operation", "status", "trace_id")
+    __slots__ = ("api", "operation", "responded", "status", "trace_id")
 
     def __init__(self) -> None:
         self.api = "-"
         self.operation = "unrouted"
         self.status = 500
         self.trace_id = ""
+        self.responded = False  # the response has started: nothing else can be sent
 
 
 class Gateway:
@@ -141,6 +142,12 @@ class Gateway:
                 await self._proxy(scope, receive, send, match, cid, ex)
             else:
                 await self._local(scope, send, method, path, match, cid, ex)
+        except Exception:
+            if ex.responded:
+                raise  # mid-response: only a broken connection can say so
+            errors_log.exception("unexpected error", extra={"api": ex.api})
+            await self._problem(send, ex, cid, 500, "Internal Server Error",
+                                "The gateway failed to handle this request.")
         finally:
             elapsed = time.perf_counter() - started
             if ex.operation != "internal":
@@ -167,6 +174,7 @@ class Gateway:
         ]
         if extra:
             headers += extra
+        ex.responded = True
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
 
@@ -175,6 +183,8 @@ class Gateway:
         detail: str, extra: list[tuple[bytes, bytes]] | None = None,
     ) -> None:
         doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        if status >= 500:  # what went wrong is in the log under this id (charter.problems)
+            doc["correlation_id"] = cid.decode("latin-1")
         await self._respond(send, ex, status, json.dumps(doc).encode(), PROBLEM_JSON,
                             cid, extra)
 
@@ -283,8 +293,9 @@ class Gateway:
             try:
                 self.verifier.check_ready()
                 checks["revocations"] = "ok"
-            except RuntimeError as exc:
-                checks["revocations"] = f"failed: {exc}"
+            except Exception as exc:  # the body names the dependency; the reason is logged
+                errors_log.warning("not ready: revocation feed: %s", exc)
+                checks["revocations"] = "failed"
                 ok = False
         doc: dict[str, Any] = {"status": "ok" if ok else "unavailable", "service": NAME,
                                "checks": checks}
@@ -462,8 +473,9 @@ class Gateway:
             return
         except UpstreamUnavailable as exc:
             self.metrics.upstream_errors.labels(op.api, "unconfigured").inc()
-            await self._problem(send, ex, cid, 503, "Service Unavailable", str(exc),
-                                limit_headers)
+            errors_log.warning("upstream unavailable: %s", exc, extra={"api": op.api})
+            await self._problem(send, ex, cid, 503, "Service Unavailable",
+                                f"The {op.api} service is unavailable.", limit_headers)
             return
         except (TimeoutError, httpx.TimeoutException) as exc:
             kind = "connect_timeout" if isinstance(exc, httpx.ConnectTimeout) else "timeout"
@@ -502,6 +514,7 @@ class Gateway:
         headers.append((hdr.CORRELATION, cid))
         headers += limit_headers
         ex.status = response.status_code
+        ex.responded = True
         try:
             await send({"type": "http.response.start", "status": response.status_code,
                         "headers": headers})

@@ -147,7 +147,7 @@ class Upstreams:
 
     async def health(self, timeout: float = 1.0) -> dict[str, str]:
         """``/health/live`` of every upstream (probed concurrently): ``ok``,
-        ``status <n>``, ``timeout``, the error type, or why there is no upstream."""
+        ``status <n>``, ``timeout`` or ``failed`` (why is logged, never answered)."""
 
         async def probe(api: str) -> str:
             try:
@@ -155,12 +155,12 @@ class Upstreams:
                 async with asyncio.timeout(timeout):
                     response = await self.send(api, request)
                     await response.aclose()
-            except UpstreamUnavailable as exc:
-                return str(exc)
             except TimeoutError:
                 return "timeout"
-            except httpx.HTTPError as exc:
-                return type(exc).__name__
+            except (UpstreamUnavailable, httpx.HTTPError) as exc:
+                log.warning("upstream %s health probe failed: %s: %s", api,
+                            type(exc).__name__, exc)
+                return "failed"
             return "ok" if response.status_code == 200 else f"status {response.status_code}"
 
         apis = sorted(self.urls)

@@ -8,18 +8,25 @@ from pathlib import Path
 import connexion
 
 from charter import config, service
-from charter.db import Database
-from charter.idempotency import start_purger
+from charter.db import Database, SqlUnitOfWork
+from charter.idempotency import Idempotency, start_purger
 from charter.security.tokens import TokenVerifier
 
 from .ports import NotificationProvider
 from .providers import make_provider
 from .services import NotificationService
 from .settings import load_config
-from .store import idempotency_keys
+from .store import SqlNotificationRepository, idempotency_keys
 
 NAME = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def notification_service(db: Database, provider: NotificationProvider) -> NotificationService:
+    """The service wired to its SQL adapters: a unit of work on ``db`` and the repository."""
+    keys = Idempotency(idempotency_keys)
+    uow = SqlUnitOfWork(db, lambda session: SqlNotificationRepository(session, keys))
+    return NotificationService(uow, provider)
 
 
 def create_app(
@@ -32,7 +39,7 @@ def create_app(
     file sink; SMS always to the file sink)."""
     db = db or Database(config.database_url(NAME))
     provider = provider or make_provider()
-    notifications = NotificationService(db, provider)
+    notifications = notification_service(db, provider)
     return service.create_app(
         NAME,
         api_module="services.notifications.api",

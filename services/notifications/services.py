@@ -31,16 +31,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
-from charter.db import Database, utcnow
-from charter.idempotency import Idempotency, Outcome, fingerprint
+from charter.db import utcnow
+from charter.idempotency import Outcome, fingerprint
 from charter.problems import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
 from charter.security.principal import Principal
+from charter.unit_of_work import UnitOfWork, WriteConflict
 
 from .domain import InvalidNotification, Notification, NotificationFilter, NotificationRequest
-from .ports import Message, NotificationProvider, ProviderError
-from .store import NotificationRepository, idempotency_keys
+from .ports import Message, NotificationProvider, NotificationRepository, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +75,20 @@ def valid_input() -> Iterator[None]:
 
 
 class NotificationService:
-    """The notification use cases over one database and one provider."""
+    """The notification use cases over a unit of work (records and idempotency keys,
+    :class:`NotificationRepository`) and a provider."""
 
-    def __init__(self, db: Database, provider: NotificationProvider) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWork[NotificationRepository],
+                 provider: NotificationProvider) -> None:
+        self.uow = uow
         self.provider = provider
-        self.idempotency = Idempotency(idempotency_keys)
 
     # reads ---------------------------------------------------------------------------
     def get(self, principal: Principal, notification_id: str) -> Notification:
         """One notification record (staff and services only)."""
         principal.require_privileged()
-        with self.db.session() as session:
-            found = NotificationRepository(session).get(notification_id)
+        with self.uow.read() as repo:
+            found = repo.get(notification_id)
         if found is None:
             raise NotFound(f"notification {notification_id} does not exist")
         return found
@@ -100,9 +99,8 @@ class NotificationService:
         principal.require_privileged()
         if flt.recipient is not None:
             flt = replace(flt, recipient=flt.recipient.strip())
-        with self.db.session() as session:
-            items, total = NotificationRepository(session).list(
-                flt, (page - 1) * page_size, page_size)
+        with self.uow.read() as repo:
+            items, total = repo.list(flt, (page - 1) * page_size, page_size)
         return Page(items, page, page_size, total)
 
     # send ----------------------------------------------------------------------------
@@ -134,15 +132,15 @@ class NotificationService:
             raise BadGateway("the notification provider failed", notification_id=claimed.id,
                              title="Notification not sent") from exc
         sent = claimed.sent(result.provider, result.reference, result.sent_at)
-        with self.db.write() as session:
-            NotificationRepository(session).save_outcome(sent)
+        with self.uow.write() as repo:
+            repo.save_outcome(sent)
             # the answer is the record itself: a replay reads it back (it never changes)
-            self.idempotency.complete(session, SCOPE, key, 201, {"id": sent.id})
+            repo.idempotency.complete(SCOPE, key, 201, {"id": sent.id})
         return Sent(sent)
 
     def _replayed(self, outcome: Outcome) -> Notification:
-        with self.db.session() as session:
-            found = NotificationRepository(session).get(str(outcome.body["id"]))
+        with self.uow.read() as repo:
+            found = repo.get(str(outcome.body["id"]))
         if found is None:  # pragma: no cover - records are never deleted
             raise NotFound("the notification of this Idempotency-Key no longer exists")
         return found
@@ -151,18 +149,18 @@ class NotificationService:
                requested_by: str) -> Outcome | Notification:
         """The stored answer for ``key``, or a new ``pending`` record."""
         try:
-            with self.db.write() as session:
-                stored = self.idempotency.lookup(session, SCOPE, key, fp)
+            with self.uow.write() as repo:
+                stored = repo.idempotency.lookup(SCOPE, key, fp)
                 if stored is not None:
                     return stored
-                self.idempotency.claim(session, SCOPE, key, fp)
+                repo.idempotency.claim(SCOPE, key, fp)
                 pending = Notification.pending(request, key=key, requested_by=requested_by,
                                                now=utcnow())
-                NotificationRepository(session).add(pending)
+                repo.add(pending)
                 return pending
-        except IntegrityError as exc:  # a concurrent first use of the key won the claim
-            with self.db.session() as session:
-                stored = self.idempotency.lookup(session, SCOPE, key, fp)
+        except WriteConflict as exc:  # a concurrent first use of the key won the claim
+            with self.uow.read() as repo:
+                stored = repo.idempotency.lookup(SCOPE, key, fp)
             if stored is not None:
                 return stored
             raise Conflict(f"a request with Idempotency-Key {key!r} is being processed",
@@ -171,8 +169,7 @@ class NotificationService:
     def _fail(self, key: str, failed: Notification) -> None:
         log.warning("notification %s not sent: %s", failed.id, failed.failure_reason,
                     extra={"notification_id": failed.id, "provider": failed.provider})
-        with self.db.write() as session:
-            repo = NotificationRepository(session)
+        with self.uow.write() as repo:
             repo.save_outcome(failed)
             repo.release_claim(SCOPE, key)
 

@@ -2,9 +2,11 @@
 
 One row per send attempt: ``pending`` while the provider has it, then ``sent`` or
 ``failed`` (with the reason). ``seq`` orders the listing; ``id`` (a UUID) is the public
-id. ``metadata`` also carries the shared idempotency-key table. The repository takes and
-returns :class:`~services.notifications.domain.Notification` objects; no ORM row leaves
-this module.
+id. ``metadata`` also carries the shared idempotency-key table.
+:class:`SqlNotificationRepository` implements the port
+:class:`services.notifications.ports.NotificationRepository`: it takes and returns
+:class:`~services.notifications.domain.Notification` objects (no ORM row leaves this
+module) and hands out the keys as :class:`charter.idempotency.IdempotencyKeys`.
 """
 
 from __future__ import annotations
@@ -22,10 +24,18 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from charter.db import UtcDateTime, service_metadata
-from charter.idempotency import IN_PROGRESS, idempotency_table
+from charter.idempotency import (
+    IN_PROGRESS,
+    Idempotency,
+    IdempotencyKeys,
+    SessionIdempotencyKeys,
+    idempotency_table,
+)
+from charter.unit_of_work import WriteConflict
 
 from .domain import Channel, Notification, NotificationFilter, Status
 
@@ -90,11 +100,23 @@ def _values(n: Notification, fields: tuple[str, ...]) -> dict[str, object]:
     return values
 
 
-class NotificationRepository:
-    """Queries and changes, inside the caller's session (the unit of work)."""
+class SqlNotificationRepository:
+    """:class:`.ports.NotificationRepository` inside one Session (the unit of work's
+    transaction).
 
-    def __init__(self, session: Session) -> None:
+    ``idempotency`` is the key table's helper (default: one built from the environment's
+    retention); build it once and share it (``app.notification_service`` does).
+    """
+
+    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
         self.session = session
+        self._idempotency = idempotency
+
+    @property
+    def idempotency(self) -> IdempotencyKeys:
+        if self._idempotency is None:
+            self._idempotency = Idempotency(idempotency_keys)
+        return SessionIdempotencyKeys(self._idempotency, self.session)
 
     def add(self, n: Notification) -> None:
         """Record a new notification."""
@@ -104,7 +126,10 @@ class NotificationRepository:
             provider=n.provider, provider_reference=n.provider_reference,
             failure_reason=n.failure_reason, idempotency_key=n.idempotency_key,
             requested_by=n.requested_by, created_at=n.created_at, sent_at=n.sent_at))
-        self.session.flush()
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            raise WriteConflict(f"notification {n.id} recorded concurrently") from exc
 
     def save_outcome(self, n: Notification) -> None:
         """Store the outcome of a send (status, provider, reference, reason, time)."""

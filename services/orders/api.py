@@ -14,6 +14,7 @@ from flask import request
 
 from charter.problems import Conflict, Problem, Unprocessable
 from charter.service import context
+from charter.usecases import page_json
 
 from .domain import Order, RejectionCode
 from .services import Answer, Caller, OrderService, PlaceRequest, Rejected
@@ -131,19 +132,9 @@ def list_orders(
     status: str | None = None,
     customer_id: str | None = None,
 ) -> Any:
-    orders, total = _svc().list_page(
-        _caller(token_info).principal,
-        status=status,
-        customer_id=customer_id,
-        page=page,
-        page_size=page_size,
-    )
-    return {
-        "items": [order_json(o) for o in orders],
-        "page": page,
-        "page_size": page_size,
-        "total": total,
-    }
+    found = _svc().list_page(_caller(token_info).principal, status=status,
+                             customer_id=customer_id, page=page, page_size=page_size)
+    return page_json(found, order_json)
 
 
 def get_order(order_id: str, token_info: dict[str, Any]) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -19,18 +20,18 @@ import connexion
 from charter import config
 from charter.db import Database, utcnow
 from charter.http import dependency_timeout
-from charter.idempotency import start_purger
+from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
 
 from .clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
 from .ports import CartPort, CatalogPort, LoyaltyPort, NotificationsPort, PaymentsPort
 from .services import OrderService
 from .settings import OrdersConfig, load_config
-from .store import idempotency_keys
+from .store import SqlOrderRepository, idempotency_keys
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +50,22 @@ def create_app(
     payments: PaymentsPort | None = None,
     loyalty: LoyaltyPort | None = None,
     notifications: NotificationsPort | None = None,
+    *,
+    clock: Callable[[], datetime] = utcnow,
 ) -> connexion.FlaskApp:
-    """The orders app; every dependency not given is the configured HTTP adapter."""
+    """The orders app; every dependency not given is the configured HTTP adapter.
+
+    ``clock`` is the service's time (orders and idempotency keys alike; tests move it).
+    """
     db = db or Database(config.database_url(NAME))
     service = OrderService(
-        db,
+        keyed_unit_of_work(db, SqlOrderRepository, clock=clock),  # keys on the same clock
         catalog or default_catalog(),
         cart or default_cart(),
         payments or default_payments(),
         loyalty or default_loyalty(),
         notifications or default_notifications(),
+        clock=clock,
     )
     return create_service_app(
         NAME,

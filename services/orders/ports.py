@@ -2,8 +2,11 @@
 ports (protocols) and answers.
 
 The use cases only know these protocols. :class:`OrderRepository` (with its
-:class:`IdempotencyKeys`) is reached through a :class:`charter.unit_of_work.UnitOfWork`;
-its SQLAlchemy implementation is :class:`services.orders.store.SqlOrderRepository`. The
+:class:`charter.idempotency.IdempotencyKeys`) is reached through a
+:class:`charter.unit_of_work.UnitOfWork`; its SQLAlchemy implementation is
+:class:`services.orders.store.SqlOrderRepository`, which raises
+:class:`charter.unit_of_work.WriteConflict` for a write a concurrent transaction made
+first (an idempotency key). The
 HTTP adapters are in :mod:`.clients` (and, for the catalog, the shared
 :mod:`services.catalog_client`); in-memory fakes for tests live in
 ``tests/orders/orders_fakes.py``.
@@ -19,8 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
+from charter.idempotency import IdempotencyKeys
 from charter.problems import Forbidden, UpstreamUnavailable
 from services.catalog_client.models import (
     CatalogUnavailable,
@@ -35,12 +39,11 @@ from .domain import Order
 
 __all__ = [
     "CartForbidden", "CartLine", "CartPort", "CartSnapshot", "CartUnavailable",
-    "CatalogPort", "CatalogUnavailable", "ConcurrentWrite", "Delivery",
-    "DependencyUnavailable", "IdempotencyKeys", "LoyaltyPort", "LoyaltyUnavailable",
-    "Notification", "NotificationsPort", "NotificationsUnavailable", "OrderFilter",
-    "OrderRepository", "Payment", "PaymentsPort", "PaymentsUnavailable", "Product",
-    "ReserveOutcome", "ReserveResult", "StoredAnswer", "TransitionOutcome",
-    "TransitionResult",
+    "CatalogPort", "CatalogUnavailable", "Delivery", "DependencyUnavailable",
+    "LoyaltyPort", "LoyaltyUnavailable", "Notification", "NotificationsPort",
+    "NotificationsUnavailable", "OrderFilter", "OrderRepository", "Payment", "PaymentsPort",
+    "PaymentsUnavailable", "Product", "ReserveOutcome", "ReserveResult",
+    "TransitionOutcome", "TransitionResult",
 ]
 
 DependencyUnavailable = UpstreamUnavailable
@@ -195,22 +198,6 @@ class NotificationsPort(Protocol):
 
 
 # -- the store --------------------------------------------------------------------------
-class ConcurrentWrite(Exception):
-    """A concurrent unit of work stored the same unique thing first (an idempotency key).
-
-    Raised by the repository when the write happens; the unit of work it was raised in
-    is rolled back when the exception leaves it.
-    """
-
-
-@dataclass(frozen=True)
-class StoredAnswer:
-    """The answer stored with an idempotency key at its first use."""
-
-    status: int
-    body: Any
-
-
 @dataclass(frozen=True)
 class OrderFilter:
     """Which orders a page lists (``None``: any)."""
@@ -219,41 +206,12 @@ class OrderFilter:
     status: str | None = None
 
 
-class IdempotencyKeys(Protocol):
-    """Idempotency keys (``scope``, ``key``) and their answers, in the unit of work.
-
-    ``request`` is what identifies the keyed request (a JSON-ready value): a key reused
-    with another request is refused. Keys expire after the platform's retention
-    (:mod:`charter.idempotency`); an expired key is treated as never seen.
-    """
-
-    def lookup(self, scope: str, key: str, request: Any) -> StoredAnswer | None:
-        """The stored answer; ``None`` if the key is new or expired (then deleted).
-
-        Raises 422 if the key was used for another request, 409 if its first use is still
-        in progress.
-        """
-        ...
-
-    def claim(self, scope: str, key: str, request: Any) -> None:
-        """Hold the key as in progress; :class:`ConcurrentWrite` if another request has it."""
-        ...
-
-    def complete(self, scope: str, key: str, status: int, body: Any) -> None:
-        """Record the answer of a key claimed in this unit of work."""
-        ...
-
-    def store(self, scope: str, key: str, request: Any, status: int, body: Any) -> None:
-        """Record an answer at once; :class:`ConcurrentWrite` if the key is stored already."""
-        ...
-
-
 class OrderRepository(Protocol):
     """Orders (and the service's idempotency keys), inside one unit of work."""
 
     @property
     def idempotency(self) -> IdempotencyKeys:
-        """The idempotency keys, in the same transaction as the orders."""
+        """The idempotency keys of the same transaction (place, cancel, confirm)."""
         ...
 
     def add(self, order: Order) -> None:

@@ -25,13 +25,13 @@ import logging
 import re
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from datetime import UTC, datetime, timezone
 from typing import Any, TypeVar
 
+from charter.clock import utcnow
+from charter.idempotency import fingerprint, run_once
 from charter.problems import (
     Conflict,
     Forbidden,
@@ -41,14 +41,14 @@ from charter.problems import (
     Unprocessable,
 )
 from charter.security.principal import Principal
-from charter.unit_of_work import UnitOfWork
+from charter.unit_of_work import UnitOfWork, WriteConflict
+from charter.usecases import Page, Refusals, visible
 
 from . import domain
 from .domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode, Source
 from .ports import (
     CartPort,
     CatalogPort,
-    ConcurrentWrite,
     Delivery,
     DependencyUnavailable,
     LoyaltyPort,
@@ -70,15 +70,19 @@ USABLE_PAYMENT_STATES = frozenset({"authorized", "captured"})
 CUSTOMER_MAIL_DOMAIN = "customers.charter.local"
 
 
-@contextmanager
-def business_rules() -> Iterator[None]:
+def as_problem(exc: domain.OrderError) -> Problem:
     """Domain refusals become problems: a bad request 422, a forbidden change 409."""
-    try:
-        yield
-    except domain.InvalidTransition as exc:
-        raise Conflict(str(exc), title="Invalid order state") from exc
-    except domain.OrderError as exc:
-        raise Unprocessable(str(exc)) from exc
+    if isinstance(exc, domain.InvalidTransition):
+        return Conflict(str(exc), title="Invalid order state")
+    return Unprocessable(str(exc))
+
+
+business_rules = Refusals(domain.OrderError, as_problem)
+"""``with business_rules():`` answers a refused business rule with its problem."""
+
+
+def _customer(order: Order) -> str:
+    return order.customer_id
 
 
 def idempotency_scope(operation: str, subject: str) -> str:
@@ -158,7 +162,7 @@ class OrderService:
         loyalty: LoyaltyPort,
         notifications: NotificationsPort,
         *,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utcnow,
         recovery_batch: int = 200,
     ) -> None:
         self.uow = uow
@@ -182,9 +186,7 @@ class OrderService:
         """The order if the caller may see it; someone else's order is 404, not 403."""
         with self.uow.read() as repo:
             order = repo.get(order_id)
-        if order is None or not principal.can_access(order.customer_id):
-            raise NotFound(f"order {order_id} does not exist")
-        return order
+        return visible(principal, order, _customer, f"order {order_id} does not exist")
 
     def _change(self, order_id: str, mutate: Callable[[Order], T]) -> tuple[Order, T]:
         """Lock the order, apply ``mutate`` to its current state, store it (one transaction)."""
@@ -198,16 +200,18 @@ class OrderService:
 
     def _remember(self, scope: str, key: str, request: Any, order_id: str) -> None:
         """Store a key's answer (the order id) once the keyed request succeeded."""
+        fp = fingerprint(request)
         try:
             with self.uow.write() as repo:
-                repo.idempotency.store(scope, key, request, 200, {"order_id": order_id})
-        except ConcurrentWrite:  # a concurrent request with the same key stored it first
+                repo.idempotency.claim(scope, key, fp)
+                repo.idempotency.complete(scope, key, 200, {"order_id": order_id})
+        except WriteConflict:  # a concurrent request with the same key stored it first
             pass
 
     def _replayed(self, scope: str, key: str, request: Any) -> str | None:
         """The order id a key was used for, or ``None``; 422 if used for another request."""
         with self.uow.read() as repo:
-            stored = repo.idempotency.lookup(scope, key, request)
+            stored = repo.idempotency.lookup(scope, key, fingerprint(request))
         return None if stored is None else str(stored.body["order_id"])
 
     # -- reads ---------------------------------------------------------------------------
@@ -228,18 +232,16 @@ class OrderService:
         customer_id: str | None = None,
         page: int = 1,
         page_size: int = 20,
-    ) -> tuple[list[Order], int]:
+    ) -> Page[Order]:
         """One page, newest first: a customer's own orders, or anyone's for the privileged."""
         if not principal.is_privileged:
             if customer_id is not None and customer_id != principal.sub:
                 raise Forbidden("customers may list only their own orders")
             customer_id = principal.sub
         with self.uow.read() as repo:
-            return repo.page(
-                OrderFilter(customer_id=customer_id, status=status),
-                (page - 1) * page_size,
-                page_size,
-            )
+            orders, total = repo.page(OrderFilter(customer_id=customer_id, status=status),
+                                      Page.offset(page, page_size), page_size)
+        return Page(orders, page, page_size, total)
 
     # -- placing -------------------------------------------------------------------------
     def place(self, caller: Caller, key: str, request: PlaceRequest) -> Answer:
@@ -263,40 +265,21 @@ class OrderService:
                 customer_email=caller.email,
             )
 
-        winner = self._store_placed(scope, key, document, order)
-        if winner is not None:  # a concurrent request with the same key won
-            return self._placement_answer(self._drive_reservation(winner), replayed=True)
+        def store(repo: OrderRepository) -> tuple[int, dict[str, Any]]:
+            repo.add(order)
+            return 201, {"order_id": order.id}
+
+        outcome = run_once(self.uow, scope=scope, key=key, request=document, action=store)
+        if outcome.replayed:  # a concurrent request with the same key won
+            return self._placement_answer(
+                self._drive_reservation(str(outcome.body["order_id"])), replayed=True
+            )
         log.info("order %s placed by %s (%s lines, total %s %s)", order.id, principal.sub,
                  len(order.lines), order.total, order.currency)
         placed = self._drive_reservation(order.id)
         if placed.status is OrderStatus.RESERVED and request.source is Source.CART:
             self._empty_cart(caller)
         return self._placement_answer(placed, replayed=False)
-
-    def _store_placed(self, scope: str, key: str, request: Any, order: Order) -> str | None:
-        """Store the pending order with its key (one write); or the id the key is used for.
-
-        The key is claimed first: of two concurrent first uses of one key only one claim
-        survives, the other unit of work is rolled back and answers as the winner did
-        (409 if the winner has not finished).
-        """
-        try:
-            with self.uow.write() as repo:
-                stored = repo.idempotency.lookup(scope, key, request)
-                if stored is None:
-                    repo.idempotency.claim(scope, key, request)
-                    repo.add(order)
-                    repo.idempotency.complete(scope, key, 201, {"order_id": order.id})
-        except ConcurrentWrite as exc:
-            with self.uow.read() as repo:
-                stored = repo.idempotency.lookup(scope, key, request)
-            if stored is None:
-                raise Conflict(
-                    "a concurrent request changed the same resource; retry the request",
-                    title="Concurrent request",
-                ) from exc
-            log.info("idempotency race on %s/%s: replaying the winner", scope, key)
-        return None if stored is None else str(stored.body["order_id"])
 
     @staticmethod
     def _placement_answer(order: Order, *, replayed: bool) -> Answer:
@@ -508,19 +491,20 @@ class OrderService:
         principal = caller.principal
         scope = idempotency_scope("cancel_order", principal.sub)
         request = {"order_id": order_id}
+        fp = fingerprint(request)
         try:
             with business_rules(), self.uow.write() as repo:
-                stored = repo.idempotency.lookup(scope, key, request)
-                order = repo.get(order_id, lock=stored is None)
-                if order is None or not principal.can_access(order.customer_id):
-                    raise NotFound(f"order {order_id} does not exist")
+                stored = repo.idempotency.lookup(scope, key, fp)
+                order = visible(principal, repo.get(order_id, lock=stored is None), _customer,
+                                f"order {order_id} does not exist")
                 replayed = stored is not None
                 if not replayed:
                     if order.cancel(self.clock()):
                         repo.save(order)
                         log.info("order %s cancelled by %s", order.id, principal.sub)
-                    repo.idempotency.store(scope, key, request, 200, {"order_id": order.id})
-        except ConcurrentWrite:  # the same key, concurrently: answer as the winner did
+                    repo.idempotency.claim(scope, key, fp)
+                    repo.idempotency.complete(scope, key, 200, {"order_id": order.id})
+        except WriteConflict:  # the same key, concurrently: answer as the winner did
             if self._replayed(scope, key, request) is None:
                 raise Conflict("a concurrent request changed the order; retry") from None
             replayed = True

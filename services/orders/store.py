@@ -8,14 +8,13 @@ write unit of work (:meth:`charter.db.SqlUnitOfWork.write`, which calls
 :meth:`SqlOrderRepository.get` ``lock=True``: on SQLite that is the database write lock
 (``BEGIN IMMEDIATE``), on PostgreSQL a row lock (``SELECT … FOR UPDATE``), so two requests
 changing one order are serialised and each decides on the current state. A unique
-violation (an idempotency key stored concurrently) leaves here as
-:class:`services.orders.ports.ConcurrentWrite`.
+violation (an idempotency key claimed concurrently) leaves here as
+:class:`charter.unit_of_work.WriteConflict`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -36,11 +35,14 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, UtcDateTime, service_metadata
-from charter.idempotency import Idempotency, fingerprint, idempotency_table
+from charter.db import (
+    NAMING_CONVENTION_FK_REFERRED,
+    UtcDateTime,
+    service_metadata,
+    write_conflicts,
+)
+from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 
 from .domain import (
     FollowUp,
@@ -50,7 +52,7 @@ from .domain import (
     RejectionCode,
     Source,
 )
-from .ports import ConcurrentWrite, OrderFilter, StoredAnswer
+from .ports import OrderFilter
 
 metadata = service_metadata(NAMING_CONVENTION_FK_REFERRED)
 
@@ -108,63 +110,20 @@ def _enum(kind: Any, value: str | None) -> Any:
     return kind(value) if value is not None else None
 
 
-@contextmanager
-def _unique() -> Iterator[None]:
-    """A unique violation as the port's :class:`ConcurrentWrite`."""
-    try:
-        yield
-    except IntegrityError as exc:
-        raise ConcurrentWrite(str(exc.orig)) from exc
-
-
-class SqlIdempotencyKeys:
-    """:class:`services.orders.ports.IdempotencyKeys` on the session of one unit of work
-    (:class:`charter.idempotency.Idempotency` over :data:`idempotency_keys`)."""
-
-    def __init__(self, session: Session, idempotency: Idempotency) -> None:
-        self.session = session
-        self.keys = idempotency
-
-    def lookup(self, scope: str, key: str, request: Any) -> StoredAnswer | None:
-        stored = self.keys.lookup(self.session, scope, key, fingerprint(request))
-        return None if stored is None else StoredAnswer(stored.status, stored.body)
-
-    def claim(self, scope: str, key: str, request: Any) -> None:
-        with _unique():
-            self.keys.claim(self.session, scope, key, fingerprint(request))
-
-    def complete(self, scope: str, key: str, status: int, body: Any) -> None:
-        self.keys.complete(self.session, scope, key, status, body)
-
-    def store(self, scope: str, key: str, request: Any, status: int, body: Any) -> None:
-        with _unique():
-            self.keys.store(self.session, scope, key, fingerprint(request), status, body)
-
-
-class SqlOrderRepository:
+class SqlOrderRepository(KeyedSqlRepository):
     """:class:`services.orders.ports.OrderRepository` on the SQLAlchemy session of one unit
     of work (``SqlUnitOfWork(db, SqlOrderRepository)``).
 
-    ``idempotency`` (retention and clock of the keys) defaults to
-    ``Idempotency(idempotency_keys)``; the app factory passes one built once.
+    Its idempotency keys come from :class:`charter.idempotency_store.KeyedSqlRepository`
+    (the app factory builds the helper once, with the service's clock:
+    ``keyed_unit_of_work``).
     """
 
-    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
-        self.session = session
-        self._keys = idempotency
-        self._idempotency: SqlIdempotencyKeys | None = None
-
-    @property
-    def idempotency(self) -> SqlIdempotencyKeys:
-        """The idempotency keys, in this repository's transaction."""
-        if self._idempotency is None:
-            keys = self._keys if self._keys is not None else Idempotency(idempotency_keys)
-            self._idempotency = SqlIdempotencyKeys(self.session, keys)
-        return self._idempotency
+    keys_table = idempotency_keys
 
     # -- writes --------------------------------------------------------------------------
     def add(self, order: Order) -> None:
-        with _unique():
+        with write_conflicts():
             self._insert(order)
 
     def _insert(self, order: Order) -> None:

@@ -14,11 +14,12 @@ from typing import Any
 
 from flask import request
 
-from charter.db import rfc3339
+from charter.clock import rfc3339
 from charter.idempotency import Outcome
 from charter.problems import PROBLEM_JSON
 from charter.security.principal import Principal
 from charter.service import context
+from charter.usecases import page_json
 
 from .domain import Payment, Refund
 from .services import AuthorizeRequest, PaymentsService
@@ -142,8 +143,7 @@ def list_payments(
     found = _svc().list(Principal.from_token_info(token_info), order_id=order_id,
                         customer_id=customer_id, status=status, page=page,
                         page_size=page_size)
-    return {"items": [payment_json(p) for p in found.items], "page": found.page,
-            "page_size": found.page_size, "total": found.total}
+    return page_json(found, payment_json)
 
 
 def get_payment(payment_id: str, token_info: dict[str, Any]) -> Any:

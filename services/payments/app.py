@@ -8,7 +8,7 @@ import connexion
 
 from charter import config
 from charter.db import Database
-from charter.idempotency import start_purger
+from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
@@ -17,7 +17,7 @@ from .clients import SimulatedProvider
 from .ports import PaymentProvider
 from .services import PaymentsService
 from .settings import load_config
-from .store import idempotency_keys
+from .store import SqlPaymentsRepository, idempotency_keys
 
 NAME = "payments"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -26,6 +26,12 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def default_provider() -> PaymentProvider:
     """The configured provider: the simulated one (``PAYMENTS_DECLINE_ABOVE`` applies)."""
     return SimulatedProvider()
+
+
+def payments_service(db: Database, provider: PaymentProvider) -> PaymentsService:
+    """The service wired to its SQL adapters: a unit of work on ``db`` and the repository."""
+    uow = keyed_unit_of_work(db, SqlPaymentsRepository)
+    return PaymentsService(uow, provider)
 
 
 def create_app(
@@ -41,7 +47,7 @@ def create_app(
         api_module="services.payments.api",
         db=db,
         verifier=verifier,
-        deps={"payments": PaymentsService(db, provider), "provider": provider},
+        deps={"payments": payments_service(db, provider), "provider": provider},
     )
 
 

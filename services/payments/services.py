@@ -1,10 +1,12 @@
 """Payments use cases: each unsafe one runs once per Idempotency-Key, in one transaction.
 
 They return domain objects (``api.py`` serialises them); the answer stored with a key is
-the JSON snapshot of the payment (``store.PAYMENT``; ``store.REFUND`` for refunds), so a
-replay gives back the first answer exactly.
+the JSON snapshot of the payment (:data:`PAYMENT`; :data:`REFUND` for refunds), so a
+replay gives back the first answer exactly. The service depends only on ports:
+``uow: UnitOfWork[PaymentsRepository]`` (:mod:`charter.unit_of_work`) and a
+:class:`PaymentProvider` (:mod:`.ports`).
 
-Every unsafe operation goes through :meth:`charter.idempotency.Idempotency.run`: the key
+Every unsafe operation goes through :func:`charter.idempotency.run_once`: the key
 is claimed, the domain decides, the provider is called (with an idempotency key derived
 from the client's), the new state and the answer are stored — all in one transaction. A
 repeated key replays the stored answer without calling the provider; two concurrent
@@ -32,22 +34,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from sqlalchemy.orm import Session
-
-from charter.db import Database, JsonSnapshot, begin_write
-from charter.idempotency import Idempotency, Outcome
+from charter.idempotency import Outcome
 from charter.problems import BadGateway, Conflict, Forbidden, NotFound, Problem, Unprocessable
 from charter.security.principal import Principal
+from charter.snapshots import JsonSnapshot
+from charter.unit_of_work import UnitOfWork
+from charter.usecases import Page, Refusals, run_once_as, visible
 
 from . import domain
 from .domain import Payment, PaymentFilter, PaymentMethod, Refund
-from .ports import PaymentProvider, ProviderError
-from .store import PAYMENT, REFUND, PaymentsRepository, idempotency_keys
+from .ports import PaymentProvider, PaymentsRepository, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -55,15 +55,9 @@ T = TypeVar("T")
 
 PROVIDER_RETRY_AFTER = "1"
 
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing: the items and how many there are in all."""
-
-    items: list[T]
-    page: int
-    page_size: int
-    total: int
+PAYMENT = JsonSnapshot[Payment](Payment)
+REFUND = JsonSnapshot[tuple[Refund, Payment]](tuple[Refund, Payment])
+"""JSON forms of the answers stored with idempotency keys (a payment; a refund and its payment)."""
 
 
 @dataclass(frozen=True)
@@ -104,13 +98,8 @@ def as_problem(exc: domain.PaymentError) -> Problem:
     return Unprocessable(str(exc))
 
 
-@contextmanager
-def business_rules() -> Iterator[None]:
-    """Turn a refused business rule into its problem response."""
-    try:
-        yield
-    except domain.PaymentError as exc:
-        raise as_problem(exc) from exc
+business_rules = Refusals(domain.PaymentError, as_problem)
+"""``with business_rules():`` answers a refused business rule with its problem."""
 
 
 def caller_key(principal: Principal) -> str:
@@ -120,41 +109,27 @@ def caller_key(principal: Principal) -> str:
 
 
 class PaymentsService:
-    """The payments use cases over one database and one provider."""
+    """The payments use cases over one unit of work and one provider."""
 
     SCOPE = "payments"
 
-    def __init__(self, db: Database, provider: PaymentProvider) -> None:
-        self.db = db
+    def __init__(self, uow: UnitOfWork[PaymentsRepository], provider: PaymentProvider) -> None:
+        self.uow = uow
         self.provider = provider
-        self.idempotency = Idempotency(idempotency_keys)
 
     # helpers ---------------------------------------------------------------------------
     def _idempotent(self, scope: str, key: str, request: Any, snapshot: JsonSnapshot[T],
                     action: Callable[[PaymentsRepository], tuple[int, T]]) -> Outcome:
         """Run ``action`` once per key in one write transaction; the body is its result."""
-
-        def stored_action(session: Session) -> tuple[int, Any]:
-            status, result = action(PaymentsRepository(session))
-            return status, snapshot.dump(result)
-
-        outcome = self.idempotency.run(
-            self.db.session,
-            scope=f"{self.SCOPE}.{scope}",
-            key=key,
-            request=request,
-            action=stored_action,
-            begin=begin_write,
-        )
-        return replace(outcome, body=snapshot.load(outcome.body))
+        return run_once_as(self.uow, snapshot, scope=f"{self.SCOPE}.{scope}", key=key,
+                           request=request, action=action)
 
     def _visible(self, principal: Principal, payment_id: str) -> Payment:
         """The payment, or 404 if it does not exist or is someone else's."""
-        with self.db.session() as session:
-            payment = PaymentsRepository(session).get(payment_id)
-        if payment is None or not principal.can_access(payment.customer_id):
-            raise NotFound(f"payment {payment_id} does not exist")
-        return payment
+        with self.uow.read() as repo:
+            payment = repo.get(payment_id)
+        return visible(principal, payment, lambda p: p.customer_id,
+                       f"payment {payment_id} does not exist")
 
     def _check_actionable(self, principal: Principal, payment_id: str) -> None:
         """Refuse unless the caller may capture, void or refund the payment.
@@ -313,7 +288,6 @@ class PaymentsService:
                 raise Forbidden("customers may list only their own payments")
             customer_id = principal.sub
         flt = PaymentFilter(customer_id=customer_id, order_id=order_id, status=status)
-        with self.db.session() as session:
-            items, total = PaymentsRepository(session).page(flt, (page - 1) * page_size,
-                                                            page_size)
+        with self.uow.read() as repo:
+            items, total = repo.page(flt, Page.offset(page, page_size), page_size)
         return Page(items, page, page_size, total)

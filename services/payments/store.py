@@ -5,10 +5,11 @@ The tables live in the service's own :data:`metadata` (with the shared idempoten
 table). No row leaves this module: the repository hands out and takes back
 :class:`.domain.Payment` objects, and a constraint refusing a write (``IntegrityError``)
 leaves it as :class:`charter.unit_of_work.WriteConflict`. Card numbers are never stored:
-only the brand and the last four digits. Writers run in ``uow.write()`` (SQLite: ``BEGIN IMMEDIATE``, one
-writer at a time) and lock the payment row (``SELECT … FOR UPDATE`` on PostgreSQL) before changing
-it, so two concurrent captures or refunds of one payment are serialised and the second
-sees the first's result. ``CHECK`` constraints guard the amounts as a last line of defence.
+only the brand and the last four digits. Writers run in ``uow.write()`` (SQLite:
+``BEGIN IMMEDIATE``, one writer at a time) and lock the payment row (``SELECT … FOR
+UPDATE`` on PostgreSQL) before changing it, so two concurrent captures or refunds of one
+payment are serialised and the second sees the first's result. ``CHECK`` constraints
+guard the amounts as a last line of defence.
 """
 
 from __future__ import annotations
@@ -29,18 +30,16 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 from sqlalchemy.sql import Executable
 
-from charter.db import NAMING_CONVENTION_FK_REFERRED, UtcDateTime, service_metadata, utcnow
-from charter.idempotency import (
-    Idempotency,
-    IdempotencyKeys,
-    SessionIdempotencyKeys,
-    idempotency_table,
+from charter.db import (
+    NAMING_CONVENTION_FK_REFERRED,
+    UtcDateTime,
+    service_metadata,
+    utcnow,
+    write_conflicts,
 )
-from charter.unit_of_work import WriteConflict
+from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 
 from . import domain
 from .domain import MethodSummary, Payment, PaymentFilter, Refund
@@ -134,29 +133,19 @@ def _payment(row: Any, refund_list: list[Refund]) -> Payment:
     )
 
 
-class SqlPaymentsRepository:
+class SqlPaymentsRepository(KeyedSqlRepository):
     """:class:`.ports.PaymentsRepository` inside one Session (the unit of work's transaction).
 
-    ``idempotency`` is the key table's helper (default: one built from the environment's
-    retention); build it once and share it (``app.payments_service`` does).
+    Its idempotency keys come from :class:`charter.idempotency_store.KeyedSqlRepository`
+    (``app.payments_service`` builds the helper once: ``keyed_unit_of_work``).
     """
 
-    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
-        self.session = session
-        self._idempotency = idempotency
-
-    @property
-    def idempotency(self) -> IdempotencyKeys:
-        if self._idempotency is None:
-            self._idempotency = Idempotency(idempotency_keys)
-        return SessionIdempotencyKeys(self._idempotency, self.session)
+    keys_table = idempotency_keys
 
     def _write(self, statement: Executable) -> None:
         """Execute a write; a constraint refusing it becomes :class:`WriteConflict`."""
-        try:
+        with write_conflicts():
             self.session.execute(statement)
-        except IntegrityError as exc:
-            raise WriteConflict("the change conflicts with existing data") from exc
 
     # reads -----------------------------------------------------------------------------
     def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:

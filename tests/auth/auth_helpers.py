@@ -9,8 +9,11 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
+import pytest
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask.testing import FlaskClient
+
+from auth import passwords
 
 ISSUER = "http://127.0.0.1:8090"
 AUDIENCE = "charter-api"
@@ -19,6 +22,16 @@ ALICE = ("alice@example.com", "alice-password-1")
 CLI = ("demo-cli", "demo-cli-secret")
 # A confidential client registered by the test fixtures, as a resource server would be.
 RESOURCE_SERVER = ("test-resource-server", "test-resource-server-secret")
+# Argon2id at the lowest cost argon2 accepts (development mode only): microseconds instead
+# of ~0.1-0.3 s per hash, which made the auth tests take minutes.
+TEST_ARGON2 = passwords.Argon2Params(time_cost=1, memory_cost=8, parallelism=1)
+
+
+def use_test_hashing() -> None:
+    """Make ``TEST_ARGON2`` this process's hashing cost (allowed in development mode)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHARTER_ENV", "development")
+        passwords.configure(TEST_ARGON2)
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

@@ -1,15 +1,23 @@
-"""Fixtures: a migrated, seeded SQLite auth database in tmp_path and a Flask test client."""
+"""Fixtures: a migrated, seeded SQLite auth database (a per-test copy of one migrated and
+seeded once per session) in tmp_path and a Flask test client.
+
+Password hashing runs at a test cost (``TEST_ARGON2``, a development-mode-only cost) for
+every module here; ``test_auth_passwords.py`` proves the production cost and that it is
+the one used outside development mode.
+"""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from auth_helpers import AUDIENCE, ISSUER, RESOURCE_SERVER
+from auth_helpers import AUDIENCE, ISSUER, RESOURCE_SERVER, use_test_hashing
 from flask import Flask
 from flask.testing import FlaskClient
 
+from auth import passwords
 from auth.app import MIGRATIONS_DIR, create_flask_app
 from auth.seed import seed
 from auth.settings import Settings
@@ -18,20 +26,49 @@ from charter.db import Database
 from charter.migrations import upgrade
 
 
+@pytest.fixture(scope="module", autouse=True)
+def test_password_hashing() -> Iterator[None]:
+    """Every module of the auth tests hashes at the test cost; afterwards the process
+    reads ``AUTH_ARGON2_*`` again (other test directories are not affected)."""
+    use_test_hashing()
+    yield
+    passwords.reset()
+
+
 @pytest.fixture
 def settings() -> Settings:
     return Settings(issuer=ISSUER, audience=AUDIENCE, session_secret="test-session-secret")
 
 
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """auth's SQLite database migrated and seeded once per session, next to the var dir
+    holding the development secrets the seed generated; each test gets its own copy."""
+    base = tmp_path_factory.mktemp("auth-template")
+    use_test_hashing()  # runs before the module fixture: seed at the test cost too
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CHARTER_ENV", "development")
+        patch.setenv("CHARTER_VAR_DIR", str(base / "var"))
+        url = f"sqlite:///{base / 'auth.db'}"
+        upgrade("auth", MIGRATIONS_DIR, url)
+        database = Database(url)
+        seed(database)
+        register_resource_server(database)
+        database.dispose()
+    return base
+
+
 @pytest.fixture
-def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+def db(seeded_template: Path, tmp_path: Path,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]:
+    """A fresh copy of the migrated, seeded database (and its var dir) for this test."""
     monkeypatch.setenv("CHARTER_ENV", "development")
     monkeypatch.setenv("CHARTER_VAR_DIR", str(tmp_path / "var"))
-    url = f"sqlite:///{tmp_path / 'auth.db'}"
-    upgrade("auth", MIGRATIONS_DIR, url)
-    database = Database(url)
-    seed(database)
-    register_resource_server(database)
+    if (seeded_template / "var").is_dir():
+        shutil.copytree(seeded_template / "var", tmp_path / "var")
+    for path in seeded_template.glob("auth.db*"):
+        shutil.copyfile(path, tmp_path / path.name)
+    database = Database(f"sqlite:///{tmp_path / 'auth.db'}")
     yield database
     database.dispose()
 

@@ -13,8 +13,10 @@ import jwt
 import pytest
 from auth_helpers import (
     ALICE,
+    AUDIENCE,
     CLI,
     ISSUER,
+    RESOURCE_SERVER,
     basic,
     client_credentials,
     exchange_code,
@@ -30,8 +32,11 @@ from auth.seed import seed
 from auth.settings import Settings
 from auth.store import Revocation, now, now_ms
 from auth.web import EXTENSION
+from charter.config import AuthSettings
 from charter.db import Database
 from charter.migrations import upgrade
+from charter.security.revocation import DenySet, RevocationPoller
+from charter.security.tokens import InvalidToken, JWKSCache, TokenVerifier
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -146,3 +151,63 @@ def test_bad_cursor_is_a_problem(client: FlaskClient, cursor: str) -> None:
     response = client.get(f"/oauth/revocations?after={cursor}")
     assert response.status_code == 400
     assert response.mimetype == "application/problem+json"
+
+
+def resource_server_verifier(client: FlaskClient) -> tuple[TokenVerifier, RevocationPoller]:
+    """A resource server's verifier (charter.security) fed by auth's JWKS and feed."""
+    jwks = JWKSCache(lambda: client.get("/.well-known/jwks.json").get_json())
+    jwks.refresh()
+    deny = DenySet()
+    poller = RevocationPoller(lambda cursor: feed(client, cursor), deny)
+    verifier = TokenVerifier(AuthSettings(issuer=ISSUER, audience=AUDIENCE, jwks_url=""),
+                             jwks, revocations=deny, poller=poller)
+    return verifier, poller
+
+
+def test_revoking_a_refresh_token_revokes_its_grant_everywhere(client: FlaskClient) -> None:
+    """RFC 7009 §2.1: revoking a refresh token revokes the grant's access tokens too —
+    through the feed, so every resource server refuses them."""
+    verifier, poller = resource_server_verifier(client)
+    assert poller.poll_once()
+    verifier_, challenge = pkce()
+    tokens = exchange_code(client, obtain_code(client, challenge), verifier_).get_json()
+    assert verifier.verify(tokens["access_token"])["sid"]
+    introspect = {"token": tokens["access_token"]}
+    assert client.post("/oauth/introspect", data=introspect,
+                       headers=basic(*RESOURCE_SERVER)).get_json()["active"] is True
+
+    revoked = client.post("/oauth/revoke", data={"token": tokens["refresh_token"],
+                                                 "token_type_hint": "refresh_token",
+                                                 "client_id": "swagger-ui"})
+    assert revoked.status_code == 200
+    assert poller.poll_once()
+    with pytest.raises(InvalidToken) as refused:
+        verifier.verify(tokens["access_token"])
+    assert refused.value.reason == "revoked"
+    assert client.post("/oauth/introspect", data=introspect,
+                       headers=basic(*RESOURCE_SERVER)).get_json() == {"active": False}
+    assert refresh(client, tokens["refresh_token"]).status_code == 400
+
+
+def test_introspection_honours_grant_and_subject_revocations(app: Flask,
+                                                              client: FlaskClient) -> None:
+    """An access token of a revoked grant or of a disabled user introspects inactive."""
+    server = app.extensions[EXTENSION].server
+    verifier_, challenge = pkce()
+    first = exchange_code(client, obtain_code(client, challenge), verifier_).get_json()
+    other_browser = app.test_client()
+    verifier_, challenge = pkce()
+    second = exchange_code(other_browser, obtain_code(other_browser, challenge),
+                           verifier_).get_json()
+
+    def active(token: str) -> bool:
+        answer = client.post("/oauth/introspect", data={"token": token},
+                             headers=basic(*RESOURCE_SERVER)).get_json()
+        return bool(answer["active"])
+
+    assert active(first["access_token"]) and active(second["access_token"])
+    server.revoke_family(claims_of(first["access_token"])["sid"])
+    assert not active(first["access_token"])
+    assert active(second["access_token"])
+    server.revoke_subject(claims_of(second["access_token"])["sub"])
+    assert not active(second["access_token"])

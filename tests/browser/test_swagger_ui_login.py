@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import in_ci
+from tests.support.databases import skip_or_fail
 from tests.support.platform import ROOT, Platform, start, stop
 
 pytestmark = pytest.mark.browser
@@ -29,10 +29,7 @@ OUTPUT = ROOT / "test-output"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     if not Path(CHROMIUM).exists():
-        reason = "Debian's chromium is not installed (make test installs it as root)"
-        if in_ci():
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_or_fail("Debian's chromium is not installed (make test installs it as root)")
     running = start(tmp_path_factory.mktemp("browser"), {"GATEWAY_RATE_LIMIT": "0"})
     yield running
     stop(running)

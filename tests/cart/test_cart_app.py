@@ -7,7 +7,7 @@ from cart_stubs import free_port
 
 from services.cart import app as cart_app
 from services.cart.services import CartService
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
 
 
 def test_create_asgi_uses_the_environment(

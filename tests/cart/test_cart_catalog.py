@@ -21,7 +21,8 @@ from charter.http import dependency_timeout
 from charter.security.tokens import InvalidToken, scopes_of
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-from services.catalog_client import CatalogUnavailable, HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
+from services.catalog_client.models import CatalogUnavailable
 
 PROBLEM = "application/problem+json"
 PRODUCTS: dict[int, dict[str, Any]] = {

@@ -24,9 +24,8 @@ from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-from services.catalog_client import HttpCatalogClient
-
-catalog_app = pytest.importorskip("services.catalog.app")
+from services.catalog import app as catalog_app
+from services.catalog_client.client import HttpCatalogClient
 
 
 @dataclass

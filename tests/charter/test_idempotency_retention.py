@@ -3,7 +3,6 @@ scheduled purger, the settings and ``charter db purge``."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, Table, func, insert, select
 
-from charter import config, migrations
+from charter import config
 from charter.db import Database
 from charter.idempotency import (
     DEFAULT_RETENTION,
@@ -26,7 +25,7 @@ from charter.idempotency import (
 )
 from charter.problems import Unprocessable
 from charterctl.cli import main
-from services.orders.app import MIGRATIONS_DIR as ORDERS_MIGRATIONS
+from tests.support.polling import wait_until
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -118,24 +117,15 @@ def test_an_expired_key_is_treated_as_new(db: Database, table: Table) -> None:
     assert count == 1
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
-
-
 def test_the_scheduled_purger_deletes_expired_keys(db: Database, table: Table) -> None:
     clock = Clock()
     store_at(db, table, "a", T0 - timedelta(days=2))
     store_at(db, table, "b", T0 - timedelta(days=9))
     purger = start_purger(db, table, name="test", interval=0.05, retention=WEEK, clock=clock)
     try:
-        assert wait_until(lambda: keys(db, table) == {"a"})
+        wait_until(lambda: keys(db, table) == {"a"}, timeout=5, what="b purged")
         clock.now = T0 + timedelta(days=6)  # now "a" is 8 days old: the next round takes it
-        assert wait_until(lambda: keys(db, table) == set())
+        wait_until(lambda: keys(db, table) == set(), timeout=5, what="a purged")
     finally:
         purger.stop()
     assert purger.thread is not None and not purger.thread.is_alive()
@@ -168,12 +158,12 @@ def test_retention_and_interval_settings(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_charter_db_purge(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                          capsys: pytest.CaptureFixture[str]) -> None:
+                          capsys: pytest.CaptureFixture[str],
+                          migrated_db: Callable[[str, str], Database]) -> None:
     """On a real service schema (orders' migrations): expired keys go, fresh ones stay;
     ``--only`` limits the components; a component whose database was never created is
     skipped without creating it."""
-    migrations.upgrade("orders", ORDERS_MIGRATIONS, url)
-    db = Database(url)
+    db = migrated_db("orders", url)
     table = idempotency_table(MetaData())
     now = datetime.now(UTC)
     with db.write() as session:
@@ -186,11 +176,8 @@ def test_charter_db_purge(url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ORDERS_DATABASE_URL", url)
     monkeypatch.setenv("PAYMENTS_DATABASE_URL", f"sqlite:///{never_created}")
     monkeypatch.delenv("IDEMPOTENCY_RETENTION_DAYS", raising=False)
-    try:
-        assert main(["db", "purge", "--only", "orders,payments"]) == 0
-        assert capsys.readouterr().out == "orders: 1 expired idempotency keys deleted\n"
-        assert keys(db, table) == {"new"}
-        assert not never_created.exists()
-        assert purge_database(url) == 0
-    finally:
-        db.dispose()
+    assert main(["db", "purge", "--only", "orders,payments"]) == 0
+    assert capsys.readouterr().out == "orders: 1 expired idempotency keys deleted\n"
+    assert keys(db, table) == {"new"}
+    assert not never_created.exists()
+    assert purge_database(url) == 0

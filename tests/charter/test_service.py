@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
+from connexion.middleware import MiddlewarePosition
 
+from charter import problems
 from charter.db import Database
 from charter.service import create_app
 from charter.testing import TokenFactory
 
 SPECS = Path(__file__).parent / "specs"
-
-
-@pytest.fixture
-def tokens() -> TokenFactory:
-    return TokenFactory()
 
 
 @pytest.fixture
@@ -110,19 +108,24 @@ def test_metrics_count_middleware_answers(client, tokens) -> None:  # type: igno
     assert 'status="200"} 1.0' in text
 
 
-def test_readiness_reports_database(tmp_path: Path, tokens: TokenFactory) -> None:
+def test_readiness_names_the_failed_dependency_not_the_error(
+        tmp_path: Path, tokens: TokenFactory, caplog: pytest.LogCaptureFixture) -> None:
     db = Database(f"sqlite:///{tmp_path / 'ok.db'}")
 
     def broker_down() -> None:
-        raise ConnectionError("down")
+        raise ConnectionError("amqp://guest:hunter2@broker refused")
 
     app = create_app("probe", api_module="tests.charter.probe_api", db=db,
                      verifier=tokens.verifier(), spec_dir=SPECS, checks={"broker": broker_down})
     c = app.test_client()
     assert c.get("/health/live").status_code == 200
-    r = c.get("/health/ready")
+    with caplog.at_level(logging.WARNING):
+        r = c.get("/health/ready")
     assert r.status_code == 503
-    assert r.json()["checks"] == {"database": "ok", "broker": "failed: ConnectionError"}
+    assert r.json()["checks"] == {"database": "ok", "broker": "failed"}
+    assert "ConnectionError" not in r.text and "hunter2" not in r.text
+    logged = [rec.getMessage() for rec in caplog.records]
+    assert any("broker" in m and "ConnectionError" in m for m in logged), logged
 
 
 def test_swagger_ui_is_configured_for_pkce(client) -> None:  # type: ignore[no-untyped-def]
@@ -133,3 +136,51 @@ def test_swagger_ui_is_configured_for_pkce(client) -> None:  # type: ignore[no-u
     spec = client.get("/v1/openapi.json").json()
     flows = spec["components"]["securitySchemes"]["oauth2"]["flows"]
     assert flows["authorizationCode"]["authorizationUrl"].endswith("/oauth/authorize")
+
+
+class _Boom:
+    """A middleware that fails before the handler: ``/v1/things/<n>`` with n = 501 raises
+    an unexpected error, n = 503 a server-side problem with an internal detail."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].endswith("/things/501"):
+            raise RuntimeError("pool of postgresql://admin:hunter2@db exhausted")
+        if scope["type"] == "http" and scope["path"].endswith("/things/503"):
+            raise problems.UpstreamUnavailable("auth at 10.0.0.7: ConnectError hunter2",
+                                               headers={"Retry-After": "5"})
+        await self.app(scope, receive, send)
+
+
+@pytest.fixture
+def boom_client(tmp_path: Path, tokens: TokenFactory):  # type: ignore[no-untyped-def]
+    db = Database(f"sqlite:///{tmp_path / 'boom.db'}")
+    app = create_app("probe", api_module="tests.charter.probe_api", db=db,
+                     verifier=tokens.verifier(), spec_dir=SPECS)
+    app.add_middleware(_Boom, position=MiddlewarePosition.BEFORE_SECURITY)
+    return app.test_client()
+
+
+def test_connexion_level_500_carries_the_correlation_id(boom_client, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.ERROR):
+        r = boom_client.get("/v1/things/501", headers={"X-Correlation-Id": "cid-501"})
+    assert r.status_code == 500
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    assert body["correlation_id"] == "cid-501"
+    assert body["detail"] == problems.GENERIC_5XX_DETAIL
+    assert "hunter2" not in r.text and "RuntimeError" not in r.text
+    assert any("hunter2" in rec.getMessage() or "hunter2" in str(rec.exc_info)
+               for rec in caplog.records)
+
+
+def test_connexion_level_5xx_problem_keeps_its_detail_in_the_log(boom_client, caplog) -> None:  # type: ignore[no-untyped-def]
+    with caplog.at_level(logging.WARNING):
+        r = boom_client.get("/v1/things/503", headers={"X-Correlation-Id": "cid-503"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    body = r.json()
+    assert body == {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+                    "detail": problems.GENERIC_5XX_DETAIL, "correlation_id": "cid-503"}
+    assert any("ConnectError" in rec.getMessage() for rec in caplog.records)

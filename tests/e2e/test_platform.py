@@ -12,7 +12,6 @@ from __future__ import annotations
 import ssl
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,44 +19,15 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL, unavailable
-from tests.support.platform import COMPONENTS, Platform, drop_databases, start, stop
+from tests.support.platform import Platform, running, start, stop
 
 pytestmark = pytest.mark.e2e
-
-DATABASES = [c for c in COMPONENTS if c != "gateway"]
-
-
-def _postgres_env() -> tuple[dict[str, str], list[str]]:
-    from sqlalchemy import create_engine, text
-
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        unavailable("PostgreSQL", exc)
-    prefix = f"charter_e2e_{uuid.uuid4().hex[:8]}"
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    return {"DATABASE_URL": f"{base}/{prefix}_{{service}}"}, [f"{prefix}_{c}" for c in DATABASES]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
-    extra: dict[str, str] = {"GATEWAY_RATE_LIMIT": "0"}
-    databases: list[str] = []
-    if request.param == "postgres":
-        env, databases = _postgres_env()
-        extra.update(env)
-    running = start(tmp_path, extra)
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            stop(running)
-        if databases:
-            drop_databases(databases)
+    with running(tmp_path, request.param) as started:
+        yield started
 
 
 def test_token_then_calls_through_the_gateway(platform: Platform) -> None:
@@ -118,19 +88,14 @@ def test_services_verify_tokens_and_require_client_certificates(platform: Platfo
 
 def test_demo_tour_on_postgres(tmp_path: Path) -> None:
     """``make demo``'s tour against ``charter up`` on PostgreSQL, over mTLS inside."""
-    env, databases = _postgres_env()
-    running = start(tmp_path, {**env, "GATEWAY_RATE_LIMIT": "0"})
-    try:
-        done = running.charter("demo")
-        assert done.returncode == 0, done.stdout + done.stderr
-        out = done.stdout
-        for step in ("Token", "Browse", "cart", "order", "Pay", "Confirm", "Loyalty",
-                     "notification"):
-            assert step in out, out
-        assert "confirmed" in out and "points" in out and "sent via file" in out
-    finally:
-        stop(running)
-        drop_databases(databases)
+    with running(tmp_path, "postgres") as platform:
+        done = platform.charter("demo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for step in ("Token", "Browse", "cart", "order", "Pay", "Confirm", "Loyalty",
+                 "notification"):
+        assert step in out, out
+    assert "confirmed" in out and "points" in out and "sent via file" in out
 
 
 def test_user_token_through_code_flow(tmp_path: Path) -> None:

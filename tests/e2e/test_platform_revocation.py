@@ -12,7 +12,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,8 +19,7 @@ import pytest
 import yaml
 
 from charter.security.tokens import token_problem
-from tests.conftest import POSTGRES_ADMIN_URL, unavailable
-from tests.support.platform import COMPONENTS, ROOT, Platform, drop_databases, start, stop
+from tests.support.platform import COMPONENTS, ROOT, Platform, running
 
 pytestmark = pytest.mark.e2e
 
@@ -47,37 +45,10 @@ def guarded_read(service: str) -> str:
     raise AssertionError(f"{service} has no token-guarded GET")
 
 
-def _postgres_env() -> tuple[dict[str, str], list[str]]:
-    from sqlalchemy import create_engine, text
-
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL)
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        unavailable("PostgreSQL", exc)
-    prefix = f"charter_rev_{uuid.uuid4().hex[:8]}"
-    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    names = [f"{prefix}_{c}" for c in COMPONENTS if c != "gateway"]
-    return {"DATABASE_URL": f"{base}/{prefix}_{{service}}"}, names
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
-    extra = {"GATEWAY_RATE_LIMIT": "0"}
-    databases: list[str] = []
-    if request.param == "postgres":
-        env, databases = _postgres_env()
-        extra.update(env)
-    running = start(tmp_path, extra)
-    try:
-        yield running
-    finally:
-        if running.proc.poll() is None:
-            stop(running)
-        if databases:
-            drop_databases(databases)
+    with running(tmp_path, request.param, prefix="charter_rev") as started:
+        yield started
 
 
 def demo_cli_secret(platform: Platform) -> str:

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from exchange_fakes import InMemoryRateSource
 from exchange_support import SEED_RATES, FakeClock, migrated
 
 from charter.cache import TTLCache
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.exchange.app import create_app
-from services.exchange.clients import InMemoryRateSource
 from services.exchange.services import ExchangeService
 
 

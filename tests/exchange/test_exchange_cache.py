@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from exchange_fakes import InMemoryRateSource
 from exchange_support import SEED_RATES, FakeClock
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
@@ -14,8 +15,9 @@ from sqlalchemy import select
 from charter.cache import TTLCache
 from charter.db import Database
 from charter.problems import ServiceUnavailable
-from services.exchange.clients import InMemoryRateSource
-from services.exchange.services import ExchangeMetrics, ExchangeService
+from services.exchange.app import exchange_service
+from services.exchange.domain import format_rate
+from services.exchange.services import ExchangeMetrics
 from services.exchange.store import last_known_rates
 
 RATE = "/v1/rates?from=EUR&to=USD"
@@ -154,14 +156,14 @@ def test_a_successful_fetch_replaces_the_last_known_rates(
 
 def test_one_refresh_for_many_concurrent_requests(db: Database, clock: FakeClock) -> None:
     source = InMemoryRateSource("EUR", SEED_RATES)
-    service = ExchangeService(db, source, TTLCache(clock=clock.monotonic), ttl=60,
-                              now=clock.now)
+    service = exchange_service(db, source, TTLCache(clock=clock.monotonic), ttl=60,
+                               now=clock.now)
     barrier = threading.Barrier(12)
     results: list[Any] = []
 
     def work() -> None:
         barrier.wait()
-        results.append(service.rate("EUR", "GBP")["rate"])
+        results.append(format_rate(service.rate("EUR", "GBP").rate))
 
     threads = [threading.Thread(target=work) for _ in range(12)]
     for t in threads:
@@ -178,8 +180,8 @@ def test_a_broken_source_adapter_is_treated_as_a_failure(db: Database,
         def fetch(self) -> Any:
             raise RuntimeError("bug in the adapter")
 
-    service = ExchangeService(db, Broken(), TTLCache(clock=clock.monotonic), ttl=60,
-                              now=clock.now)
+    service = exchange_service(db, Broken(), TTLCache(clock=clock.monotonic), ttl=60,
+                               now=clock.now)
     with pytest.raises(ServiceUnavailable):
         service.rate("EUR", "USD")
     assert service.metrics.source_failures == 1

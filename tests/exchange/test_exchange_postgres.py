@@ -9,13 +9,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from exchange_fakes import InMemoryRateSource
 from exchange_support import FakeClock, migrated
 from sqlalchemy import inspect
 
 from charter.cache import TTLCache
 from charter.testing import TokenFactory
 from services.exchange.app import create_app
-from services.exchange.clients import InMemoryRateSource, TableRateSource
+from services.exchange.clients import TableRateSource
 from services.exchange.seed import seed
 
 pytestmark = pytest.mark.postgres

@@ -1,33 +1,25 @@
-"""Fixtures of the gateway tests: real upstream HTTP servers (uvicorn in a thread), tokens,
-and gateways driven in-process through ``httpx.ASGITransport``."""
+"""Fixtures of the gateway tests: a real echo upstream (uvicorn in a thread) and gateways
+driven in-process through ``httpx.ASGITransport``; ``tokens``, ``asgi_server`` and the
+rest come from the shared plugin (tests/support/plugin.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-from gateway_support import EchoUpstream, serve
+from gateway_support import EchoUpstream
 
 from charter.testing import TokenFactory
 from services.gateway.app import Gateway, create_app
 from services.gateway.routes import RouteTable
 from services.gateway.settings import GatewaySettings
+from tests.support.servers import ThreadServer
 
 ALL_SCOPES = ("catalog:read catalog:write catalog:reserve cart:read cart:write "
               "orders:read orders:write payments:read payments:write exchange:read "
               "loyalty:read loyalty:write notifications:read notifications:write")
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
 
 
 @pytest.fixture(scope="session")
@@ -37,13 +29,11 @@ def routes() -> RouteTable:
 
 
 @pytest.fixture
-def echo() -> Iterator[EchoUpstream]:
+def echo(asgi_server: Callable[..., ThreadServer]) -> EchoUpstream:
     """An echo service on a real port: answers every request with what it received."""
     upstream = EchoUpstream()
-    server = serve(upstream)
-    upstream.url = server.url
-    yield upstream
-    server.stop()
+    upstream.url = asgi_server(upstream).url
+    return upstream
 
 
 @pytest.fixture

@@ -1,62 +1,17 @@
 """Helpers of the gateway tests (importable: tests/gateway is on sys.path).
 
-``serve`` runs any ASGI app under uvicorn on 127.0.0.1 in a daemon thread, as a real
-HTTP server on a free port. ``EchoUpstream`` is a tiny service that answers every
-request with a JSON description of what it received (method, path, query, headers,
-body size), and records it; request headers ``x-test-*`` steer its answer.
+``EchoUpstream`` is a tiny service that answers every request with a JSON description of
+what it received (method, path, query, headers, body size), and records it; request
+headers ``x-test-*`` steer its answer. Real servers come from the shared plugin
+(``asgi_server`` fixture, :func:`tests.support.servers.serve`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
-
-import uvicorn
-
-
-@dataclass
-class RunningServer:
-    url: str
-    server: uvicorn.Server
-    thread: threading.Thread
-    sock: socket.socket
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def serve(app: Any, **config: Any) -> RunningServer:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a daemon thread."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    options: dict[str, Any] = {"log_level": "warning", "lifespan": "off",
-                               "timeout_graceful_shutdown": 0.2}
-    options.update(config)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **options))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    scheme = "https" if options.get("ssl_certfile") else "http"
-    return RunningServer(f"{scheme}://127.0.0.1:{port}", server, thread, sock)
 
 
 @dataclass

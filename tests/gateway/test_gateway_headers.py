@@ -7,11 +7,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from gateway_support import EchoUpstream, serve
+from gateway_support import EchoUpstream
 
 from charter.testing import TokenFactory
 from services.gateway.app import Gateway
 from services.gateway.headers import traceparent
+from tests.support.servers import ThreadServer
 
 pytestmark = pytest.mark.anyio
 
@@ -129,23 +130,20 @@ async def test_hop_by_hop_response_headers_are_stripped(
 
 
 def test_through_a_real_gateway_server(make_gateway: Callable[..., Gateway],
-                                       echo: EchoUpstream, tokens: TokenFactory) -> None:
+                                       echo: EchoUpstream, tokens: TokenFactory,
+                                       asgi_server: Callable[..., ThreadServer]) -> None:
     """The gateway under uvicorn: one Date/Server, no hop-by-hop, a streamed large body."""
-    gateway = make_gateway()
-    server = serve(gateway)
-    try:
-        token = tokens.token(scope="catalog:read")
-        with httpx.Client(base_url=server.url, timeout=10) as http:
-            r = http.get(URL, headers={"Authorization": f"Bearer {token}", "x-test-hop": "1"})
-            assert r.status_code == 200
-            assert len(r.headers.get_list("date")) == 1
-            assert len(r.headers.get_list("server")) == 1
-            assert "x-internal-hop" not in r.headers and "proxy-authenticate" not in r.headers
-            assert r.headers["x-kept"] == "yes"
-            size = 3 * 1024 * 1024 + 5
-            r = http.get(URL, headers={"Authorization": f"Bearer {token}",
-                                       "x-test-big": str(size)})
-            assert r.status_code == 200 and len(r.content) == size
-            assert echo.last["client"][0] == "127.0.0.1"
-    finally:
-        server.stop()
+    server = asgi_server(make_gateway())
+    token = tokens.token(scope="catalog:read")
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        r = http.get(URL, headers={"Authorization": f"Bearer {token}", "x-test-hop": "1"})
+        assert r.status_code == 200
+        assert len(r.headers.get_list("date")) == 1
+        assert len(r.headers.get_list("server")) == 1
+        assert "x-internal-hop" not in r.headers and "proxy-authenticate" not in r.headers
+        assert r.headers["x-kept"] == "yes"
+        size = 3 * 1024 * 1024 + 5
+        r = http.get(URL, headers={"Authorization": f"Bearer {token}",
+                                   "x-test-big": str(size)})
+        assert r.status_code == 200 and len(r.content) == size
+        assert echo.last["client"][0] == "127.0.0.1"

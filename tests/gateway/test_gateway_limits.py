@@ -3,19 +3,19 @@ problem+json, and all of it visible in the metrics."""
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
-from gateway_support import EchoUpstream, free_port
+from gateway_support import EchoUpstream
 
 from charter.testing import TokenFactory
 from services.gateway.app import Gateway
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.settings import GatewaySettings
+from tests.support.servers import free_port
 
 pytestmark = pytest.mark.anyio
 URL = "/catalog/v1/products"
@@ -52,6 +52,8 @@ async def test_rate_limit_429_with_headers_then_refill(
         make_gateway: Callable[..., Gateway], tokens: TokenFactory,
         echo: EchoUpstream) -> None:
     gateway = make_gateway(GatewaySettings(rate_limit=2, rate_burst=3))
+    now = [1000.0]  # the limiter's clock, moved by the test instead of sleeping
+    gateway.limiter = RateLimiter(rate=2, burst=3, clock=lambda: now[0])
     alice = {"Authorization": f"Bearer {tokens.token(sub='alice', scope='catalog:read')}"}
     bob = {"Authorization": f"Bearer {tokens.token(sub='bob', scope='catalog:read')}"}
     async with asgi_client(gateway) as http:
@@ -70,7 +72,7 @@ async def test_rate_limit_429_with_headers_then_refill(
         assert int(refused.headers["ratelimit-reset"]) >= 1
         # Another client (same IP, other token subject) is not affected.
         assert (await http.get(URL, headers=bob)).status_code == 200
-        await asyncio.sleep(0.6)  # 2/s refills 1.2 requests
+        now[0] += 0.6  # 2/s refills 1.2 requests
         assert (await http.get(URL, headers=alice)).status_code == 200
         metrics = (await http.get("/metrics")).text
     await gateway.upstreams.aclose()

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_support import EchoUpstream, serve
+from gateway_support import EchoUpstream
 
+from charter import serve as charter_serve
+from charter.security import mtls
+from charterctl import pki
 from services.gateway.app import Gateway
 from services.gateway.settings import GatewaySettings
+from tests.support.servers import ThreadServer
 
-mtls = pytest.importorskip("charter.security.mtls")
-pki = pytest.importorskip("charterctl.pki")
-charter_serve = pytest.importorskip("charter.serve")
 pytestmark = pytest.mark.anyio
 URL = "/catalog/v1/products"
 
@@ -30,13 +31,12 @@ def pki_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def tls_echo(pki_dir: Path) -> Iterator[EchoUpstream]:
+def tls_echo(pki_dir: Path, asgi_server: Callable[..., ThreadServer]) -> EchoUpstream:
     upstream = EchoUpstream()
-    server = serve(upstream, **charter_serve.uvicorn_tls_config("catalog", pki_dir,
-                                                                force=True))
+    server = asgi_server(upstream, **charter_serve.uvicorn_tls_config("catalog", pki_dir,
+                                                                      force=True))
     upstream.url = server.url
-    yield upstream
-    server.stop()
+    return upstream
 
 
 async def test_forwarded_over_mutual_tls_as_the_gateway(

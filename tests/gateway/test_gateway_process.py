@@ -11,16 +11,17 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-from gateway_support import EchoUpstream, free_port, serve
+from gateway_support import EchoUpstream
 
 from charter import config
 from charter.testing import TokenFactory
+from tests.support.polling import wait_until
+from tests.support.servers import ThreadServer, free_port
 
 
 class JWKS:
@@ -36,9 +37,9 @@ class JWKS:
 
 
 @pytest.fixture
-def gateway_process(echo: EchoUpstream, tokens: TokenFactory,
-                    tmp_path: Any) -> Iterator[tuple[str, Any]]:
-    jwks = serve(JWKS(tokens.jwks()))
+def gateway_process(echo: EchoUpstream, tokens: TokenFactory, tmp_path: Any,
+                    asgi_server: Callable[..., ThreadServer]) -> Iterator[tuple[str, Any]]:
+    jwks = asgi_server(JWKS(tokens.jwks()))
     port = free_port()
     env = dict(os.environ)
     env.update({
@@ -58,22 +59,20 @@ def gateway_process(echo: EchoUpstream, tokens: TokenFactory,
             cwd=config.ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
+
+        def live() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                assert proc.poll() is None, log_path.read_text()
-                try:
-                    if httpx.get(f"{url}/health/live", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, "gateway did not start"
-                time.sleep(0.1)
+            wait_until(live, timeout=30, interval=0.1, what="the gateway to start")
             yield url, log_path
         finally:
             proc.terminate()
             proc.wait(timeout=10)
-            jwks.stop()
 
 
 def test_started_by_uvicorn_factory(gateway_process: tuple[str, Any], tokens: TokenFactory,
@@ -90,11 +89,21 @@ def test_started_by_uvicorn_factory(gateway_process: tuple[str, Any], tokens: To
         assert echo.last["headers"]["x-correlation-id"] == "proc-test-1"
         assert http.get("/catalog/v1/products").status_code == 401
         assert "Charter" in http.get("/").text
-    time.sleep(0.2)  # let the log lines reach the file
-    lines = [json.loads(line) for line in log_path.read_text().splitlines()
-             if line.startswith("{")]
-    access = [line for line in lines if line.get("correlation_id") == "proc-test-1"]
-    assert len(access) == 1, lines
+
+    def access_lines() -> list[dict[str, Any]]:
+        found = []
+        for line in log_path.read_text().splitlines():
+            try:
+                entry = json.loads(line) if line.startswith("{") else {}
+            except ValueError:  # a line still being written
+                continue
+            if entry.get("correlation_id") == "proc-test-1":
+                found.append(entry)
+        return found
+
+    wait_until(access_lines, timeout=5, what="the access log line")
+    access = access_lines()
+    assert len(access) == 1, access
     entry = access[0]
     assert entry["service"] == "gateway"
     assert (entry["api"], entry["operation"], entry["status"]) == \

@@ -7,7 +7,7 @@ one :class:`DenySet` here, as two processes fed by the same revocation feed woul
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import httpx
 import jwt
 import pytest
 
-from charter import migrations
 from charter.config import AuthSettings
 from charter.db import Database
 from charter.security.revocation import DenySet, Entry
@@ -41,11 +40,10 @@ def deny() -> DenySet:
 
 
 @pytest.fixture
-async def pair(tmp_path: Path, tokens: TokenFactory,
-               deny: DenySet) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrations.upgrade("catalog", catalog_app.MIGRATIONS_DIR, url)
-    db = Database(url)
+async def pair(tmp_path: Path, tokens: TokenFactory, deny: DenySet,
+               migrated_db: Callable[[str, str], Database],
+               ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    db = migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
     service = catalog_app.create_app(db=db, verifier=verifier(tokens, deny))
 
     def unreachable(request: httpx.Request) -> httpx.Response:
@@ -61,7 +59,6 @@ async def pair(tmp_path: Path, tokens: TokenFactory,
                               base_url="http://gateway.test") as g:
         yield g, s
     await gateway.upstreams.aclose()
-    db.dispose()
 
 
 async def both(pair: tuple[httpx.AsyncClient, httpx.AsyncClient],

@@ -7,22 +7,21 @@ validation problems — come back unchanged.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from gateway_support import serve
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
+from services.catalog import app as catalog_app
 from services.gateway.app import create_app
 from services.gateway.settings import GatewaySettings
+from tests.support.servers import ThreadServer
 
-catalog_app = pytest.importorskip("services.catalog.app")
 pytestmark = pytest.mark.anyio
 
 
@@ -40,15 +39,12 @@ class Recorder:
 
 
 @pytest.fixture
-def catalog(tmp_path: Path, tokens: TokenFactory) -> Iterator[tuple[str, Recorder]]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrations.upgrade("catalog", catalog_app.MIGRATIONS_DIR, url)
-    db = Database(url)
+def catalog(tmp_path: Path, tokens: TokenFactory,
+            migrated_db: Callable[[str, str], Database],
+            asgi_server: Callable[..., ThreadServer]) -> tuple[str, Recorder]:
+    db = migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
     recorder = Recorder(catalog_app.create_app(db=db, verifier=tokens.verifier()))
-    server = serve(recorder)
-    yield server.url, recorder
-    server.stop()
-    db.dispose()
+    return asgi_server(recorder).url, recorder
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, select, text
 
 from charter.db import Database, ensure_database
+from tests.support.databases import database_url, drop_databases
 
 metadata = MetaData()
 things = Table("things", metadata, Column("id", Integer, primary_key=True),
@@ -47,16 +48,14 @@ def test_unit_of_work_on_sqlite(tmp_path: Path) -> None:
 
 @pytest.mark.postgres
 def test_ensure_database_creates_once(postgres_url: str) -> None:
+    """``postgres_url`` proves the server answers; the database under test is another."""
     name = f"charter_ensure_{uuid.uuid4().hex[:8]}"
-    url = postgres_url.rsplit("/", 1)[0] + "/" + name
+    url = database_url(name)
     try:
         assert ensure_database(url) is True
         assert ensure_database(url) is False
-        Database(url).ping()
+        db = Database(url)
+        db.ping()
+        db.dispose()
     finally:
-        from sqlalchemy import create_engine
-
-        admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_databases([name])

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loyalty_support import migrated, run_threads
+from loyalty_support import migrated
 
 from charter.problems import Conflict, NotFound, Unprocessable
 from charter.security.principal import Principal
 from services.loyalty.app import loyalty_service
 from services.loyalty.services import LoyaltyService, Result
+from tests.support.races import run_threads
 
 ORDERS = Principal("orders", "service", frozenset({"loyalty:write"}))
 

@@ -1,4 +1,5 @@
-"""Fixtures of the mTLS tests: two PKIs (ours and a foreign one), tokens, a TLS catalog."""
+"""Fixtures of the mTLS tests: two PKIs (ours and a foreign one), a TLS catalog; ``tokens``
+and the database helpers come from the shared plugin (tests/support/plugin.py)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
-from mtls_support import ThreadServer, free_port
 
-from charter import migrations
 from charter.cache import TTLCache
 from charter.db import Database
 from charter.security import mtls
 from charter.serve import H11_PROTOCOL, PROTOCOL, uvicorn_tls_config
 from charter.testing import TokenFactory
 from charterctl import pki
-from services.catalog.app import MIGRATIONS_DIR, catalog_service, create_app
+from services.catalog.app import catalog_service, create_app
+from tests.support.servers import ThreadServer, free_port
 
 
 @pytest.fixture(scope="session")
@@ -43,11 +43,6 @@ def _mtls_env(pki_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     mtls.clear_cache()
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
 def bearer(tokens: TokenFactory) -> Callable[..., dict[str, str]]:
     """Headers with a service-client token (the orders client unless ``client`` is given)."""
@@ -59,12 +54,8 @@ def bearer(tokens: TokenFactory) -> Callable[..., dict[str, str]]:
 
 
 @pytest.fixture
-def catalog_db(tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrations.upgrade("catalog", MIGRATIONS_DIR, url)
-    db = Database(url)
-    yield db
-    db.dispose()
+def catalog_db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
 
 
 @pytest.fixture

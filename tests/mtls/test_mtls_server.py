@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from mtls_support import ThreadServer, free_port, raw_tls_exchange
+from mtls_support import raw_tls_exchange
 
 from charter import config, service
 from charter.cache import TTLCache
@@ -22,7 +22,8 @@ from charter.testing import TokenFactory
 from charterctl import pki
 from services.catalog.app import catalog_service
 from services.catalog.app import create_app as create_catalog_app
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
+from tests.support.servers import ThreadServer, free_port
 
 Bearer = Callable[..., dict[str, str]]
 CallAs = Callable[[str], httpx.Client]

@@ -6,19 +6,19 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from mtls_support import free_port
 
 from charter import config
 from charter.security import mtls
 from charter.serve import main, probe, service_env, uvicorn_tls_args
 from charter.testing import TokenFactory
+from tests.support.polling import wait_until
+from tests.support.servers import free_port
 
 HERE = Path(__file__).parent
 
@@ -44,12 +44,12 @@ def served_catalog(tmp_path: Path, tokens: TokenFactory, catalog_db: Any,
     proc = subprocess.Popen(cmd, env=env)
     url = config.service_url("catalog")
     try:
-        deadline = time.monotonic() + 30
         # What the runner's readiness poll has to do: present a certificate (charter-cli).
-        while not probe(f"{url}/health/ready", timeout=1):
+        def ready() -> bool:
             assert proc.poll() is None, f"uvicorn exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "catalog did not become ready"
-            time.sleep(0.2)
+            return probe(f"{url}/health/ready", timeout=1)
+
+        wait_until(ready, timeout=30, interval=0.2, what="the catalog to become ready")
         yield url
     finally:
         proc.terminate()

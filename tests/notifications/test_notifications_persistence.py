@@ -6,7 +6,6 @@ shared ``postgres_url`` fixture gives a fresh database per test).
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +22,12 @@ from charter import migrations
 from charter.problems import Conflict
 from charter.security.principal import Principal
 from charter.testing import TokenFactory
-from services.notifications.app import MIGRATIONS_DIR, create_app
+from services.notifications.app import MIGRATIONS_DIR, create_app, notification_service
 from services.notifications.domain import NotificationFilter
 from services.notifications.ports import Message, ProviderError, ProviderResult
-from services.notifications.services import NotificationService, Sent
+from services.notifications.services import Sent
 from services.notifications.store import metadata
+from tests.support.races import run_threads
 
 INTERNAL = Principal("orders", "service", frozenset(), client_id="orders")
 
@@ -40,25 +40,6 @@ class SlowProvider(InMemoryProvider):
     def send(self, message: Message) -> ProviderResult:
         time.sleep(0.2)
         return super().send(message)
-
-
-def run_threads(count: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(count)
-    results: list[Any] = [None] * count
-
-    def target(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = work(i)
-        except BaseException as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    return results
 
 
 def check_migrations_match_models(url: str) -> None:
@@ -83,7 +64,8 @@ def check_migrations_match_models(url: str) -> None:
 
 def check_one_key_sends_once_under_concurrency(url: str, threads: int = 10) -> None:
     provider = SlowProvider()
-    service = NotificationService(migrated(url), provider)
+    db = migrated(url)
+    service = notification_service(db, provider)
     try:
         results = run_threads(threads, lambda i: service.send(INTERNAL, "race-key-0001",
                                                               dict(EMAIL)))
@@ -100,12 +82,13 @@ def check_one_key_sends_once_under_concurrency(url: str, threads: int = 10) -> N
         assert listed.total == 1 and listed.items[0].status == "sent"
         assert listed.items[0].requested_by == "orders"
     finally:
-        service.db.dispose()
+        db.dispose()
 
 
 def check_distinct_keys_all_send(url: str, threads: int = 10) -> None:
     provider = InMemoryProvider()
-    service = NotificationService(migrated(url), provider)
+    db = migrated(url)
+    service = notification_service(db, provider)
     try:
         results = run_threads(threads, lambda i: service.send(
             INTERNAL, f"distinct-key-{i:04d}", {**SMS, "order_id": f"ord-{i}"}))
@@ -114,12 +97,13 @@ def check_distinct_keys_all_send(url: str, threads: int = 10) -> None:
         sms = service.list(INTERNAL, NotificationFilter(channel="sms"), page_size=100)
         assert sms.total == threads
     finally:
-        service.db.dispose()
+        db.dispose()
 
 
 def check_failure_then_retry(url: str) -> None:
     provider = InMemoryProvider()
-    service = NotificationService(migrated(url), provider)
+    db = migrated(url)
+    service = notification_service(db, provider)
     try:
         provider.fail = ProviderError("memory", "down", permanent=False)
         with pytest.raises(Exception) as info:
@@ -131,7 +115,7 @@ def check_failure_then_retry(url: str) -> None:
         statuses = [n.status for n in service.list(INTERNAL, NotificationFilter()).items]
         assert statuses == ["sent", "failed"]
     finally:
-        service.db.dispose()
+        db.dispose()
 
 
 CHECKS = [check_migrations_match_models, check_one_key_sends_once_under_concurrency,
@@ -184,7 +168,7 @@ def test_customers_are_refused_by_the_service_layer(db: Any) -> None:
     from charter.problems import Forbidden
 
     provider = InMemoryProvider()
-    service = NotificationService(db, provider)
+    service = notification_service(db, provider)
     customer = Principal("alice", "customer", frozenset({"notifications:write"}))
     sent = service.send(INTERNAL, "svc-key-0001", dict(EMAIL)).notification
     for call in (lambda: service.send(customer, "svc-key-0002", dict(EMAIL)),

@@ -14,7 +14,7 @@ from charter import config
 from charter.db import Database
 from charter.http import dependency_timeout
 from charter.testing import TokenFactory
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
 from services.orders import app as orders_app
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
 

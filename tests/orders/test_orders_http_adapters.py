@@ -12,7 +12,7 @@ import pytest
 from orders_support import Seen, StubServer
 
 from charter import specs
-from services.catalog_client import HttpCatalogClient
+from services.catalog_client.client import HttpCatalogClient
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
 from services.orders.domain import Order, OrderLine
 from services.orders.ports import (

@@ -3,26 +3,41 @@ order after it (docs/architecture.md, "Idempotency keys")."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
 
+from orders_fakes import (
+    InMemoryCart,
+    InMemoryCatalog,
+    InMemoryLoyalty,
+    InMemoryNotifications,
+    InMemoryPayments,
+)
 from orders_support import Auth, place
 
-from charter.db import utcnow
-from services.orders.services import OrderService
+from charter.db import Database, utcnow
+from charter.idempotency import retention_from_env
+from charter.testing import TokenFactory
+from services.orders.app import create_app
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 1}]}
 
 
 def test_a_key_replays_until_it_expires_then_places_a_new_order(
-    client: Any, auth: Auth, service: OrderService
+    db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
+    payments: InMemoryPayments, loyalty: InMemoryLoyalty,
+    notifications: InMemoryNotifications, auth: Auth,
 ) -> None:
-    first = place(client, auth(), ITEMS, key="retention-key-1")
-    assert first.status_code == 201, first.text
-    replay = place(client, auth(), ITEMS, key="retention-key-1")
-    assert replay.json()["id"] == first.json()["id"]
-    service.idempotency.clock = lambda: utcnow() + service.idempotency.retention + timedelta(
-        seconds=1)
-    later = place(client, auth(), ITEMS, key="retention-key-1")
-    assert later.status_code == 201, later.text
-    assert later.json()["id"] != first.json()["id"]
+    now: list[datetime] = [utcnow()]
+    app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
+                     payments=payments, loyalty=loyalty, notifications=notifications,
+                     clock=lambda: now[0])
+    with app.test_client() as client:
+        first = place(client, auth(), ITEMS, key="retention-key-1")
+        assert first.status_code == 201, first.text
+        now[0] += retention_from_env() - timedelta(seconds=1)
+        replay = place(client, auth(), ITEMS, key="retention-key-1")
+        assert replay.json()["id"] == first.json()["id"]
+        now[0] += timedelta(seconds=2)  # just past the retention
+        later = place(client, auth(), ITEMS, key="retention-key-1")
+        assert later.status_code == 201, later.text
+        assert later.json()["id"] != first.json()["id"]

@@ -23,13 +23,16 @@ from orders_support import bearer, cancel, confirm, new_key, payment_for, place
 from sqlalchemy import inspect
 
 from charter import migrations
-from charter.db import Database
+from charter.db import Database, SqlUnitOfWork
+from charter.idempotency import Outcome, fingerprint
 from charter.security.principal import Principal
 from charter.testing import TokenFactory
+from charter.unit_of_work import WriteConflict
 from services.orders.app import MIGRATIONS_DIR, create_app, order_service
 from services.orders.domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode
+from services.orders.ports import OrderFilter
 from services.orders.services import Answer, Caller, PlaceRequest
-from services.orders.store import OrderFilter, OrderRepository, metadata
+from services.orders.store import SqlOrderRepository, metadata
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TABLES = {"orders", "order_lines", "idempotency_keys", "alembic_version_orders"}
@@ -73,9 +76,9 @@ def make_order(order_id: str, customer: str = "alice", at: datetime = T0) -> Ord
 def test_round_trip(any_db: Database) -> None:
     order = make_order("00000000-0000-4000-8000-000000000001")
     with any_db.session() as session:
-        OrderRepository(session).add(order)
+        SqlOrderRepository(session).add(order)
     with any_db.session() as session:
-        loaded = OrderRepository(session).get(order.id)
+        loaded = SqlOrderRepository(session).get(order.id)
     assert loaded == order
     assert loaded is not None and loaded.created_at.tzinfo is not None
     assert [line.product_id for line in loaded.lines] == [2, 1]  # the order they were given
@@ -83,12 +86,30 @@ def test_round_trip(any_db: Database) -> None:
     loaded.reject(RejectionCode.INSUFFICIENT_STOCK, "short", T0 + timedelta(seconds=1),
                   [{"product_id": 2, "requested": 3, "available": 1}])
     with any_db.session() as session:
-        OrderRepository(session).save(loaded)
+        SqlOrderRepository(session).save(loaded)
     with any_db.session() as session:
-        again = OrderRepository(session).get(order.id, lock=True)
+        again = SqlOrderRepository(session).get(order.id, lock=True)
     assert again == loaded
     with any_db.session() as session:
-        assert OrderRepository(session).get("00000000-0000-4000-8000-00000000ffff") is None
+        assert SqlOrderRepository(session).get("00000000-0000-4000-8000-00000000ffff") is None
+
+
+def test_idempotency_keys_in_the_unit_of_work(any_db: Database) -> None:
+    """Answers round-trip; a key claimed twice is the port's WriteConflict (not a
+    SQLAlchemy error), and that unit of work is rolled back."""
+    fp = fingerprint({"order_id": "o-1"})
+    uow = SqlUnitOfWork(any_db, SqlOrderRepository)
+    with uow.write() as repo:
+        assert repo.idempotency.lookup("orders.test:alice", "key-1", fp) is None
+        repo.idempotency.claim("orders.test:alice", "key-1", fp)
+        repo.idempotency.complete("orders.test:alice", "key-1", 201, {"order_id": "o-1"})
+    with pytest.raises(WriteConflict), uow.write() as repo:
+        repo.add(make_order("00000000-0000-4000-8000-000000000009"))
+        repo.idempotency.claim("orders.test:alice", "key-1", fp)
+    with uow.read() as repo:
+        assert repo.idempotency.lookup("orders.test:alice", "key-1", fp) == Outcome(
+            201, {"order_id": "o-1"}, replayed=True)
+        assert repo.get("00000000-0000-4000-8000-000000000009") is None  # rolled back
 
 
 def test_pages_and_recovery_queries(any_db: Database) -> None:
@@ -109,11 +130,11 @@ def test_pages_and_recovery_queries(any_db: Database) -> None:
     orders[4].record("release", FollowUp.DONE, T0)  # finished
     # orders[5] stays pending
     with any_db.session() as session:
-        repo = OrderRepository(session)
+        repo = SqlOrderRepository(session)
         for order in orders:
             repo.add(order)
     with any_db.session() as session:
-        repo = OrderRepository(session)
+        repo = SqlOrderRepository(session)
         page, total = repo.page(OrderFilter(customer_id="bob"), 0, 2)
         assert total == 3 and [o.id for o in page] == [ids[4], ids[2]]
         page, total = repo.page(OrderFilter(status="cancelled"), 0, 10)
@@ -198,7 +219,7 @@ def test_main_flows_on_postgres(postgres_url: str) -> None:
         assert answers[0].order.status in (OrderStatus.RESERVED, OrderStatus.PENDING)
         service.resume_pending()
         with db.session() as session:
-            _, total = OrderRepository(session).page(OrderFilter(customer_id="bob"), 0, 10)
+            _, total = SqlOrderRepository(session).page(OrderFilter(customer_id="bob"), 0, 10)
         assert total == 1
         assert catalog.reserved[1] == 1
         assert all(count == 1 for count in catalog.effects.values()), catalog.effects

@@ -22,11 +22,10 @@ from orders_support import assert_problem, bearer, cancel, confirm, payment_for,
 from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
-from services.catalog_client import HttpCatalogClient
+from services.catalog import app as catalog_app
+from services.catalog import seed as catalog_seed
+from services.catalog_client.client import HttpCatalogClient
 from services.orders.app import create_app, order_service
-
-catalog_app = pytest.importorskip("services.catalog.app")
-catalog_seed = pytest.importorskip("services.catalog.seed")
 
 
 @dataclass

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from charter import migrations
-from charter.db import Database
+from charter.db import Database, SqlUnitOfWork
 from charter.problems import Problem
 from charter.security.principal import Principal
 from charter.testing import TokenFactory
-from services.payments.app import MIGRATIONS_DIR
+from services.payments.app import MIGRATIONS_DIR, payments_service
 from services.payments.clients import SimulatedProvider
 from services.payments.services import AuthorizeRequest, PaymentsService
 from services.payments.store import idempotency_keys, payments
@@ -117,13 +117,19 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
 
 
 def count_payments(service: PaymentsService) -> int:
-    with service.db.session() as session:
+    with database_of(service).session() as session:
         return int(session.scalar(select(func.count()).select_from(payments)) or 0)
 
 
 def new_service(url: str) -> tuple[PaymentsService, SimulatedProvider]:
     provider = SimulatedProvider(decline_above=1_000_000)
-    return PaymentsService(migrated(url), provider), provider
+    return payments_service(migrated(url), provider), provider
+
+
+def database_of(service: PaymentsService) -> Database:
+    """The database behind a service wired by ``app.payments_service``."""
+    assert isinstance(service.uow, SqlUnitOfWork)
+    return service.uow.db
 
 
 def check_concurrent_same_key(service: PaymentsService, provider: SimulatedProvider,
@@ -139,7 +145,7 @@ def check_concurrent_same_key(service: PaymentsService, provider: SimulatedProvi
     assert sum(1 for r in results if not r.replayed) == 1
     assert len(provider.calls_of("authorize")) == 1 and provider.charges == 1
     assert count_payments(service) == 1
-    with service.db.session() as session:
+    with database_of(service).session() as session:
         assert session.scalar(select(func.count()).select_from(idempotency_keys)) == 1
 
 

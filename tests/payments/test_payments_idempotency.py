@@ -13,6 +13,7 @@ from payments_support import (
     check_concurrent_refunds,
     check_concurrent_same_key,
     count_payments,
+    database_of,
     new_key,
     new_service,
     run_threads,
@@ -112,7 +113,7 @@ def test_concurrent_same_key_is_one_authorisation(sqlite_url: str) -> None:
     try:
         check_concurrent_same_key(service, provider)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()
 
 
 def test_concurrent_captures(sqlite_url: str) -> None:
@@ -120,7 +121,7 @@ def test_concurrent_captures(sqlite_url: str) -> None:
     try:
         check_concurrent_captures(service, provider)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()
 
 
 def test_concurrent_refunds(sqlite_url: str) -> None:
@@ -128,7 +129,7 @@ def test_concurrent_refunds(sqlite_url: str) -> None:
     try:
         check_concurrent_refunds(service)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()
 
 
 def test_concurrent_same_key_over_http(alice: Caller, provider: SimulatedProvider) -> None:

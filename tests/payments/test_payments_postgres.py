@@ -16,6 +16,7 @@ from payments_support import (
     check_concurrent_captures,
     check_concurrent_refunds,
     check_concurrent_same_key,
+    database_of,
     migrated,
     new_key,
     new_service,
@@ -77,7 +78,7 @@ def test_concurrent_same_key_is_one_authorisation(postgres_url: str) -> None:
     try:
         check_concurrent_same_key(service, provider, threads=16)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()
 
 
 def test_concurrent_captures(postgres_url: str) -> None:
@@ -85,7 +86,7 @@ def test_concurrent_captures(postgres_url: str) -> None:
     try:
         check_concurrent_captures(service, provider)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()
 
 
 def test_concurrent_refunds(postgres_url: str) -> None:
@@ -93,4 +94,4 @@ def test_concurrent_refunds(postgres_url: str) -> None:
     try:
         check_concurrent_refunds(service)
     finally:
-        service.db.dispose()
+        database_of(service).dispose()

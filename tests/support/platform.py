@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,19 +16,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import POSTGRES_ADMIN_URL
+from tests.support.databases import POSTGRES_ADMIN_URL, drop_databases, require_postgres
+from tests.support.polling import wait_until
+from tests.support.servers import free_port
 
 COMPONENTS = ("auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
               "notifications", "gateway")
 PLAIN_HTTP = ("auth", "gateway")
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -66,17 +62,6 @@ class Platform:
         return done.stdout.strip()
 
 
-def drop_databases(names: list[str]) -> None:
-    """Drop PostgreSQL databases a test created."""
-    from sqlalchemy import create_engine, text
-
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        for name in names:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
-
-
 def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
           only: str | None = None) -> Platform:
     """Run ``charter up`` on free ports with its own var dir; wait until it is up."""
@@ -92,12 +77,18 @@ def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
     proc = subprocess.Popen(argv, env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     platform = Platform(env, proc, log)
-    deadline = time.monotonic() + 120
-    while "Charter is up" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("charter up did not start:\n" + log.read_text(errors="replace")[-4000:])
-        time.sleep(0.3)
+
+    def up() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError("charter up exited")
+        return "Charter is up" in log.read_text(errors="replace")
+
+    try:
+        wait_until(up, timeout=120, interval=0.3, what="charter up")
+    except AssertionError as exc:
+        proc.kill()
+        pytest.fail(f"charter up did not start ({exc}):\n"
+                    + log.read_text(errors="replace")[-4000:])
     return platform
 
 
@@ -109,3 +100,42 @@ def stop(platform: Platform) -> int:
     except subprocess.TimeoutExpired:
         platform.proc.kill()
         raise
+
+
+DATABASE_COMPONENTS = tuple(c for c in COMPONENTS if c != "gateway")
+
+
+def postgres_env(prefix: str) -> tuple[dict[str, str], list[str]]:
+    """``DATABASE_URL`` giving each component its own PostgreSQL database, and their names.
+
+    Skips (laptop) or fails (``CI=true``) when the server is unreachable; ``charter up``
+    creates the databases, :func:`running` drops them.
+    """
+    require_postgres()
+    prefix = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return ({"DATABASE_URL": f"{base}/{prefix}_{{service}}"},
+            [f"{prefix}_{c}" for c in DATABASE_COMPONENTS])
+
+
+@contextmanager
+def running(tmp_path: Path, database: str = "sqlite", *, prefix: str = "charter_e2e",
+            extra_env: dict[str, str] | None = None) -> Iterator[Platform]:
+    """A started platform on ``database`` ("sqlite" files or "postgres"), stopped after.
+
+    The PostgreSQL databases it created are dropped afterwards.
+    """
+    env = {"GATEWAY_RATE_LIMIT": "0", **(extra_env or {})}
+    databases: list[str] = []
+    if database == "postgres":
+        db_env, databases = postgres_env(prefix)
+        env.update(db_env)
+    platform: Platform | None = None
+    try:
+        platform = start(tmp_path, env)
+        yield platform
+    finally:
+        if platform is not None and platform.proc.poll() is None:
+            stop(platform)
+        if databases:  # also when start() failed half-way
+            drop_databases(databases)

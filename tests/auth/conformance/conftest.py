@@ -19,6 +19,7 @@ from conformance_support import Auth, register
 from auth.app import MIGRATIONS_DIR, create_flask_app
 from auth.settings import Settings
 from auth.throttle import Backoff, ThrottleSettings
+from charter import serve
 from charter.db import Database
 from charter.migrations import upgrade
 from tests.support.platform import free_port
@@ -41,7 +42,7 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Auth]:
     app = create_flask_app(db, settings)
     server = uvicorn.Server(uvicorn.Config(
         WSGIMiddleware(app), host="127.0.0.1", port=port, log_level="warning",  # type: ignore[arg-type]
-        proxy_headers=False, lifespan="off"))
+        lifespan="off", **serve.uvicorn_proxy_config("auth")))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 15

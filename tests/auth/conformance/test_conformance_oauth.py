@@ -272,8 +272,12 @@ def test_revoke_access_token_with_any_hint(auth_server: Auth, hint: str | None) 
 
 @pytest.mark.parametrize("hint", [None, "access_token", "refresh_token"])
 def test_revoke_refresh_token_with_any_hint(auth_server: Auth, hint: str | None) -> None:
-    refresh_token = spa_tokens(auth_server)["refresh_token"]
+    tokens = spa_tokens(auth_server)
+    refresh_token = tokens["refresh_token"]
+    assert introspect(auth_server, tokens["access_token"]).json()["active"] is True
     assert revoke(auth_server, refresh_token, hint, client_id=SPA).status_code == 200
+    # RFC 7009 §2.1: the grant goes with it, its access token included.
+    assert introspect(auth_server, tokens["access_token"]).json() == {"active": False}
     assert refresh(auth_server, refresh_token).status_code == 400
 
 

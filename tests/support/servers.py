@@ -1,0 +1,79 @@
+"""Real HTTP servers for tests: free ports, and any ASGI app under uvicorn in a thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import uvicorn
+
+from tests.support.polling import wait_until
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now (for servers started in subprocesses)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadServer:
+    """uvicorn serving ``app`` on 127.0.0.1 in a daemon thread.
+
+    Without ``port`` the server binds a free port itself (no race with other tests).
+    ``options`` go to :class:`uvicorn.Config` (TLS, ``loop``, ``http`` protocol class…);
+    the URL scheme is ``https`` when ``ssl_certfile`` is among them. Use it as a context
+    manager, or :func:`serve` and ``stop()``.
+    """
+
+    def __init__(self, app: Any, port: int | None = None, **options: Any) -> None:
+        config: dict[str, Any] = {"log_level": "warning", "access_log": False,
+                                  "lifespan": "off", "timeout_graceful_shutdown": 0.2}
+        config.update(options)
+        self._sock: socket.socket | None = None
+        if port is None:
+            self._sock = socket.socket()
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._sock.bind(("127.0.0.1", 0))
+            port = int(self._sock.getsockname()[1])
+        self.port = port
+        self.scheme = "https" if config.get("ssl_certfile") else "http"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **config))
+        kwargs = {"sockets": [self._sock]} if self._sock else {}
+        self.thread = threading.Thread(target=self.server.run, kwargs=kwargs, daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``http(s)://127.0.0.1:<port>``."""
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ThreadServer:
+        """Start serving; return once uvicorn accepts connections (fails if it died)."""
+        self.thread.start()
+
+        def started() -> bool:
+            if not self.thread.is_alive() and not self.server.started:
+                raise RuntimeError("uvicorn did not start")
+            return bool(self.server.started)
+
+        wait_until(started, timeout=timeout, interval=0.01, what="uvicorn to start")
+        return self
+
+    def stop(self) -> None:
+        """Ask uvicorn to exit and wait for its thread."""
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+        if self._sock is not None:
+            self._sock.close()
+
+    def __enter__(self) -> ThreadServer:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+
+def serve(app: Any, **options: Any) -> ThreadServer:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; started."""
+    return ThreadServer(app, **options).start()
