@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import connexion
-from connexion.exceptions import OAuthProblem
+from connexion.exceptions import OAuthProblem, OAuthScopeProblem
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -63,6 +63,14 @@ def default_verifier() -> TokenVerifier:
 def _missing_token_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
     """Connexion's own 401 (no or unreadable Authorization header): the shared problem."""
     return _problem_handler(request, connexion_auth.TokenRejected("missing"))
+
+
+def _insufficient_scope_handler(request: ConnexionRequest,
+                                exc: Exception) -> ConnexionResponse:
+    """Connexion's scope-check 403: the shared problem, naming only the required scopes
+    (Connexion's own detail would echo the token's scopes)."""
+    assert isinstance(exc, OAuthScopeProblem)
+    return _problem_handler(request, connexion_auth.InsufficientScope(exc.required_scopes))
 
 
 def _connexion_problem(doc: dict[str, Any],
@@ -222,6 +230,7 @@ def create_app(
             enforce=enforce_callers,
         )
     app.add_error_handler(OAuthProblem, _missing_token_handler)
+    app.add_error_handler(OAuthScopeProblem, _insufficient_scope_handler)
     app.add_error_handler(problems.Problem, _problem_handler)
     app.add_error_handler(Exception, _unexpected_handler)
     _install_flask_errors(flask_app)

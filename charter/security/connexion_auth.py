@@ -9,19 +9,29 @@ Connexion runs the function on the event loop, so it is ``async`` and hands veri
 (which may fetch the JWKS over the network on an unknown ``kid``) to a thread only when
 the token is not already cached. A refused token raises :class:`TokenRejected`, whose
 body is :func:`charter.security.tokens.token_problem` — the same the gateway answers.
-Connexion then checks the operation's scopes against the ``scope`` we return.
+Connexion then checks the operation's scopes against the ``scope`` we return; the app
+factory answers its refusal with :class:`InsufficientScope`
+(:func:`charter.security.tokens.scope_problem`, again the gateway's 403).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charter.problems import Problem
-from charter.security.tokens import InvalidToken, TokenVerifier, scopes_of, token_problem
+from charter.security.tokens import (
+    InvalidToken,
+    TokenProblem,
+    TokenVerifier,
+    scope_problem,
+    scopes_of,
+    token_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +46,16 @@ class TokenRejected(Problem):
         super().__init__(p.detail, status=p.status, title=p.title, type=p.type,
                          headers=p.headers)
         self.reason = reason
+
+
+class InsufficientScope(Problem):
+    """403 for a valid token lacking the operation's scope, with the shared body and
+    ``insufficient_scope`` challenge (:func:`scope_problem`)."""
+
+    def __init__(self, required: Iterable[str]) -> None:
+        p: TokenProblem = scope_problem(required)
+        super().__init__(p.detail, status=p.status, title=p.title, type=p.type,
+                         headers=p.headers)
 
 
 class VerifierMiddleware:

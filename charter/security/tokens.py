@@ -5,7 +5,8 @@ the caller: a JWKS cache refreshed on an unknown ``kid`` (rate-limited), the ``t
 check, a bounded cache of already-validated tokens that expires with each token's
 ``exp`` (RS256 verification costs ~0.2 ms, paid once per token instead of per request),
 the revocation check (:mod:`charter.security.revocation`) and the one mapping from a
-token failure to the problem the gateway and every service answer (:func:`token_problem`).
+token failure to the problem the gateway and every service answer (:func:`token_problem`
+for a 401, :func:`scope_problem` for the 403 of a token lacking the operation's scope).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,6 +87,20 @@ def token_problem(reason: str) -> TokenProblem:
     (the verifier's own reason is logged, never echoed to the client).
     """
     return _TOKEN_PROBLEMS.get(reason, _TOKEN_PROBLEMS["invalid"])
+
+
+def scope_problem(required: Iterable[str]) -> TokenProblem:
+    """The 403 the gateway and every service answer for a valid token lacking ``required``.
+
+    RFC 6750 §3.1 ``insufficient_scope`` with the operation's required ``scope`` (sorted,
+    space-separated) in the challenge and the detail; the token's own scopes are never
+    echoed.
+    """
+    needed = " ".join(sorted(set(required)))
+    return TokenProblem(
+        403, "Forbidden", f"The access token lacks the scope this operation requires: "
+        f"{needed}.",
+        f'Bearer realm="charter", error="insufficient_scope", scope="{needed}"')
 
 
 JWKSFetcher = Callable[[], dict[str, Any]]

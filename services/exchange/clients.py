@@ -26,7 +26,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from charter.clock import as_utc, utcnow
+from charter.clock import parse_rfc3339, utcnow
 from charter.db import Database
 from charter.http import HttpClient
 from charter.problems import ServiceUnavailable
@@ -45,13 +45,13 @@ DEFAULT_TIMEOUT = 2.0
 
 
 def parse_timestamp(value: Any) -> datetime:
+    """An upstream ``as_of`` as aware UTC; :class:`RateSourceError` if it is not RFC 3339."""
     if not isinstance(value, str):
         raise RateSourceError(f"as_of {value!r} is not an RFC 3339 timestamp")
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_rfc3339(value)
     except ValueError as exc:
         raise RateSourceError(f"as_of {value!r} is not an RFC 3339 timestamp") from exc
-    return as_utc(parsed)
 
 
 def table_from_document(doc: Any, now: datetime) -> domain.RateTable:

@@ -33,6 +33,7 @@ from charter.security.tokens import (
     TokenProblem,
     TokenVerifier,
     build_verifier,
+    scope_problem,
     scopes_of,
     token_problem,
 )
@@ -325,12 +326,7 @@ class Gateway:
             errors_log.info("access token refused: %s", exc)
             return None, _refusal(token_problem(exc.reason))
         if not op.allows(scopes_of(claims)):
-            needed = " ".join(op.required_scopes)
-            return claims, (
-                403, "Forbidden", f"The access token lacks the scope {needed!r}.",
-                f'Bearer realm="charter", error="insufficient_scope", scope="{needed}"'
-                .encode(),
-            )
+            return claims, _refusal(scope_problem(op.required_scopes))
         return claims, None
 
     async def _proxy(
@@ -539,7 +535,8 @@ class Gateway:
 
 
 def _refusal(problem: TokenProblem) -> tuple[int, str, str, bytes]:
-    """A token refusal in ``_authorize``'s shape: the problem shared with the services."""
+    """A token refusal (401 or 403) in ``_authorize``'s shape: the problem shared with the
+    services."""
     return problem.status, problem.title, problem.detail, problem.challenge.encode()
 
 

@@ -11,12 +11,13 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from charter.db import rfc3339
+from charter.clock import rfc3339
 from charter.security.principal import Principal
 from charter.service import context
+from charter.usecases import Page, page_json
 
 from .domain import Account, Award, Entry, EntryType, Redemption
-from .services import LoyaltyService, Page, Result
+from .services import LoyaltyService, Result
 
 BASE = "/v1"
 
@@ -100,8 +101,7 @@ def balance_doc(account: Account) -> Doc:
 
 
 def page_doc(page: Page[Entry]) -> Doc:
-    return {"items": [entry_doc(e) for e in page.items], "page": page.page,
-            "page_size": page.page_size, "total": page.total}
+    return page_json(page, entry_doc)
 
 
 def _award_answer(result: Result[Award]) -> Any:

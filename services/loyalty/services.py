@@ -25,14 +25,14 @@ index is retried, and the retry finds the winner's entry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from charter.problems import BadRequest, Conflict, Forbidden, NotFound, Problem, Unprocessable
 from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork, WriteConflict
+from charter.usecases import Page, Refusals
 
 from . import domain
 from .domain import DEFAULT_POINTS_PER_UNIT, Account, Award, Entry, EntryType, Redemption
@@ -53,13 +53,8 @@ def as_problem(exc: domain.DomainError) -> Problem:
     return Unprocessable(str(exc))
 
 
-@contextmanager
-def business_rules() -> Iterator[None]:
-    """Turn a refused business rule into its problem."""
-    try:
-        yield
-    except domain.DomainError as exc:
-        raise as_problem(exc) from exc
+business_rules = Refusals(domain.DomainError, as_problem)
+"""``with business_rules():`` answers a refused business rule with its problem."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +63,6 @@ class Result(Generic[T]):
 
     value: T
     created: bool
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing."""
-
-    items: list[T]
-    page: int
-    page_size: int
-    total: int
 
 
 def _not_found(order_id: str, what: str) -> NotFound:
@@ -139,7 +124,7 @@ class LoyaltyService:
         owner = self._owner(principal, customer_id, required=False)
         kind = EntryType(type_) if type_ else None
         with self.uow.read() as repo:
-            items, total = repo.history(owner, (page - 1) * page_size, page_size, kind)
+            items, total = repo.history(owner, Page.offset(page, page_size), page_size, kind)
         return Page(items, page, page_size, total)
 
     def get_award(self, principal: Principal, order_id: str) -> Award:

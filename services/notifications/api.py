@@ -13,9 +13,10 @@ from typing import Any
 
 from flask import request
 
-from charter.db import rfc3339
+from charter.clock import rfc3339
 from charter.security.principal import Principal
 from charter.service import context
+from charter.usecases import page_json
 
 from .domain import Notification, NotificationFilter
 from .services import NotificationService
@@ -76,8 +77,7 @@ def list_notifications(
     flt = NotificationFilter(recipient=recipient, order_id=order_id, status=status,
                              channel=channel)
     listing = _svc().list(Principal.from_token_info(token_info), flt, page, page_size)
-    return {"items": [notification_doc(n) for n in listing.items], "page": listing.page,
-            "page_size": listing.page_size, "total": listing.total}
+    return page_json(listing, notification_doc)
 
 
 def get_notification(notification_id: str, token_info: TokenInfo) -> Any:

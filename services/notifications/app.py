@@ -8,8 +8,8 @@ from pathlib import Path
 import connexion
 
 from charter import config, service
-from charter.db import Database, SqlUnitOfWork
-from charter.idempotency import Idempotency, start_purger
+from charter.db import Database
+from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
 
 from .ports import NotificationProvider
@@ -24,9 +24,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
 def notification_service(db: Database, provider: NotificationProvider) -> NotificationService:
     """The service wired to its SQL adapters: a unit of work on ``db`` and the repository."""
-    keys = Idempotency(idempotency_keys)
-    uow = SqlUnitOfWork(db, lambda session: SqlNotificationRepository(session, keys))
-    return NotificationService(uow, provider)
+    return NotificationService(keyed_unit_of_work(db, SqlNotificationRepository), provider)
 
 
 def create_app(

@@ -29,13 +29,14 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
-from charter.db import utcnow
+from charter.clock import utcnow
 from charter.idempotency import Outcome, fingerprint
 from charter.problems import BadGateway, BadRequest, Conflict, NotFound, ServiceUnavailable
 from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork, WriteConflict
+from charter.usecases import Page
 
 from .domain import InvalidNotification, Notification, NotificationFilter, NotificationRequest
 from .ports import Message, NotificationProvider, NotificationRepository, ProviderError
@@ -53,16 +54,6 @@ class Sent:
 
     notification: Notification
     replayed: bool = False
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing."""
-
-    items: list[T]
-    page: int
-    page_size: int
-    total: int
 
 
 @contextmanager
@@ -100,7 +91,7 @@ class NotificationService:
         if flt.recipient is not None:
             flt = replace(flt, recipient=flt.recipient.strip())
         with self.uow.read() as repo:
-            items, total = repo.list(flt, (page - 1) * page_size, page_size)
+            items, total = repo.list(flt, Page.offset(page, page_size), page_size)
         return Page(items, page, page_size, total)
 
     # send ----------------------------------------------------------------------------

@@ -25,16 +25,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from charter.db import UtcDateTime, service_metadata
-from charter.idempotency import (
-    IN_PROGRESS,
-    Idempotency,
-    IdempotencyKeys,
-    SessionIdempotencyKeys,
-    idempotency_table,
-)
+from charter.idempotency import IN_PROGRESS
+from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 from charter.unit_of_work import WriteConflict
 
 from .domain import Channel, Notification, NotificationFilter, Status
@@ -100,23 +95,15 @@ def _values(n: Notification, fields: tuple[str, ...]) -> dict[str, object]:
     return values
 
 
-class SqlNotificationRepository:
+class SqlNotificationRepository(KeyedSqlRepository):
     """:class:`.ports.NotificationRepository` inside one Session (the unit of work's
     transaction).
 
-    ``idempotency`` is the key table's helper (default: one built from the environment's
-    retention); build it once and share it (``app.notification_service`` does).
+    Its idempotency keys come from :class:`charter.idempotency_store.KeyedSqlRepository`
+    (``app.notification_service`` builds the helper once: ``keyed_unit_of_work``).
     """
 
-    def __init__(self, session: Session, idempotency: Idempotency | None = None) -> None:
-        self.session = session
-        self._idempotency = idempotency
-
-    @property
-    def idempotency(self) -> IdempotencyKeys:
-        if self._idempotency is None:
-            self._idempotency = Idempotency(idempotency_keys)
-        return SessionIdempotencyKeys(self._idempotency, self.session)
+    keys_table = idempotency_keys
 
     def add(self, n: Notification) -> None:
         """Record a new notification."""

@@ -1,20 +1,14 @@
-"""Helpers shared by the catalog tests (importable: tests/catalog is on sys.path)."""
+"""The catalog tests' seeded data (importable: tests/catalog is on sys.path).
+
+Databases, races, problems and tokens come from the shared plugin (docs/testing.md).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from charter import migrations
-from charter.db import Database
 from services.catalog import api
-from services.catalog.app import MIGRATIONS_DIR
 from services.catalog.services import CatalogService
-
-
-def migrated(url: str) -> Database:
-    """A database at ``url`` brought to the newest catalog revision."""
-    migrations.upgrade("catalog", MIGRATIONS_DIR, url)
-    return Database(url)
 
 
 def seed_small(service: CatalogService) -> dict[str, Any]:

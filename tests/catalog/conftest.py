@@ -1,4 +1,8 @@
-"""Fixtures of the catalog tests: a migrated SQLite file, tokens, the app and seeded objects."""
+"""Fixtures of the catalog tests: a migrated SQLite file, the app and seeded objects.
+
+``tokens``, ``migrated_db``, ``postgres_url``, ``redis_url``… come from the shared plugin
+(``tests/support/plugin.py``).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from catalog_support import migrated, seed_small
+from catalog_support import seed_small
 
 from charter.cache import Cache, TTLCache
 from charter.db import Database
@@ -18,21 +22,9 @@ from services.catalog.services import CatalogService
 ALL_SCOPES = "catalog:read catalog:write catalog:reserve"
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'catalog.db'}"
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = migrated(db_url)
-    yield database
-    database.dispose()
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
 
 
 @pytest.fixture

@@ -6,21 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from catalog_support import seed_small
 
+from charter.db import Database
+from charter.testing import TokenFactory
+from services.catalog.app import create_app
 from services.catalog.domain import Product
 from services.catalog.services import CatalogService
+from tests.support.plugin import assert_problem
 
 Auth = Callable[..., dict[str, str]]
-PROBLEM = "application/problem+json"
-
-
-def is_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"]
-    return body
-
 
 def make_products(service: CatalogService, count: int, category_id: int) -> list[Product]:
     return [service.create_product(sku=f"SKU-{i:04d}", name=f"Item {i}",
@@ -51,21 +46,21 @@ def test_category_lifecycle(client: Any, auth: Auth) -> None:
 
     deleted = client.delete(f"/v1/categories/{category['id']}", headers=auth())
     assert deleted.status_code == 204 and deleted.content == b""
-    is_problem(client.get(f"/v1/categories/{category['id']}", headers=auth()), 404)
+    assert_problem(client.get(f"/v1/categories/{category['id']}", headers=auth()), 404)
 
 
 def test_duplicate_category_slug_is_409(client: Any, auth: Auth,
                                         seeded: dict[str, Any]) -> None:
-    body = is_problem(client.post("/v1/categories", headers=auth(),
-                                  json={"slug": "coffee", "name": "More coffee"}), 409)
+    body = assert_problem(client.post("/v1/categories", headers=auth(),
+                                      json={"slug": "coffee", "name": "More coffee"}), 409)
     assert "coffee" in body["detail"]
-    is_problem(client.patch(f"/v1/categories/{seeded['empty_category']['id']}",
-                            headers=auth(), json={"slug": "coffee"}), 409)
+    assert_problem(client.patch(f"/v1/categories/{seeded['empty_category']['id']}",
+                                headers=auth(), json={"slug": "coffee"}), 409)
 
 
 def test_category_with_products_cannot_be_deleted(client: Any, auth: Auth,
                                                   seeded: dict[str, Any]) -> None:
-    is_problem(client.delete(f"/v1/categories/{seeded['category']['id']}", headers=auth()), 409)
+    assert_problem(client.delete(f"/v1/categories/{seeded['category']['id']}", headers=auth()), 409)
 
 
 @pytest.mark.parametrize(("method", "path"), [
@@ -83,7 +78,7 @@ def test_unknown_resources_are_404_problems(client: Any, auth: Auth, method: str
     kwargs: dict[str, Any] = {"headers": headers}
     if method in bodies and not path.endswith(("commit", "release")):
         kwargs["json"] = bodies[method]
-    is_problem(client.request(method, path, **kwargs), 404)
+    assert_problem(client.request(method, path, **kwargs), 404)
 
 
 def test_category_pagination(client: Any, auth: Auth, service: CatalogService) -> None:
@@ -122,17 +117,17 @@ def test_product_lifecycle(client: Any, auth: Auth, seeded: dict[str, Any]) -> N
     assert patched.json()["sku"] == "TEA-0001"
 
     assert client.delete(f"/v1/products/{product['id']}", headers=auth()).status_code == 204
-    is_problem(client.get(f"/v1/products/{product['id']}", headers=auth()), 404)
-    is_problem(client.get(f"/v1/products/{product['id']}/stock", headers=auth()), 404)
+    assert_problem(client.get(f"/v1/products/{product['id']}", headers=auth()), 404)
+    assert_problem(client.get(f"/v1/products/{product['id']}/stock", headers=auth()), 404)
 
 
 def test_duplicate_sku_is_409(client: Any, auth: Auth, seeded: dict[str, Any]) -> None:
     body = {"sku": "COF-0001", "name": "Clone", "category_id": seeded["category"]["id"],
             "price": 1, "currency": "EUR"}
-    problem = is_problem(client.post("/v1/products", headers=auth(), json=body), 409)
+    problem = assert_problem(client.post("/v1/products", headers=auth(), json=body), 409)
     assert "COF-0001" in problem["detail"]
-    is_problem(client.patch(f"/v1/products/{seeded['spare']['id']}", headers=auth(),
-                            json={"sku": "COF-0001"}), 409)
+    assert_problem(client.patch(f"/v1/products/{seeded['spare']['id']}", headers=auth(),
+                                json={"sku": "COF-0001"}), 409)
     # Keeping one's own SKU is fine.
     same = client.patch(f"/v1/products/{seeded['product']['id']}", headers=auth(),
                         json={"sku": "COF-0001"})
@@ -143,15 +138,15 @@ def test_product_in_unknown_category_is_422(client: Any, auth: Auth,
                                             seeded: dict[str, Any]) -> None:
     body = {"sku": "NEW-0001", "name": "Orphan", "category_id": 999, "price": 1,
             "currency": "EUR"}
-    is_problem(client.post("/v1/products", headers=auth(), json=body), 422)
-    is_problem(client.patch(f"/v1/products/{seeded['product']['id']}", headers=auth(),
-                            json={"category_id": 999}), 422)
+    assert_problem(client.post("/v1/products", headers=auth(), json=body), 422)
+    assert_problem(client.patch(f"/v1/products/{seeded['product']['id']}", headers=auth(),
+                                json={"category_id": 999}), 422)
 
 
 def test_product_with_reserved_stock_cannot_be_deleted(client: Any, auth: Auth,
                                                        seeded: dict[str, Any]) -> None:
-    is_problem(client.delete(f"/v1/products/{seeded['held_product']['id']}",
-                             headers=auth()), 409)
+    assert_problem(client.delete(f"/v1/products/{seeded['held_product']['id']}",
+                                 headers=auth()), 409)
 
 
 def test_product_pagination(client: Any, auth: Auth, service: CatalogService) -> None:
@@ -228,15 +223,15 @@ def test_set_and_adjust_stock(client: Any, auth: Auth, seeded: dict[str, Any]) -
     assert (adjusted.json()["on_hand"], adjusted.json()["reserved"]) == (15, 2)
 
     # on_hand may never drop below what is reserved.
-    is_problem(client.put(f"/v1/products/{held}/stock", headers=auth(),
-                          json={"on_hand": 1}), 422)
-    is_problem(client.post(f"/v1/products/{held}/stock/adjustments", headers=auth(),
-                           json={"delta": -14}), 422)
+    assert_problem(client.put(f"/v1/products/{held}/stock", headers=auth(),
+                              json={"on_hand": 1}), 422)
+    assert_problem(client.post(f"/v1/products/{held}/stock/adjustments", headers=auth(),
+                               json={"delta": -14}), 422)
     # Receipts beyond the per-product ceiling are refused, not a database overflow.
     assert client.put(f"/v1/products/{held}/stock", headers=auth(),
                       json={"on_hand": 1_000_000_000}).status_code == 200
-    is_problem(client.post(f"/v1/products/{held}/stock/adjustments", headers=auth(),
-                           json={"delta": 1_000_000_000}), 422)
+    assert_problem(client.post(f"/v1/products/{held}/stock/adjustments", headers=auth(),
+                               json={"delta": 1_000_000_000}), 422)
     assert client.put(f"/v1/products/{held}/stock", headers=auth(),
                       json={"on_hand": 15}).status_code == 200
     assert client.get(f"/v1/products/{held}/stock", headers=auth()).json()["on_hand"] == 15
@@ -282,8 +277,8 @@ def test_reserve_then_commit(client: Any, auth: Auth, seeded: dict[str, Any]) ->
                         headers=auth(**{"Idempotency-Key": "commit-order-1b"}))
     assert again.status_code == 200 and again.json()["status"] == "committed"
     assert stock_of(client, auth, p) == (7, 0, 7)
-    is_problem(client.post("/v1/reservations/order-1/release",
-                           headers=auth(**{"Idempotency-Key": "release-order-1"})), 409)
+    assert_problem(client.post("/v1/reservations/order-1/release",
+                               headers=auth(**{"Idempotency-Key": "release-order-1"})), 409)
     assert stock_of(client, auth, p) == (7, 0, 7)
 
 
@@ -294,8 +289,8 @@ def test_reserve_then_release(client: Any, auth: Auth, seeded: dict[str, Any]) -
                            headers=auth(**{"Idempotency-Key": "release-held"}))
     assert released.status_code == 200 and released.json()["status"] == "released"
     assert stock_of(client, auth, held) == (10, 0, 10)
-    body = is_problem(client.post("/v1/reservations/order-held/commit",
-                                  headers=auth(**{"Idempotency-Key": "commit-held"})), 409)
+    body = assert_problem(client.post("/v1/reservations/order-held/commit",
+                                      headers=auth(**{"Idempotency-Key": "commit-held"})), 409)
     assert "released" in body["detail"]
     assert stock_of(client, auth, held) == (10, 0, 10)
 
@@ -303,12 +298,12 @@ def test_reserve_then_release(client: Any, auth: Auth, seeded: dict[str, Any]) -
 def test_reservation_is_all_or_nothing(client: Any, auth: Auth,
                                        seeded: dict[str, Any]) -> None:
     p, spare = seeded["product"]["id"], seeded["spare"]["id"]
-    body = is_problem(reserve(client, auth, "order-big", [(p, 1), (spare, 6)]), 409)
+    body = assert_problem(reserve(client, auth, "order-big", [(p, 1), (spare, 6)]), 409)
     assert body["product_id"] == spare
     assert body["shortages"] == [{"product_id": spare, "requested": 6, "available": 5}]
     assert stock_of(client, auth, p) == (10, 0, 10)
     assert stock_of(client, auth, spare) == (5, 0, 5)
-    is_problem(client.get("/v1/reservations/order-big", headers=auth()), 404)
+    assert_problem(client.get("/v1/reservations/order-big", headers=auth()), 404)
     # The same order can then be reserved with what is there.
     assert reserve(client, auth, "order-big", [(p, 1), (spare, 5)],
                    key="key-order-big-2").status_code == 201
@@ -318,24 +313,24 @@ def test_reservation_is_all_or_nothing(client: Any, auth: Auth,
 def test_reservation_of_unknown_or_inactive_product_is_422(
         client: Any, auth: Auth, seeded: dict[str, Any], service: CatalogService) -> None:
     p = seeded["product"]["id"]
-    body = is_problem(reserve(client, auth, "order-x", [(p, 1), (999, 1)]), 422)
+    body = assert_problem(reserve(client, auth, "order-x", [(p, 1), (999, 1)]), 422)
     assert body["product_id"] == 999
     service.update_product(seeded["spare"]["id"], active=False)
-    is_problem(reserve(client, auth, "order-y", [(seeded["spare"]["id"], 1)]), 422)
+    assert_problem(reserve(client, auth, "order-y", [(seeded["spare"]["id"], 1)]), 422)
     assert stock_of(client, auth, p) == (10, 0, 10)
 
 
 def test_duplicate_product_in_items_is_422(client: Any, auth: Auth,
                                            seeded: dict[str, Any]) -> None:
     p = seeded["product"]["id"]
-    is_problem(reserve(client, auth, "order-dup", [(p, 1), (p, 2)]), 422)
+    assert_problem(reserve(client, auth, "order-dup", [(p, 1), (p, 2)]), 422)
     assert stock_of(client, auth, p) == (10, 0, 10)
 
 
 def test_second_reservation_for_same_order_is_409(client: Any, auth: Auth,
                                                   seeded: dict[str, Any]) -> None:
     p = seeded["product"]["id"]
-    is_problem(reserve(client, auth, "order-held", [(p, 1)], key="another-key-1"), 409)
+    assert_problem(reserve(client, auth, "order-held", [(p, 1)], key="another-key-1"), 409)
     assert stock_of(client, auth, p) == (10, 0, 10)
 
 
@@ -347,41 +342,35 @@ def test_health_and_openapi(client: Any) -> None:
 
 
 @pytest.mark.postgres
-def test_main_flows_on_postgres(postgres_url: str, tokens: Any, auth: Auth,
+def test_main_flows_on_postgres(postgres_url: str, tokens: TokenFactory, auth: Auth,
+                                migrated_db: Callable[[str, str], Database],
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from catalog_support import migrated, seed_small
-
-    from services.catalog.app import create_app
-
     monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
-    db = migrated(postgres_url)
-    try:
-        app = create_app(db=db, verifier=tokens.verifier())
-        seeded = seed_small(app.app.extensions["charter"].deps["catalog"])
-        spare_id = seeded["spare"]["id"]
-        with app.test_client() as client:
-            found = client.get("/v1/products", headers=auth(),
-                               params={"q": "ESPRESSO", "in_stock": "true", "max_price": 2490})
-            assert [p["id"] for p in found.json()["items"]] == [seeded["product"]["id"]]
-            pricey = client.patch(f"/v1/products/{seeded['product']['id']}", headers=auth(),
-                                  json={"price": 100_000_000_000})
-            assert pricey.status_code == 200 and pricey.json()["price"] == 100_000_000_000
-            big = client.post(f"/v1/products/{spare_id}/stock/adjustments", headers=auth(),
-                              json={"delta": 1_000_000_000})
-            is_problem(big, 422)
-            is_problem(client.post("/v1/products", headers=auth(), json={
+    db = migrated_db("catalog", postgres_url)
+    app = create_app(db=db, verifier=tokens.verifier())
+    seeded = seed_small(app.app.extensions["charter"].deps["catalog"])
+    spare_id = seeded["spare"]["id"]
+    with app.test_client() as client:
+        found = client.get("/v1/products", headers=auth(),
+                           params={"q": "ESPRESSO", "in_stock": "true", "max_price": 2490})
+        assert [p["id"] for p in found.json()["items"]] == [seeded["product"]["id"]]
+        pricey = client.patch(f"/v1/products/{seeded['product']['id']}", headers=auth(),
+                              json={"price": 100_000_000_000})
+        assert pricey.status_code == 200 and pricey.json()["price"] == 100_000_000_000
+        big = client.post(f"/v1/products/{spare_id}/stock/adjustments", headers=auth(),
+                          json={"delta": 1_000_000_000})
+        assert_problem(big, 422)
+        assert_problem(client.post("/v1/products", headers=auth(), json={
                 "sku": "COF-0001", "name": "Clone", "category_id": seeded["category"]["id"],
                 "price": 1, "currency": "EUR"}), 409)
-            spare = seeded["spare"]["id"]
-            assert reserve(client, auth, "pg-order", [(spare, 5)]).status_code == 201
-            assert reserve(client, auth, "pg-order", [(spare, 5)]).headers[
-                "idempotent-replayed"] == "true"
-            is_problem(reserve(client, auth, "pg-order-2", [(spare, 1)]), 409)
-            committed = client.post("/v1/reservations/pg-order/commit",
-                                    headers=auth(**{"Idempotency-Key": "pg-commit-1"}))
-            assert committed.status_code == 200
-            assert stock_of(client, auth, spare) == (0, 0, 0)
-            is_problem(client.delete(f"/v1/categories/{seeded['category']['id']}",
+        spare = seeded["spare"]["id"]
+        assert reserve(client, auth, "pg-order", [(spare, 5)]).status_code == 201
+        assert reserve(client, auth, "pg-order", [(spare, 5)]).headers[
+            "idempotent-replayed"] == "true"
+        assert_problem(reserve(client, auth, "pg-order-2", [(spare, 1)]), 409)
+        committed = client.post("/v1/reservations/pg-order/commit",
+                                headers=auth(**{"Idempotency-Key": "pg-commit-1"}))
+        assert committed.status_code == 200
+        assert stock_of(client, auth, spare) == (0, 0, 0)
+        assert_problem(client.delete(f"/v1/categories/{seeded['category']['id']}",
                                      headers=auth()), 409)
-    finally:
-        db.dispose()

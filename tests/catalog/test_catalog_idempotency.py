@@ -14,6 +14,7 @@ from charter import idempotency
 from charter.db import Database
 from charter.idempotency import Idempotency, fingerprint, idempotency_table
 from charter.problems import Conflict, Unprocessable
+from tests.support.plugin import assert_problem
 
 Auth = Callable[..., dict[str, str]]
 
@@ -52,9 +53,7 @@ def test_same_key_with_different_body_is_422(client: Any, auth: Auth,
     assert post(client, auth, "/v1/reservations", "key-order-1", body).status_code == 201
     changed = {"order_id": "order-1", "items": [{"product_id": spare, "quantity": 3}]}
     response = post(client, auth, "/v1/reservations", "key-order-1", changed)
-    assert response.status_code == 422, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert "key-order-1" in response.json()["detail"]
+    assert "key-order-1" in assert_problem(response, 422)["detail"]
     assert stock_of(client, auth, spare) == (5, 2)
 
 

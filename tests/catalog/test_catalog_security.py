@@ -1,8 +1,11 @@
-"""The token matrix on every operation of the catalog spec, enumerated from the spec.
+"""The shared token matrix on every operation of the catalog spec, enumerated from it.
 
-For each operation: no token → 401, every kind of bad token → 401, a token without the
-operation's scope → 403, a valid token → 2xx. A new operation in the spec is covered
-automatically; it only needs an example body below (a test checks that every one has).
+For each operation (``tests/support/token_matrix.py``): no token or an unusable header →
+401, every bad token of the extended matrix (``alg: none``, HS256 with the public key,
+unknown ``kid``, missing ``sub``/``jti``, ``nbf`` in the future, another audience…) → 401
+with the one shared body, a token lacking the scope → 403, and a valid token → a
+documented 2xx. A new operation in the spec is covered automatically; it only needs an
+example body below (a test checks that every one has).
 """
 
 from __future__ import annotations
@@ -11,9 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from charter.testing import SpecOperation, TokenFactory, assert_token_refusals, spec_operations
+from charter.testing import SpecOperation, spec_operations
+from tests.support.plugin import TokenMatrix, each_operation
 
 ALL = {"catalog:read", "catalog:write", "catalog:reserve"}
 
@@ -71,14 +73,17 @@ def build_request(op: SpecOperation, seeded: dict[str, Any]) -> dict[str, Any]:
     return {"url": url, "headers": headers, "body": body}
 
 
-def call(client: Any, op: SpecOperation, req: dict[str, Any], token: str | None) -> Any:
-    headers = dict(req["headers"])
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    kwargs: dict[str, Any] = {"headers": headers}
-    if req["body"] is not None:
-        kwargs["json"] = req["body"]
-    return client.request(op.method, req["url"], **kwargs)
+def call_of(client: Any, op: SpecOperation, seeded: dict[str, Any]) -> Any:
+    """``call(headers)``: the valid request of ``op`` with those headers added."""
+    req = build_request(op, seeded)
+
+    def call(headers: dict[str, str]) -> Any:
+        kwargs: dict[str, Any] = {"headers": {**req["headers"], **headers}}
+        if req["body"] is not None:
+            kwargs["json"] = req["body"]
+        return client.request(op.method, req["url"], **kwargs)
+
+    return call
 
 
 def test_every_operation_has_an_example_body() -> None:
@@ -103,16 +108,13 @@ def test_scopes_by_kind_of_operation() -> None:
         assert op.scopes == {expected}, op_id
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_token_matrix(client: Any, tokens: TokenFactory, seeded: dict[str, Any],
+@each_operation("catalog")
+def test_token_matrix(client: Any, token_matrix: TokenMatrix, seeded: dict[str, Any],
                       op: SpecOperation) -> None:
-    scope = " ".join(sorted(op.scopes))
-    req = build_request(op, seeded)
-    other = " ".join(sorted(ALL - op.scopes))
-    assert_token_refusals(lambda token: call(client, op, req, token), tokens, scope=scope,
-                          forbidden=tokens.token(scope=other), label=op.operation_id)
+    call = call_of(client, op, seeded)
+    token_matrix.run(op, call, all_scopes=ALL)
 
-    response = call(client, op, req, tokens.token(scope=scope))
+    response = call(token_matrix.valid_headers(op))
     assert 200 <= response.status_code < 300, (
         f"{op.operation_id}: {response.status_code} {response.text}")
     documented = {int(code) for code in op.spec["responses"]

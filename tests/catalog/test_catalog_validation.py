@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
+from tests.support.plugin import PROBLEM, assert_problem
+
 Auth = Callable[..., dict[str, str]]
 
 
 def assert_400(response: Any) -> None:
-    assert response.status_code == 400, f"{response.status_code} {response.text}"
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["status"] == 400
+    assert_problem(response, 400)
 
 
 @pytest.mark.parametrize("params", [
@@ -114,7 +114,7 @@ def test_malformed_json_is_400(client: Any, auth: Auth, seeded: dict[str, Any]) 
 def test_non_numeric_ids_are_client_errors(client: Any, auth: Auth, path: str) -> None:
     response = client.get(path, headers=auth())
     assert response.status_code in (400, 404), response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["content-type"].startswith(PROBLEM)
 
 
 @pytest.mark.parametrize("path", ["/v1/products/0", "/v1/products/99999999999"])

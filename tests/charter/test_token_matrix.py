@@ -1,5 +1,7 @@
 """The shared token-matrix runner (tests/support/token_matrix.py) on a real Connexion app,
-and proof that it fails when an app leaks the reason or accepts a bad token."""
+and proof that it fails when an app leaks the reason, accepts a bad token or answers a
+403 other than the shared ``scope_problem`` (Connexion's own, echoing the token's scopes
+without a challenge, included)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 
 from charter.db import Database
-from charter.security.tokens import token_problem
+from charter.security.tokens import scope_problem, token_problem
 from charter.service import create_app
 from charter.testing import SpecOperation, TokenFactory
 from tests.support.token_matrix import MatrixCase, TokenMatrix, each_operation
@@ -55,6 +57,22 @@ def test_matrix_covers_the_extended_bad_tokens(token_matrix: TokenMatrix) -> Non
     assert rows["expired"].reason == "expired" and rows["alg_none"].reason == "invalid"
     assert {n for n, r in rows.items() if r.status == 403} == {
         "no_scope", "unrelated_scope", "other_scopes"}
+    assert rows["no_scope"].expected == scope_problem({"catalog:read"})
+
+
+def test_connexion_scope_refusal_is_the_shared_problem(
+        client: Any, tokens: TokenFactory) -> None:
+    """The service-side 403 is exactly the gateway's: RFC 6750 §3.1 challenge with the
+    required scope, and nothing of the token's own scopes."""
+    token = tokens.token(scope="orders:write secret:scope")
+    r = client.get("/v1/things/7", headers={"Authorization": f"Bearer {token}"})
+    expected = scope_problem({"catalog:read"})
+    assert r.status_code == 403
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json() == expected.body()
+    assert r.headers["www-authenticate"] == (
+        'Bearer realm="charter", error="insufficient_scope", scope="catalog:read"')
+    assert "orders:write" not in r.text and "secret:scope" not in r.text
 
 
 class FakeResponse:
@@ -75,7 +93,8 @@ def answer(reason: str) -> FakeResponse:
 
 
 @pytest.mark.parametrize("leak", ["none", "accepts_alg_none", "echoes_reason", "other_challenge",
-                                  "plain_json", "403_bodies_differ"])
+                                  "plain_json", "403_bodies_differ", "403_echoes_scopes",
+                                  "403_without_challenge"])
 def test_matrix_fails_on_a_leaky_app(token_matrix: TokenMatrix, leak: str) -> None:
     op = SpecOperation("get_thing", "GET", "/things/{thing_id}", frozenset({"catalog:read"}))
     rows = iter(token_matrix.cases(op))  # the runner asks in this order (fresh tokens)
@@ -84,10 +103,17 @@ def test_matrix_fails_on_a_leaky_app(token_matrix: TokenMatrix, leak: str) -> No
         row: MatrixCase = next(rows)
         assert set(headers) == set(row.headers)
         if row.status == 403:
-            differs = leak == "403_bodies_differ" and row.name == "no_scope"
-            title = "Nope" if differs else "Forbidden"
-            return FakeResponse(403, {"type": "about:blank", "title": title, "status": 403},
-                                {"content-type": "application/problem+json"})
+            forbidden = scope_problem(op.scopes)
+            body, headers = forbidden.body(), {"content-type": "application/problem+json",
+                                               "www-authenticate": forbidden.challenge}
+            if row.name == "no_scope" and leak == "403_bodies_differ":
+                body["title"] = "Nope"
+            if row.name == "unrelated_scope" and leak == "403_echoes_scopes":
+                body["detail"] = ("Provided token does not have the required scopes. "
+                                  "Provided: ['unrelated:scope']; Required: ['catalog:read']")
+            if row.name == "no_scope" and leak == "403_without_challenge":
+                del headers["www-authenticate"]
+            return FakeResponse(403, body, headers)
         assert row.reason is not None
         response = answer(row.reason)
         if row.name == "alg_none" and leak == "accepts_alg_none":

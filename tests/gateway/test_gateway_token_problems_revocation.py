@@ -1,5 +1,6 @@
-"""The gateway and a service answer the same problem for the same token failure, and both
-refuse a revoked token (a cached one included) as soon as their deny-set knows it.
+"""The gateway and a service answer the same problem for the same token failure (every
+401, and the 403 of a token lacking the operation's scope), and both refuse a revoked
+token (a cached one included) as soon as their deny-set knows it.
 
 The catalog app (Connexion, in-process) and the gateway each own a verifier; both share
 one :class:`DenySet` here, as two processes fed by the same revocation feed would agree.
@@ -18,7 +19,7 @@ import pytest
 from charter.config import AuthSettings
 from charter.db import Database
 from charter.security.revocation import DenySet, Entry
-from charter.security.tokens import TokenVerifier, token_problem
+from charter.security.tokens import TokenVerifier, scope_problem, token_problem
 from charter.testing import TokenFactory
 from services.catalog import app as catalog_app
 from services.gateway.app import create_app
@@ -92,6 +93,24 @@ async def test_gateway_and_service_give_the_same_problem(
         assert response.json() == expected.body()
         assert response.headers["www-authenticate"] == expected.challenge
     assert "Error" not in via_gateway.text  # no library exception names
+
+
+@pytest.mark.parametrize("scope", ["", "catalog:write", "cart:read orders:write"])
+async def test_gateway_and_service_give_the_same_403_for_a_missing_scope(
+        pair: Any, tokens: TokenFactory, scope: str) -> None:
+    """RFC 6750 §3.1: ``insufficient_scope`` naming the required scope, never the token's."""
+    token = tokens.token(sub="alice", scope=scope)
+    via_gateway, direct = await both(pair, {"Authorization": f"Bearer {token}"})
+    expected = scope_problem({"catalog:read"})
+    for response in (via_gateway, direct):
+        assert response.status_code == 403, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert response.json() == expected.body()
+        assert response.headers["www-authenticate"] == (
+            'Bearer realm="charter", error="insufficient_scope", scope="catalog:read"')
+        for own in scope.split():
+            assert own not in response.text
+    assert via_gateway.json() == direct.json()
 
 
 async def test_revoked_token_is_refused_alike_even_when_cached(

@@ -1,4 +1,6 @@
-"""Fixtures of the loyalty tests: a migrated SQLite database, tokens, the app, a client."""
+"""Fixtures of the loyalty tests: a migrated SQLite database, the app, a client and
+callers' headers; ``tokens``, ``migrated_db`` and the rest come from the shared plugin
+(tests/support/plugin.py)."""
 
 from __future__ import annotations
 
@@ -7,27 +9,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loyalty_support import bearer, migrated
 
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.loyalty.app import create_app
+from tests.support.token_matrix import bearer
 
 ALL_SCOPES = "loyalty:read loyalty:write"
 
 Auth = Callable[..., dict[str, str]]
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = migrated(f"sqlite:///{tmp_path / 'loyalty.db'}")
-    yield database
-    database.dispose()
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("loyalty", f"sqlite:///{tmp_path / 'loyalty.db'}")
 
 
 @pytest.fixture(autouse=True)

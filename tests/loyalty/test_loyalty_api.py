@@ -6,10 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from loyalty_support import assert_problem
 
 from charter.db import Database
 from services.loyalty.app import create_app, loyalty_service
+from tests.support.plugin import assert_problem
 
 Auth = Callable[..., dict[str, str]]
 Award = Callable[..., Any]

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from loyalty_support import migrated
 
 from charter.problems import Conflict, NotFound, Unprocessable
 from charter.security.principal import Principal
 from services.loyalty.app import loyalty_service
 from services.loyalty.services import LoyaltyService, Result
-from tests.support.races import run_threads
+from tests.support.plugin import migrated_database, run_threads
 
 ORDERS = Principal("orders", "service", frozenset({"loyalty:write"}))
 
@@ -26,7 +25,7 @@ ORDERS = Principal("orders", "service", frozenset({"loyalty:write"}))
 @contextmanager
 def new_service(url: str) -> Iterator[LoyaltyService]:
     """The service on a migrated database at ``url`` (disposed afterwards)."""
-    db = migrated(url)
+    db = migrated_database("loyalty", url)
     try:
         yield loyalty_service(db, points_per_unit=1)
     finally:

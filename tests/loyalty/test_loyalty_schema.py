@@ -11,7 +11,6 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from loyalty_support import bearer, migrated
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
@@ -20,13 +19,14 @@ from charter.db import Database
 from charter.testing import TokenFactory
 from services.loyalty.app import MIGRATIONS_DIR, create_app
 from services.loyalty.store import metadata
+from tests.support.plugin import migrated_database
+from tests.support.token_matrix import bearer
 
 TABLES = {"accounts", "ledger_entries", "alembic_version_loyalty"}
 
 
 def check_migrations_match_models(url: str) -> None:
-    migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
-    db = Database(url)
+    db = migrated_database("loyalty", url)
     try:
         assert set(inspect(db.engine).get_table_names()) >= TABLES
         with db.engine.connect() as conn:
@@ -43,8 +43,7 @@ def check_migrations_match_models(url: str) -> None:
 
 
 def check_constraints(url: str) -> None:
-    migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
-    db = Database(url)
+    db = migrated_database("loyalty", url)
     now = datetime.now(UTC)
     insert_entry = text(
         "INSERT INTO ledger_entries (customer_id, type, points, order_id, shortfall, "
@@ -88,31 +87,29 @@ def test_postgres(postgres_url: str, check: Callable[[str], None]) -> None:
 
 @pytest.mark.postgres
 def test_api_on_postgres(postgres_url: str, tokens: TokenFactory,
-                         service_auth: dict[str, str]) -> None:
+                         service_auth: dict[str, str],
+                         migrated_db: Callable[[str, str], Database]) -> None:
     """The whole award → redeem → reverse path over HTTP with PostgreSQL underneath."""
-    db = migrated(postgres_url)
-    try:
-        app = create_app(db=db, verifier=tokens.verifier(), points_per_unit=1)
-        alice = bearer(tokens.token(sub="alice", scope="loyalty:read loyalty:write",
-                                    role="customer"))
-        with app.test_client() as c:
-            body = {"customer_id": "alice", "order_id": "ord-1", "amount": 4550,
-                    "currency": "EUR"}
-            assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 201
-            assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 200
-            r = c.post("/v1/redemptions", json={"order_id": "ord-2", "points": 40},
-                       headers=alice)
-            assert r.status_code == 201 and r.json()["balance_after"] == 5
-            r = c.post("/v1/redemptions", json={"order_id": "ord-3", "points": 40},
-                       headers=alice)
-            assert r.status_code == 422
-            r = c.post("/v1/redemptions/ord-2/reversal", headers=service_auth)
-            assert r.status_code == 201 and r.json()["reversal"]["balance_after"] == 45
-            r = c.post("/v1/awards/ord-1/reversal", headers=service_auth)
-            assert r.status_code == 201 and r.json()["reversal"]["shortfall"] == 0
-            assert c.get("/v1/balance", headers=alice).json()["balance"] == 0
-            history = c.get("/v1/history", headers=alice).json()
-            assert [e["type"] for e in history["items"]] == [
-                "award_reversal", "redemption_reversal", "redemption", "award"]
-    finally:
-        db.dispose()
+    db = migrated_db("loyalty", postgres_url)
+    app = create_app(db=db, verifier=tokens.verifier(), points_per_unit=1)
+    alice = bearer(tokens.token(sub="alice", scope="loyalty:read loyalty:write",
+                                role="customer"))
+    with app.test_client() as c:
+        body = {"customer_id": "alice", "order_id": "ord-1", "amount": 4550,
+                "currency": "EUR"}
+        assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 201
+        assert c.post("/v1/awards", json=body, headers=service_auth).status_code == 200
+        r = c.post("/v1/redemptions", json={"order_id": "ord-2", "points": 40},
+                   headers=alice)
+        assert r.status_code == 201 and r.json()["balance_after"] == 5
+        r = c.post("/v1/redemptions", json={"order_id": "ord-3", "points": 40},
+                   headers=alice)
+        assert r.status_code == 422
+        r = c.post("/v1/redemptions/ord-2/reversal", headers=service_auth)
+        assert r.status_code == 201 and r.json()["reversal"]["balance_after"] == 45
+        r = c.post("/v1/awards/ord-1/reversal", headers=service_auth)
+        assert r.status_code == 201 and r.json()["reversal"]["shortfall"] == 0
+        assert c.get("/v1/balance", headers=alice).json()["balance"] == 0
+        history = c.get("/v1/history", headers=alice).json()
+        assert [e["type"] for e in history["items"]] == [
+            "award_reversal", "redemption_reversal", "redemption", "award"]

@@ -1,4 +1,8 @@
-"""The token matrix on every operation of the loyalty spec (enumerated from the spec)."""
+"""The token matrix on every operation of the loyalty spec (enumerated from the spec).
+
+The shared runner (tests/support/token_matrix.py) checks, per operation, every 401 and
+403 body and challenge against the one mapping in ``charter.security.tokens``.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from loyalty_support import assert_problem, bearer
 
 from charter import specs
-from charter.testing import (
-    SpecOperation,
-    TokenFactory,
-    assert_bad_tokens_refused,
-    spec_operations,
-)
+from charter.testing import SpecOperation, TokenFactory, spec_operations
+from tests.support.plugin import TokenMatrix, assert_problem, each_operation
+from tests.support.token_matrix import bearer
 
 SPEC = specs.load("loyalty")
-ALL_SCOPES = set(specs.scopes(SPEC))
+ALL_SCOPES = specs.scopes(SPEC)
 SERVICE: dict[str, Any] = {"role": "service", "client_id": "orders"}
 
 
@@ -89,28 +89,15 @@ def call(client: Any, op: SpecOperation, headers: dict[str, str] | None = None) 
     return client.request(op.method, url, **kwargs)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_no_token_is_401(client: Any, op: SpecOperation) -> None:
-    assert_problem(call(client, op), 401)
+@each_operation("loyalty")
+def test_token_matrix(client: Any, token_matrix: TokenMatrix, op: SpecOperation) -> None:
+    """No/unusable header and every bad token → the shared 401s; a token lacking the
+    scope (with the role the operation needs) → the shared 403."""
+    token_matrix.run(op, lambda headers: call(client, op, headers), all_scopes=ALL_SCOPES,
+                     claims=EXAMPLES[op.operation_id].claims)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
-    assert_bad_tokens_refused(
-        lambda headers: call(client, op, headers), tokens, op.scopes, assert_problem
-    )
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_missing_scope_is_403(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
-    claims = EXAMPLES[op.operation_id].claims
-    others = " ".join(sorted(ALL_SCOPES - op.scopes))
-    for scope in ("", others, "catalog:read orders:write notifications:write"):
-        response = call(client, op, bearer(tokens.token(sub="alice", scope=scope, **claims)))
-        assert_problem(response, 403)
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("loyalty")
 def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
     prepare(client, tokens, op)
     claims = EXAMPLES[op.operation_id].claims
@@ -128,7 +115,7 @@ def test_internal_operations_refuse_customers_with_the_scope(
     assert_problem(call(client, op, bearer(token)), 403)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("loyalty")
 def test_operations_document_the_standard_problems(op: SpecOperation) -> None:
     responses = op.spec["responses"]
     for status in ("400", "401", "403"):

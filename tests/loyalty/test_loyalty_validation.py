@@ -7,7 +7,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from loyalty_support import PROBLEM, assert_problem
+
+from tests.support.plugin import PROBLEM, assert_problem
 
 Auth = Callable[..., dict[str, str]]
 

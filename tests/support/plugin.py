@@ -5,6 +5,7 @@ so its fixtures are visible in every test folder; a folder's own ``conftest.py``
 override one (closest definition wins). See ``docs/testing.md``.
 
 Fixtures: ``postgres_url`` (a database per test, created and dropped), ``redis_url``,
+``any_database_url`` (the test runs on a SQLite file and on a fresh PostgreSQL database),
 ``migrated_db`` (factory: a migrated :class:`~charter.db.Database`, disposed at teardown),
 ``tokens`` (a :class:`~charter.testing.TokenFactory` for the session), ``token_matrix``,
 ``stub_server`` (factory: :class:`StubServer`, closed at teardown), ``asgi_server``
@@ -18,6 +19,7 @@ Helpers re-exported so a test module needs one import line: :func:`assert_proble
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -71,6 +73,19 @@ def redis_url() -> Iterator[str]:
     """A reachable Redis database (db 15), flushed before and after (skip/fail as above)."""
     with fresh_redis_database() as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def any_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database on each backend: a SQLite file, then a fresh PostgreSQL one.
+
+    A test using it runs twice (ids ``sqlite`` and ``postgres``); the PostgreSQL run has
+    the ``postgres`` mark and follows the skip-or-fail rule of ``postgres_url``.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
