@@ -1,10 +1,13 @@
-"""User accounts: registration and password checks (Argon2id via argon2-cffi, at the cost
-:mod:`auth.passwords` configures)."""
+"""User accounts: registration, password checks (Argon2id via argon2-cffi, at the cost
+:mod:`auth.passwords` configures), disabling and re-enabling."""
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
+import time
+from collections.abc import Callable
 
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -13,7 +16,9 @@ from sqlalchemy.orm import Session
 
 from auth import passwords
 from auth.scopes import ROLES
-from auth.store import User
+from auth.store import User, last_subject_revocation, now, revoke_subject
+
+log = logging.getLogger(__name__)
 
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
@@ -40,6 +45,10 @@ class WeakPassword(AccountError):
 class EmailTaken(AccountError):
     status = 409
     title = "Email already registered"
+
+
+class UnknownAccount(LookupError):
+    """No account has this email address."""
 
 
 def normalize_email(email: str) -> str:
@@ -100,6 +109,50 @@ def authenticate(session: Session, email: str, password: str) -> User | None:
         return None
     if not verify_password(user, password):
         return None
+    if user.is_disabled:
+        # Checked only after the full Argon2 verification, and answered like a wrong
+        # password: neither the message nor the timing tells that the account exists.
+        log.info("sign-in refused: account disabled", extra={"user_id": user.id})
+        return None
     if hashing.hasher.check_needs_rehash(user.password_hash):
         set_password(user, password)
+    return user
+
+
+def _existing(session: Session, email: str) -> User:
+    user = find_by_email(session, email or "")
+    if user is None:
+        raise UnknownAccount(f"no account with the email address {normalize_email(email)!r}")
+    return user
+
+
+def disable_user(session: Session, email: str, *, token_lifetime: int) -> User:
+    """Disable an account (idempotent) and, in the same transaction, revoke everything it
+    holds: its refresh tokens, and through the revocation feed every access token of its
+    ``sub`` issued until now. ``token_lifetime`` is the access-token TTL plus leeway (how
+    long a token issued now can be accepted). Raises :class:`UnknownAccount`."""
+    user = _existing(session, email)
+    if user.disabled_at is None:
+        user.disabled_at = now()
+        revoke_subject(session, user.id, user.disabled_at + token_lifetime)
+        log.info("account disabled", extra={"user_id": user.id})
+    return user
+
+
+def enable_user(session: Session, email: str, *,
+                sleep: Callable[[float], None] = time.sleep,
+                clock: Callable[[], float] = time.time) -> User:
+    """Re-enable a disabled account (idempotent). Tokens issued before it was disabled
+    stay refused. A ``subject`` revocation refuses tokens issued in its second too, so
+    this returns only once that second is over (at most 1 s), else a token issued right
+    after re-enabling would be refused. Raises :class:`UnknownAccount`."""
+    user = _existing(session, email)
+    if user.disabled_at is None:
+        return user
+    revoked_at = max(user.disabled_at, last_subject_revocation(session, user.id) or 0)
+    remaining = revoked_at + 1 - clock()
+    if remaining > 0:
+        sleep(remaining)
+    user.disabled_at = None
+    log.info("account enabled", extra={"user_id": user.id})
     return user

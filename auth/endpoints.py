@@ -6,7 +6,8 @@ with the hint MUST extend its search to every type it supports). A revoked acces
 ``jti`` goes on a deny-list until the token would have expired; a revoked refresh token
 revokes its whole grant (RFC 7009 §2.1), access tokens included, through the store's
 ``revoke_*`` functions and so the revocation feed. Introspection answers inactive for an
-access token refused by any of them (its ``jti``, its grant ``sid``, its user ``sub``).
+access token refused by any of them (its ``jti``, its grant ``sid``, its user ``sub``)
+and for any access token of a disabled account.
 """
 
 from __future__ import annotations
@@ -124,6 +125,9 @@ class TokenIntrospection(IntrospectionEndpoint):
             return {"active": False}
         if self.server.is_access_token_revoked(claims):
             return {"active": False}
+        user = self._user(str(claims["sub"]))
+        if user is not None and user.is_disabled:
+            return {"active": False}
         payload = {
             "active": True,
             "token_type": "Bearer",
@@ -136,18 +140,16 @@ class TokenIntrospection(IntrospectionEndpoint):
             "iat": claims["iat"],
             "jti": claims["jti"],
         }
-        username = self._username(str(claims["sub"]))
-        if username:
-            payload["username"] = username
+        if user is not None:
+            payload["username"] = user.email
         for claim in ("role", "email"):
             if claim in claims:
                 payload[claim] = claims[claim]
         return payload
 
-    def _username(self, user_id: str) -> str | None:
+    def _user(self, user_id: str) -> User | None:
         with self.server.db.session() as session:
-            user = session.get(User, user_id)
-            return user.email if user else None
+            return session.get(User, user_id)
 
 
 class TokenRevocation(RevocationEndpoint):

@@ -24,6 +24,15 @@ log = logging.getLogger(__name__)
 CLIENT_AUTH = ["client_secret_basic", "client_secret_post"]
 
 
+def _enabled_user(server: Any, user_id: str) -> User | None:
+    """The user ``user_id`` unless the account is gone or disabled."""
+    with server.db.session() as session:
+        user = session.get(User, user_id)
+    if user is None or user.is_disabled:
+        return None
+    return user
+
+
 class S256CodeChallenge(CodeChallenge):
     """PKCE, required on every authorization request, with the S256 method only."""
 
@@ -116,8 +125,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             self.server.revoke_jti(item.access_jti, int(item.access_expires_at or 0))
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        with self.server.db.session() as session:
-            return session.get(User, authorization_code.user_id)
+        """The code's user; none (``invalid_grant``) when the account is gone or disabled."""
+        return _enabled_user(self.server, authorization_code.user_id)
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
@@ -163,8 +172,12 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return item
 
     def authenticate_user(self, refresh_token: RefreshToken) -> User | None:
-        with self.server.db.session() as session:
-            return session.get(User, refresh_token.user_id)
+        """The token's user; ``invalid_grant`` when the account is gone or disabled (its
+        refresh tokens are revoked when it is disabled; this is the second lock)."""
+        user = _enabled_user(self.server, refresh_token.user_id)
+        if user is None:
+            raise InvalidGrantError("The refresh token is no longer valid.")
+        return user
 
     def issue_token(self, user: User, refresh_token: RefreshToken) -> dict:
         # The role may have changed since the grant: never widen beyond it.

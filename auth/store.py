@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     delete,
+    func,
     select,
     update,
 )
@@ -63,6 +64,13 @@ class User(AuthBase):
     password_hash: Mapped[str] = mapped_column(String(255), nullable=False)
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="customer")
     created_at: Mapped[int] = mapped_column(Integer, nullable=False, default=now)
+    # Set while the account is disabled (``auth.accounts.disable_user``): no sign-in, no
+    # authorization, no token from any grant.
+    disabled_at: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+    @property
+    def is_disabled(self) -> bool:
+        return self.disabled_at is not None
 
     def get_user_id(self) -> str:
         return self.id
@@ -273,6 +281,15 @@ def revoke_subject(session: Session, user_id: str, until: int) -> None:
         .values(revoked_at=now())
     )
     record_revocation(session, "subject", user_id, until)
+
+
+def last_subject_revocation(session: Session, user_id: str) -> int | None:
+    """``revoked_at`` of the newest ``subject`` revocation of ``user_id`` still logged."""
+    latest: int | None = session.scalar(
+        select(func.max(Revocation.revoked_at))
+        .where(Revocation.kind == "subject", Revocation.value == user_id)
+    )
+    return latest
 
 
 def access_token_revoked(session: Session, claims: Any) -> str | None:

@@ -75,13 +75,15 @@ def csrf_ok(submitted: str | None) -> bool:
 
 
 def current_user() -> User | None:
+    """The signed-in user; a session whose account is gone or disabled is signed out."""
     user_id = session.get("uid")
     if not user_id:
         return None
     with ctx().db.session() as db_session:
         user = db_session.get(User, user_id)
-    if user is None:
+    if user is None or user.is_disabled:
         session.pop("uid", None)
+        return None
     return user
 
 

@@ -1,4 +1,5 @@
-"""The ``charter`` command: run the platform, get tokens, migrate, rotate keys."""
+"""The ``charter`` command: run the platform, get tokens, migrate, rotate keys, disable
+users."""
 
 from __future__ import annotations
 
@@ -109,7 +110,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 def cmd_db_purge(args: argparse.Namespace) -> int:
     """Delete expired idempotency keys in every component's database that has them."""
-    from charter.idempotency import purge_database
+    from charter.idempotency_store import purge_database
     from charterctl import registry
 
     for comp in registry.select(args.only):
@@ -140,6 +141,45 @@ def cmd_keys_rotate(_args: argparse.Namespace) -> int:
         print(f"new signing key: {rotate(db)}")
     finally:
         db.dispose()
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """Disable or re-enable a user account in auth's database. Disabling revokes every
+    token the user holds (refused everywhere within seconds, through the revocation
+    feed); tokens issued before it stay refused after re-enabling."""
+    from auth import accounts
+    from auth.settings import AuthConfig
+    from charter.db import Database
+
+    try:
+        cfg = AuthConfig.parse()
+        db = Database(config.database_url("auth"))
+    except config.ConfigError as exc:
+        print(f"charter users: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with db.session() as session:
+            known = accounts.find_by_email(session, args.email)
+            was_disabled = known is not None and known.is_disabled
+            if args.users_cmd == "disable":
+                user = accounts.disable_user(
+                    session, args.email,
+                    token_lifetime=cfg.auth_access_token_ttl + cfg.auth_leeway)
+                done = ("already disabled" if was_disabled
+                        else "disabled; every token it held is revoked")
+            else:
+                user = accounts.enable_user(session, args.email)
+                done = ("enabled; tokens issued before it was disabled stay refused"
+                        if was_disabled else "already enabled")
+            email, user_id = user.email, user.id
+    except accounts.UnknownAccount:
+        print(f"charter users: no account with the email address {args.email!r}",
+              file=sys.stderr)
+        return 1
+    finally:
+        db.dispose()
+    print(f"user {email} ({user_id}): {done}")
     return 0
 
 
@@ -205,6 +245,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                                        required=True)
     p = keys.add_parser("rotate", help="rotate the token-signing key")
     p.set_defaults(func=cmd_keys_rotate)
+
+    users = sub.add_parser("users", help="user accounts").add_subparsers(dest="users_cmd",
+                                                                         required=True)
+    p = users.add_parser("disable", help="disable an account and revoke all its tokens")
+    p.add_argument("email")
+    p.set_defaults(func=cmd_users)
+    p = users.add_parser("enable", help="re-enable a disabled account")
+    p.add_argument("email")
+    p.set_defaults(func=cmd_users)
 
     p = sub.add_parser("demo", help="the scripted tour against a running platform",
                        add_help=False)

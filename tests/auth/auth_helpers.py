@@ -133,3 +133,20 @@ def exchange_code(client: FlaskClient, code: str, verifier: str | None) -> Any:
     if verifier is not None:
         data["code_verifier"] = verifier
     return client.post("/oauth/token", data=data)
+
+
+def code_flow_tokens(client: FlaskClient, scope: str = "",
+                     user: tuple[str, str] = ALICE) -> dict[str, Any]:
+    """The whole code + PKCE flow for ``user`` on ``swagger-ui``: the token response."""
+    verifier, challenge = pkce()
+    response = exchange_code(client, obtain_code(client, challenge, scope, user), verifier)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    tokens: dict[str, Any] = response.get_json()
+    return tokens
+
+
+def refresh(client: FlaskClient, refresh_token: str) -> Any:
+    """Redeem ``refresh_token`` as the public client ``swagger-ui``."""
+    return client.post("/oauth/token", data={"grant_type": "refresh_token",
+                                             "refresh_token": refresh_token,
+                                             "client_id": "swagger-ui"})

@@ -18,12 +18,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from auth import passwords
-from auth.app import MIGRATIONS_DIR, create_flask_app
+from auth.app import create_flask_app
 from auth.seed import seed
 from auth.settings import Settings
 from auth.store import Client
 from charter.db import Database
-from charter.migrations import upgrade
+from tests.support.plugin import migrated_database
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,9 +49,7 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CHARTER_ENV", "development")
         patch.setenv("CHARTER_VAR_DIR", str(base / "var"))
-        url = f"sqlite:///{base / 'auth.db'}"
-        upgrade("auth", MIGRATIONS_DIR, url)
-        database = Database(url)
+        database = migrated_database("auth", f"sqlite:///{base / 'auth.db'}")
         seed(database)
         register_resource_server(database)
         database.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from auth_helpers import ALICE, csrf_from, login
 
 from auth.accounts import find_by_email
+from tests.support.plugin import assert_problem
 
 
 def register_json(client, email, password):
@@ -26,23 +27,18 @@ def test_register_json_creates_user_with_argon2id_hash(client, db):
 def test_duplicate_email_is_409_problem(client):
     assert register_json(client, "carol@example.com", "long-enough-pw").status_code == 201
     response = register_json(client, "CAROL@example.com", "another-long-pw")
-    assert response.status_code == 409
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert body["status"] == 409 and body["title"] and body["type"]
+    assert assert_problem(response, 409)["type"]
 
 
 def test_short_password_is_problem(client):
     response = register_json(client, "dave@example.com", "short")
     assert response.status_code in (400, 422)
-    assert response.mimetype == "application/problem+json"
-    assert "10" in response.get_json()["detail"]
+    assert "10" in assert_problem(response, response.status_code)["detail"]
 
 
 def test_invalid_json_body_is_problem(client):
     response = client.post("/register", data="[]", content_type="application/json")
-    assert response.status_code == 400
-    assert response.mimetype == "application/problem+json"
+    assert_problem(response, 400)
 
 
 def test_register_form_signs_in(client, db):

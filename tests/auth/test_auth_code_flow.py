@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
 from auth_helpers import (
     ALICE,
     REDIRECT_URI,
     RESOURCE_SERVER,
     authorize_url,
     basic,
+    code_flow_tokens,
     csrf_from,
     exchange_code,
     jwks_verify,
@@ -15,6 +17,7 @@ from auth_helpers import (
     obtain_code,
     pkce,
     query_of,
+    refresh,
 )
 
 from auth.accounts import find_by_email
@@ -28,14 +31,6 @@ def alice_id(db) -> str:
         user = find_by_email(session, ALICE[0])
         assert user is not None
         return user.id
-
-
-def refresh(client, refresh_token: str):
-    return client.post(
-        "/oauth/token",
-        data={"grant_type": "refresh_token", "refresh_token": refresh_token,
-              "client_id": "swagger-ui"},
-    )
 
 
 def test_full_code_flow_as_alice(client, db):
@@ -89,21 +84,16 @@ def test_missing_code_challenge_is_refused(client):
     assert query_of(response.headers["Location"])["error"] == "invalid_request"
 
 
-def test_missing_code_verifier_is_refused(client):
+@pytest.mark.parametrize(("verifier", "error"), [
+    pytest.param(None, "invalid_request", id="missing"),
+    pytest.param(pkce()[0], "invalid_grant", id="wrong"),
+])
+def test_missing_or_wrong_code_verifier_is_refused(client, verifier, error):
     _verifier, challenge = pkce()
     code = obtain_code(client, challenge)
-    response = exchange_code(client, code, None)
+    response = exchange_code(client, code, verifier)
     assert response.status_code == 400
-    assert response.get_json()["error"] == "invalid_request"
-
-
-def test_wrong_code_verifier_is_refused(client):
-    _verifier, challenge = pkce()
-    other_verifier, _ = pkce()
-    code = obtain_code(client, challenge)
-    response = exchange_code(client, code, other_verifier)
-    assert response.status_code == 400
-    assert response.get_json()["error"] == "invalid_grant"
+    assert response.get_json()["error"] == error
 
 
 def test_unregistered_redirect_uri_is_not_redirected_to(client):
@@ -135,8 +125,7 @@ def test_consent_post_without_csrf_is_refused(client):
 
 
 def test_refresh_token_rotation(client):
-    verifier, challenge = pkce()
-    first = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
+    first = code_flow_tokens(client)
 
     second = refresh(client, first["refresh_token"])
     assert second.status_code == 200, second.get_json()
@@ -156,8 +145,7 @@ def test_refresh_token_rotation(client):
 
 
 def test_revoke_refresh_token(client):
-    verifier, challenge = pkce()
-    tokens = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
+    tokens = code_flow_tokens(client)
     response = client.post(
         "/oauth/revoke",
         data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token",
@@ -168,8 +156,7 @@ def test_revoke_refresh_token(client):
 
 
 def test_revoke_user_access_token(client):
-    verifier, challenge = pkce()
-    tokens = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
+    tokens = code_flow_tokens(client)
     introspect = {"token": tokens["access_token"]}
     active = client.post("/oauth/introspect", data=introspect, headers=basic(*RESOURCE_SERVER))
     assert active.get_json()["active"] is True

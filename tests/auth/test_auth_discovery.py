@@ -6,6 +6,8 @@ import pytest
 from auth_helpers import ISSUER
 from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
 
+from tests.support.plugin import assert_problem
+
 
 @pytest.mark.parametrize(
     "path", ["/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"]
@@ -57,14 +59,9 @@ def test_ready_is_503_problem_when_database_is_down(client, app, monkeypatch):
 
     monkeypatch.setattr(db, "ping", broken)
     response = client.get("/health/ready")
-    assert response.status_code == 503
-    assert response.mimetype == "application/problem+json"
-    assert response.get_json()["status"] == 503
+    assert_problem(response, 503)
 
 
 def test_unknown_path_is_problem_json(client):
     response = client.get("/no/such/thing")
-    assert response.status_code == 404
-    assert response.mimetype == "application/problem+json"
-    body = response.get_json()
-    assert {"type", "title", "status"} <= set(body)
+    assert "type" in assert_problem(response, 404)

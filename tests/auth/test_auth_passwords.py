@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,11 +13,10 @@ from argon2.profiles import RFC_9106_LOW_MEMORY
 from auth_helpers import TEST_ARGON2, use_test_hashing
 
 from auth import accounts, passwords
-from auth.app import MIGRATIONS_DIR, create_flask_app
+from auth.app import create_flask_app
 from auth.settings import load_config, load_settings
 from charter.config import ConfigError
 from charter.db import Database
-from charter.migrations import upgrade
 
 
 @pytest.fixture
@@ -48,24 +47,21 @@ def test_production_cost_is_rfc9106_and_above_the_owasp_minimum() -> None:
     assert production.parallelism >= 1
 
 
-def test_outside_development_the_production_cost_is_used(production: str) -> None:
+def test_outside_development_the_production_cost_is_used(
+        production: str, migrated_db: Callable[[str, str], Database]) -> None:
     settings = load_settings(load_config())
     assert settings.password_hashing == passwords.PRODUCTION
-    upgrade("auth", MIGRATIONS_DIR, production)
-    db = Database(production)
-    try:
-        create_flask_app(db, settings)  # the app installs its settings' cost
-        with db.session() as session:
-            user = accounts.create_user(session, "prod@example.com", "a-long-password-1")
-            stored = extract_parameters(user.password_hash)
-            assert accounts.authenticate(session, "prod@example.com", "a-long-password-1")
-            assert accounts.authenticate(session, "nobody@example.com", "x" * 12) is None
-        assert stored.type is Type.ID
-        assert (stored.time_cost, stored.memory_cost, stored.parallelism) == (3, 65536, 4)
-        dummy = extract_parameters(passwords.current().dummy_hash)  # unknown accounts
-        assert (dummy.time_cost, dummy.memory_cost, dummy.parallelism) == (3, 65536, 4)
-    finally:
-        db.dispose()
+    db = migrated_db("auth", production)
+    create_flask_app(db, settings)  # the app installs its settings' cost
+    with db.session() as session:
+        user = accounts.create_user(session, "prod@example.com", "a-long-password-1")
+        stored = extract_parameters(user.password_hash)
+        assert accounts.authenticate(session, "prod@example.com", "a-long-password-1")
+        assert accounts.authenticate(session, "nobody@example.com", "x" * 12) is None
+    assert stored.type is Type.ID
+    assert (stored.time_cost, stored.memory_cost, stored.parallelism) == (3, 65536, 4)
+    dummy = extract_parameters(passwords.current().dummy_hash)  # unknown accounts
+    assert (dummy.time_cost, dummy.memory_cost, dummy.parallelism) == (3, 65536, 4)
 
 
 def test_without_configuration_the_process_reads_the_production_cost(production: str) -> None:

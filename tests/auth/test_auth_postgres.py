@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-from auth_helpers import ISSUER, client_credentials, jwks_verify
+from collections.abc import Callable
+
+from auth_helpers import client_credentials, jwks_verify
 
 from auth.app import MIGRATIONS_DIR, create_flask_app
 from auth.keys import rotate
@@ -13,23 +14,18 @@ from charter.db import Database
 from charter.migrations import upgrade
 
 
-@pytest.mark.postgres
-def test_migrate_seed_and_issue_on_postgres(postgres_url, monkeypatch):
-    monkeypatch.setenv("CHARTER_ENV", "development")
-    upgrade("auth", MIGRATIONS_DIR, postgres_url)
+def test_migrate_seed_and_issue_on_postgres(
+        postgres_url: str, migrated_db: Callable[[str, str], Database],
+        settings: Settings) -> None:
+    db = migrated_db("auth", postgres_url)
     upgrade("auth", MIGRATIONS_DIR, postgres_url)  # idempotent
-    db = Database(postgres_url)
-    try:
-        assert db.engine.dialect.name == "postgresql"
-        seed(db)
-        seed(db)
-        settings = Settings(issuer=ISSUER, audience="charter-api", session_secret="s" * 32)
-        client = create_flask_app(db, settings).test_client()
-        token = client_credentials(client).get_json()["access_token"]
-        rotate(db)
-        assert jwks_verify(client, token)["sub"] == "demo-cli"
-        response = client.post("/register", json={"email": "pg@example.com",
-                                                   "password": "pg-password-1"})
-        assert response.status_code == 201
-    finally:
-        db.dispose()
+    assert db.engine.dialect.name == "postgresql"
+    seed(db)
+    seed(db)
+    client = create_flask_app(db, settings).test_client()
+    token = client_credentials(client).get_json()["access_token"]
+    rotate(db)
+    assert jwks_verify(client, token)["sub"] == "demo-cli"
+    response = client.post("/register", json={"email": "pg@example.com",
+                                               "password": "pg-password-1"})
+    assert response.status_code == 201

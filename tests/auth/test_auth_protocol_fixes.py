@@ -10,11 +10,13 @@ from auth_helpers import (
     authorize_url,
     basic,
     client_credentials,
+    code_flow_tokens,
     csrf_from,
     exchange_code,
     login,
     obtain_code,
     pkce,
+    refresh,
 )
 
 from auth.store import Client
@@ -73,15 +75,12 @@ def test_revocation_with_wrong_hint_still_revokes_the_access_token(client) -> No
 
 
 def test_refresh_token_found_with_access_token_hint(client) -> None:
-    verifier, challenge = pkce()
-    tokens = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
+    tokens = code_flow_tokens(client)
     revoked = client.post("/oauth/revoke", data={
         "token": tokens["refresh_token"], "token_type_hint": "access_token",
         "client_id": "swagger-ui"})
     assert revoked.status_code == 200
-    again = client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": "swagger-ui"})
+    again = refresh(client, tokens["refresh_token"])
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
 
 
@@ -100,9 +99,7 @@ def test_code_replay_revokes_tokens_of_the_first_exchange(client) -> None:
     introspected = client.post("/oauth/introspect", data={"token": tokens["access_token"]},
                                headers=basic(*RESOURCE_SERVER))
     assert introspected.get_json() == {"active": False}
-    refreshed = client.post("/oauth/token", data={
-        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": "swagger-ui"})
+    refreshed = refresh(client, tokens["refresh_token"])
     assert refreshed.status_code == 400 and refreshed.get_json()["error"] == "invalid_grant"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,8 @@ import pytest
 
 from charterctl import runner
 from charterctl.registry import COMPONENTS
-from tests.support.platform import free_port
+from tests.support.plugin import free_port
+from tests.support.servers import wait_until_live
 
 FREE_ATTEMPTS = 5  # AUTH_LOGIN_FREE_ATTEMPTS default: per account + client IP
 
@@ -40,17 +40,12 @@ def start_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
+
+    def output() -> str:
+        return proc.stderr.read().decode() if proc.stderr else ""
+
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                if httpx.get(f"{base}/health/live", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "auth did not start"
-            time.sleep(0.1)
+        wait_until_live(base, proc, output=output, timeout=60, what="auth to start")
         yield base
     finally:
         proc.terminate()

@@ -7,6 +7,7 @@ tokens matching the grant entry; the cursor must not lose entries and expired on
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jwt
@@ -19,24 +20,23 @@ from auth_helpers import (
     RESOURCE_SERVER,
     basic,
     client_credentials,
-    exchange_code,
-    obtain_code,
-    pkce,
+    code_flow_tokens,
+    refresh,
 )
 from flask import Flask
 from flask.testing import FlaskClient
 
 from auth.accounts import find_by_email
-from auth.app import MIGRATIONS_DIR, create_flask_app
+from auth.app import create_flask_app
 from auth.seed import seed
 from auth.settings import Settings
 from auth.store import Revocation, now, now_ms
 from auth.web import EXTENSION
 from charter.config import AuthSettings
 from charter.db import Database
-from charter.migrations import upgrade
 from charter.security.revocation import DenySet, RevocationPoller
 from charter.security.tokens import InvalidToken, JWKSCache, TokenVerifier
+from tests.support.plugin import assert_problem
 
 
 def claims_of(token: str) -> dict[str, Any]:
@@ -50,12 +50,6 @@ def feed(client: FlaskClient, cursor: str | None = None) -> dict[str, Any]:
     body: dict[str, Any] = response.get_json()
     assert body["cursor"].isdigit()
     return body
-
-
-def refresh(client: FlaskClient, refresh_token: str) -> Any:
-    return client.post("/oauth/token", data={"grant_type": "refresh_token",
-                                             "refresh_token": refresh_token,
-                                             "client_id": "swagger-ui"})
 
 
 def exercise_feed(app: Flask, client: FlaskClient) -> None:
@@ -75,8 +69,7 @@ def exercise_feed(app: Flask, client: FlaskClient) -> None:
     assert abs(jti_entries[0]["revoked_at"] - now()) <= 5
 
     # User tokens carry the grant id; refresh rotation keeps it; reuse revokes the grant.
-    verifier, challenge = pkce()
-    first = exchange_code(client, obtain_code(client, challenge), verifier).get_json()
+    first = code_flow_tokens(client)
     sid = claims_of(first["access_token"])["sid"]
     second = refresh(client, first["refresh_token"]).get_json()
     assert claims_of(second["access_token"])["sid"] == sid
@@ -109,20 +102,14 @@ def test_feed_on_sqlite(app: Flask, client: FlaskClient) -> None:
     exercise_feed(app, client)
 
 
-@pytest.mark.postgres
-def test_feed_on_postgres(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("CHARTER_ENV", "development")
-    upgrade("auth", MIGRATIONS_DIR, postgres_url)
-    db = Database(postgres_url)
-    try:
-        assert db.engine.dialect.name == "postgresql"
-        seed(db)
-        settings = Settings(issuer=ISSUER, audience="charter-api", session_secret="s" * 32)
-        app = create_flask_app(db, settings)
-        app.config["TESTING"] = True
-        exercise_feed(app, app.test_client())
-    finally:
-        db.dispose()
+def test_feed_on_postgres(postgres_url: str, migrated_db: Callable[[str, str], Database],
+                          settings: Settings) -> None:
+    db = migrated_db("auth", postgres_url)
+    assert db.engine.dialect.name == "postgresql"
+    seed(db)
+    app = create_flask_app(db, settings)
+    app.config["TESTING"] = True
+    exercise_feed(app, app.test_client())
 
 
 def test_late_commits_within_the_overlap_are_still_delivered(app: Flask,
@@ -149,8 +136,7 @@ def test_entries_leave_the_feed_once_no_token_can_match(app: Flask,
 @pytest.mark.parametrize("cursor", ["abc", "-1", "1" * 40])
 def test_bad_cursor_is_a_problem(client: FlaskClient, cursor: str) -> None:
     response = client.get(f"/oauth/revocations?after={cursor}")
-    assert response.status_code == 400
-    assert response.mimetype == "application/problem+json"
+    assert_problem(response, 400)
 
 
 def resource_server_verifier(client: FlaskClient) -> tuple[TokenVerifier, RevocationPoller]:
@@ -169,8 +155,7 @@ def test_revoking_a_refresh_token_revokes_its_grant_everywhere(client: FlaskClie
     through the feed, so every resource server refuses them."""
     verifier, poller = resource_server_verifier(client)
     assert poller.poll_once()
-    verifier_, challenge = pkce()
-    tokens = exchange_code(client, obtain_code(client, challenge), verifier_).get_json()
+    tokens = code_flow_tokens(client)
     assert verifier.verify(tokens["access_token"])["sid"]
     introspect = {"token": tokens["access_token"]}
     assert client.post("/oauth/introspect", data=introspect,
@@ -193,12 +178,9 @@ def test_introspection_honours_grant_and_subject_revocations(app: Flask,
                                                               client: FlaskClient) -> None:
     """An access token of a revoked grant or of a disabled user introspects inactive."""
     server = app.extensions[EXTENSION].server
-    verifier_, challenge = pkce()
-    first = exchange_code(client, obtain_code(client, challenge), verifier_).get_json()
+    first = code_flow_tokens(client)
     other_browser = app.test_client()
-    verifier_, challenge = pkce()
-    second = exchange_code(other_browser, obtain_code(other_browser, challenge),
-                           verifier_).get_json()
+    second = code_flow_tokens(other_browser)
 
     def active(token: str) -> bool:
         answer = client.post("/oauth/introspect", data={"token": token},

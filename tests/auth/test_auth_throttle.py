@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,6 +29,8 @@ from auth.throttle import (
 from auth.views import LOGIN_FAILED
 from auth.web import EXTENSION
 from charter.db import Database
+from tests.support.clocks import SettableClock
+from tests.support.plugin import assert_problem
 
 PASSWORD = "correct-horse-battery"
 VICTIM = "victim@example.com"
@@ -36,17 +38,6 @@ OTHER = "other@example.com"
 ATTACKER_IP = "203.0.113.66"
 USER_IP = "198.51.100.7"
 PROXY = "10.0.0.1"
-
-
-@dataclass
-class FakeClock:
-    now: float = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture
@@ -57,11 +48,12 @@ def users(db: Database) -> None:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> SettableClock:
+    """The throttle's clock (epoch seconds): tests move it instead of sleeping."""
+    return SettableClock()
 
 
-def _app(db: Database, settings: Settings, clock: FakeClock, **limits: Any) -> Flask:
+def _app(db: Database, settings: Settings, clock: SettableClock, **limits: Any) -> Flask:
     throttle_settings = replace(ThrottleSettings(), **limits)
     app = create_flask_app(db, replace(settings, throttle=throttle_settings))
     app.config["TESTING"] = True
@@ -71,7 +63,7 @@ def _app(db: Database, settings: Settings, clock: FakeClock, **limits: Any) -> F
 
 
 @pytest.fixture
-def app(db: Database, settings: Settings, clock: FakeClock, users: None) -> Flask:
+def app(db: Database, settings: Settings, clock: SettableClock, users: None) -> Flask:
     return _app(db, settings, clock,
                 trusted_proxies=(ipaddress.ip_network("10.0.0.0/29"),))
 
@@ -203,9 +195,7 @@ def test_token_endpoint_answers_429_with_retry_after(app, db, clock) -> None:
                              headers=basic("victim-service", f"guess-{i}"))
         statuses.append(last.status_code)
     assert statuses[:5] == [401] * 5 and statuses[5:] == [429] * 15
-    assert last.mimetype == "application/problem+json"
-    body = last.get_json()
-    assert body["status"] == 429 and body["error"] == "slow_down"
+    assert assert_problem(last, 429)["error"] == "slow_down"
     wait = int(last.headers["Retry-After"])
 
     good = {"grant_type": "client_credentials"}
@@ -227,7 +217,7 @@ def test_argon2_work_is_bounded(app) -> None:
         registered = client.post("/register", json={"email": "new@example.com",
                                                      "password": "long-enough-password"})
     assert busy.status_code == 503 and busy.headers["Retry-After"] == "1"
-    assert registered.status_code == 503 and registered.mimetype == "application/problem+json"
+    assert_problem(registered, 503)
     assert sign_in(client, VICTIM, PASSWORD).status_code == 302  # slot free again
 
 
@@ -247,7 +237,7 @@ def test_failed_logins_are_audited_without_secrets(app, caplog) -> None:
 
 @pytest.mark.redis
 def test_redis_counters_are_shared_between_workers(db, settings, users, redis_url) -> None:
-    clock = FakeClock()
+    clock = SettableClock()
     limits = replace(ThrottleSettings(), redis_url=redis_url)
     workers = []
     for _ in range(2):  # two processes' worth of apps, one Redis
@@ -265,7 +255,7 @@ def test_redis_counters_are_shared_between_workers(db, settings, users, redis_ur
 
 
 def test_memory_store_forgets_after_the_quiet_window() -> None:
-    clock = FakeClock()
+    clock = SettableClock()
     throttle = Throttle(ThrottleSettings(), "k", store=MemoryStore(), clock=clock)
     for _ in range(8):
         throttle.failed("login", "a@example.com", "192.0.2.1")

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import copy
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from services.cart.domain import Availability, Cart, CartItem
 from services.cart.ports import CartRepository, CatalogPort, CatalogUnavailable, Product, Stock
+from tests.support.fakes import InMemoryUnitOfWork
 
 
 @dataclass
@@ -69,35 +67,19 @@ class InMemoryCartRepository(CartRepository):
         return count
 
 
-class InMemoryCartUnitOfWork:
-    """A :class:`charter.unit_of_work.UnitOfWork` over :class:`InMemoryCartRepository`.
-
-    A write works on a copy and publishes it only when the block ends without an
-    exception (rolled back otherwise); writes are serialised by a lock. ``commits`` and
-    ``rollbacks`` count what happened.
-    """
+class InMemoryCartUnitOfWork(
+    InMemoryUnitOfWork[dict[str, _StoredCart], InMemoryCartRepository]
+):
+    """A :class:`charter.unit_of_work.UnitOfWork` over :class:`InMemoryCartRepository`
+    (the shared :class:`tests.support.fakes.InMemoryUnitOfWork`)."""
 
     def __init__(self) -> None:
-        self.carts: dict[str, _StoredCart] = {}
-        self.commits = 0
-        self.rollbacks = 0
-        self._writer = threading.Lock()
+        super().__init__({}, InMemoryCartRepository)
 
-    @contextmanager
-    def read(self) -> Iterator[InMemoryCartRepository]:
-        yield InMemoryCartRepository(copy.deepcopy(self.carts))
-
-    @contextmanager
-    def write(self) -> Iterator[InMemoryCartRepository]:
-        with self._writer:
-            working = copy.deepcopy(self.carts)
-            try:
-                yield InMemoryCartRepository(working)
-            except BaseException:
-                self.rollbacks += 1
-                raise
-            self.carts = working
-            self.commits += 1
+    @property
+    def carts(self) -> dict[str, _StoredCart]:
+        """The committed carts by user id."""
+        return self.state
 
 
 class InMemoryCatalog(CatalogPort):

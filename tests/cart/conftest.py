@@ -1,40 +1,35 @@
-"""Fixtures of the cart tests: a migrated SQLite database, a fake catalog, tokens, the app."""
+"""Fixtures of the cart tests: a migrated SQLite database, a fake catalog, the app.
+
+``tokens``, ``migrated_db``, ``client`` (of ``app``), ``stub_server``, ``asgi_server``,
+``postgres_url``… come from the shared plugin (``tests/support/plugin.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cart_fakes import InMemoryCatalog
-from cart_stubs import bearer
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
-from services.cart.app import MIGRATIONS_DIR, create_app
+from services.cart.app import create_app
+from tests.support.plugin import bearer
 
 ALL_SCOPES = "cart:read cart:write"
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
+@pytest.fixture
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("cart", f"sqlite:///{tmp_path / 'cart.db'}")
 
 
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'cart.db'}"
-    migrations.upgrade("cart", MIGRATIONS_DIR, url)
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
+def db_url(db: Database) -> str:
+    """The URL of the migrated ``db`` (for tests that open their own connections)."""
+    return db.url
 
 
 @pytest.fixture
@@ -49,9 +44,8 @@ def catalog() -> InMemoryCatalog:
 
 
 @pytest.fixture(autouse=True)
-def _validate_responses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every response is also checked against the spec: a drift is a 500 and fails tests."""
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+def _validate_responses(validate_responses: None) -> None:
+    """Every app of these tests checks its responses against the spec (a drift fails)."""
 
 
 @pytest.fixture
@@ -60,13 +54,7 @@ def app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog) -> Any:
 
 
 @pytest.fixture
-def client(app: Any) -> Iterator[Any]:
-    with app.test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def auth(tokens: TokenFactory):  # type: ignore[no-untyped-def]
+def auth(tokens: TokenFactory) -> Callable[..., dict[str, str]]:
     """``auth("alice")`` → headers of a customer token with both cart scopes."""
 
     def make(sub: str = "alice", scope: str = ALL_SCOPES, **claims: Any) -> dict[str, str]:

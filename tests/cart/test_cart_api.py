@@ -9,8 +9,7 @@ from cart_fakes import InMemoryCatalog
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import create_app
-
-PROBLEM = "application/problem+json"
+from tests.support.plugin import assert_problem
 
 
 def add(client: Any, headers: dict[str, str], product_id: int, quantity: int = 1) -> Any:
@@ -99,15 +98,13 @@ def test_get_cart_refreshes_prices_and_availability(
 
 def test_add_unknown_product_is_404(client: Any, auth: Any) -> None:
     r = add(client, auth(), 999)
-    assert r.status_code == 404
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 404)
     assert "999" in r.json()["detail"]
 
 
 def test_add_inactive_product_is_422(client: Any, auth: Any) -> None:
     r = add(client, auth(), 4)
-    assert r.status_code == 422
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 422)
 
 
 def test_add_more_than_available_is_409(client: Any, auth: Any) -> None:
@@ -116,8 +113,7 @@ def test_add_more_than_available_is_409(client: Any, auth: Any) -> None:
     assert r.json()["available"] == 0
     assert add(client, auth(), 2, 3).status_code == 201
     r = add(client, auth(), 2, 1)  # 3 + 1 > 3 available
-    assert r.status_code == 409
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 409)
     assert client.get("/v1/cart", headers=auth()).json()["items"][0]["quantity"] == 3
 
 
@@ -125,8 +121,7 @@ def test_add_beyond_99_in_total_is_422(client: Any, auth: Any, catalog: InMemory
     catalog.put(1, available=1000)
     assert add(client, auth(), 1, 99).status_code == 201
     r = add(client, auth(), 1, 1)
-    assert r.status_code == 422
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 422)
 
 
 def test_add_other_currency_is_422(client: Any, auth: Any) -> None:
@@ -165,8 +160,7 @@ def test_decreasing_works_even_when_the_product_became_unsellable(
 
 def test_set_quantity_of_product_not_in_cart_is_404(client: Any, auth: Any) -> None:
     r = client.put("/v1/cart/items/1", json={"quantity": 1}, headers=auth())
-    assert r.status_code == 404
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 404)
 
 
 def test_remove_item(client: Any, auth: Any) -> None:
@@ -177,8 +171,7 @@ def test_remove_item(client: Any, auth: Any) -> None:
     assert r.content == b""
     assert [i["product_id"] for i in client.get("/v1/cart", headers=auth()).json()["items"]] == [2]
     r = client.delete("/v1/cart/items/1", headers=auth())
-    assert r.status_code == 404
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 404)
 
 
 def test_clear_cart(client: Any, auth: Any) -> None:
@@ -255,8 +248,7 @@ def test_customer_on_staff_path_is_403(client: Any, auth: Any) -> None:
     add(client, auth("bob"), 2)
     for sub in ("alice", "bob"):
         r = client.get("/v1/carts/bob", headers=auth(sub))
-        assert r.status_code == 403
-        assert r.headers["content-type"].startswith(PROBLEM)
+        assert_problem(r, 403)
     r = client.get("/v1/carts/bob", headers=auth("mallory", role=None))
     assert r.status_code == 403
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from cart_stubs import free_port
 
 from services.cart import app as cart_app
 from services.cart.services import CartService
 from services.catalog_client.client import HttpCatalogClient
+from tests.support.plugin import free_port
 
 
 def test_create_asgi_uses_the_environment(

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from cart_fakes import InMemoryCatalog
-from cart_stubs import Reply, Seen, StubServer, bearer, free_port
 
 from charter.db import Database
 from charter.http import dependency_timeout
@@ -23,8 +22,8 @@ from charter.testing import TokenFactory
 from services.cart.app import create_app
 from services.catalog_client.client import HttpCatalogClient
 from services.catalog_client.models import CatalogUnavailable
+from tests.support.plugin import Seen, StubServer, assert_problem, bearer, free_port
 
-PROBLEM = "application/problem+json"
 PRODUCTS: dict[int, dict[str, Any]] = {
     1: {"id": 1, "sku": "COF-0001", "name": "Espresso beans 1 kg", "price": 1299,
         "currency": "EUR", "active": True, "description": "", "category_id": 1,
@@ -40,7 +39,7 @@ PATH = re.compile(r"^/v1/products/(\d+)(/stock)?$")
 def catalog_responder(tokens: TokenFactory) -> Any:
     verifier = tokens.verifier()
 
-    def respond(seen: Seen) -> Reply:
+    def respond(seen: Seen) -> tuple[int, Any]:
         auth = seen.headers.get("authorization", "")
         if not auth.startswith("Bearer "):
             return 401, {"title": "Unauthorized", "status": 401}
@@ -63,10 +62,8 @@ def catalog_responder(tokens: TokenFactory) -> Any:
 
 
 @pytest.fixture
-def stub(tokens: TokenFactory) -> Iterator[StubServer]:
-    server = StubServer(catalog_responder(tokens))
-    yield server
-    server.close()
+def stub(tokens: TokenFactory, stub_server: Callable[..., StubServer]) -> StubServer:
+    return stub_server(catalog_responder(tokens))
 
 
 def http_app(db: Database, tokens: TokenFactory, url: str, timeout: float = 2.0) -> Any:
@@ -125,9 +122,7 @@ def test_writes_needing_the_catalog_are_503_when_it_is_down(
     add(client, auth(), 1, 2)
     catalog.down = True
     r = client.request(method, url, json=body, headers=auth())
-    assert r.status_code == 503
-    assert r.headers["content-type"].startswith(PROBLEM)
-    assert r.json()["status"] == 503
+    assert_problem(r, 503)
     catalog.down = False
     items = client.get("/v1/cart", headers=auth()).json()["items"]
     assert [(i["product_id"], i["quantity"]) for i in items] == [(1, 2)]
@@ -201,8 +196,7 @@ def test_http_adapter_refused_token_is_503_not_a_leak(
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog)
     with app.test_client() as client:
         r = add(client, auth(), 1)
-        assert r.status_code == 503
-        assert r.headers["content-type"].startswith(PROBLEM)
+        assert_problem(r, 503)
 
 
 def test_catalog_connection_refused_is_fast(
@@ -214,8 +208,7 @@ def test_catalog_connection_refused_is_fast(
     with http_app(db, tokens, dead).test_client() as client:
         started = time.monotonic()
         r = add(client, auth(), 1)
-        assert r.status_code == 503
-        assert r.headers["content-type"].startswith(PROBLEM)
+        assert_problem(r, 503)
         r = client.get("/v1/cart", headers=auth())
         assert r.status_code == 200
         assert r.json()["pricing"] == "stale"
@@ -229,7 +222,7 @@ def test_slow_catalog_times_out_reads_degrade_and_writes_are_503(
     timeout = 0.5
     with http_app(db, tokens, stub.url, timeout=timeout).test_client() as client:
         assert add(client, auth(), 1, 2).status_code == 201
-        stub.delay = 5.0  # far beyond the timeout: it would hang without one
+        stub.set_delay(5.0)  # far beyond the timeout: it would hang without one
 
         started = time.monotonic()
         r = client.get("/v1/cart", headers=auth())
@@ -242,33 +235,30 @@ def test_slow_catalog_times_out_reads_degrade_and_writes_are_503(
         started = time.monotonic()
         r = add(client, auth(), 2)
         elapsed = time.monotonic() - started
-        assert r.status_code == 503
-        assert r.headers["content-type"].startswith(PROBLEM)
+        assert_problem(r, 503)
         assert elapsed < timeout + 1.0, elapsed
 
 
-def test_catalog_5xx_is_treated_as_unavailable(tokens: TokenFactory) -> None:
-    server = StubServer(lambda seen: (500, {"title": "boom", "status": 500}))
-    try:
-        client = HttpCatalogClient(server.url, lambda: tokens.token(scope="catalog:read"))
-        with pytest.raises(CatalogUnavailable):
-            client.get_product(1)
-        client.close()
-    finally:
-        server.close()
+def test_catalog_5xx_is_treated_as_unavailable(
+    tokens: TokenFactory, stub_server: Callable[..., StubServer]
+) -> None:
+    server = stub_server(lambda seen: (500, {"title": "boom", "status": 500}))
+    client = HttpCatalogClient(server.url, lambda: tokens.token(scope="catalog:read"))
+    with pytest.raises(CatalogUnavailable):
+        client.get_product(1)
+    client.close()
 
 
-def test_catalog_garbage_is_treated_as_unavailable(tokens: TokenFactory) -> None:
-    server = StubServer(lambda seen: (200, {"unexpected": True}))
-    try:
-        client = HttpCatalogClient(server.url, lambda: tokens.token(scope="catalog:read"))
-        with pytest.raises(CatalogUnavailable):
-            client.get_product(1)
-        with pytest.raises(CatalogUnavailable):
-            client.get_stock(1)
-        client.close()
-    finally:
-        server.close()
+def test_catalog_garbage_is_treated_as_unavailable(
+    tokens: TokenFactory, stub_server: Callable[..., StubServer]
+) -> None:
+    server = stub_server(lambda seen: (200, {"unexpected": True}))
+    client = HttpCatalogClient(server.url, lambda: tokens.token(scope="catalog:read"))
+    with pytest.raises(CatalogUnavailable):
+        client.get_product(1)
+    with pytest.raises(CatalogUnavailable):
+        client.get_stock(1)
+    client.close()
 
 
 def test_staff_read_goes_through_the_same_pricing(

@@ -5,17 +5,19 @@ from __future__ import annotations
 import base64
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from cart_stubs import Reply, Seen, StubServer, free_port
 
 from charter.problems import ServiceUnavailable
 from charter.security.client_credentials import (
     ClientCredentialsTokenProvider,
     TokenRequestFailed,
 )
+from tests.support.clocks import SettableClock
+from tests.support.plugin import Seen, StubServer, free_port, run_threads, wait_until
 
 CLIENT_ID = "cart"
 SECRET = "s3cret"
@@ -30,7 +32,7 @@ class AuthServer:
         self.lock = threading.Lock()
         self.server = StubServer(self.respond, delay=delay)
 
-    def respond(self, seen: Seen) -> Reply:
+    def respond(self, seen: Seen) -> tuple[int, Any]:
         if seen.method != "POST" or seen.path != "/oauth/token":
             return 404, {"error": "not_found"}
         expected = base64.b64encode(f"{CLIENT_ID}:{SECRET}".encode()).decode()
@@ -61,14 +63,6 @@ def auth_server() -> Iterator[AuthServer]:
     server.server.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def provider(server: AuthServer, **kwargs: object) -> ClientCredentialsTokenProvider:
     return ClientCredentialsTokenProvider(
         server.token_url, CLIENT_ID, SECRET, "catalog:read", **kwargs  # type: ignore[arg-type]
@@ -94,35 +88,36 @@ def test_token_is_cached(auth_server: AuthServer) -> None:
 
 def test_refreshes_shortly_before_expiry(auth_server: AuthServer) -> None:
     auth_server.expires_in = 300
-    clock = Clock()
+    clock = SettableClock()
     p = provider(auth_server, clock=clock, refresh_margin=30.0)
     assert p() == "token-1"
-    clock.now += 269  # 31 s left: still cached
+    clock.advance(269)  # 31 s left: still cached
     assert p() == "token-1"
-    clock.now += 2  # 29 s left: inside the margin, refreshed
+    clock.advance(2)  # 29 s left: inside the margin, refreshed
     assert p() == "token-2"
-    clock.now += 100
+    clock.advance(100)
     assert p() == "token-2"
     assert auth_server.issued == 2
 
 
 def test_short_lived_tokens_refresh_half_way(auth_server: AuthServer) -> None:
     auth_server.expires_in = 20
-    clock = Clock()
+    clock = SettableClock()
     p = provider(auth_server, clock=clock, refresh_margin=30.0)
     assert p() == "token-1"
-    clock.now += 9
+    clock.advance(9)
     assert p() == "token-1"
-    clock.now += 2
+    clock.advance(2)
     assert p() == "token-2"
 
 
 def test_real_clock_expiry(auth_server: AuthServer) -> None:
+    """Without an injected clock the provider follows real time (refresh half-way: 0.5 s)."""
     auth_server.expires_in = 1
     p = provider(auth_server)
     assert p() == "token-1"
-    time.sleep(0.6)
-    assert p() == "token-2"
+    wait_until(lambda: p() == "token-2", timeout=5, what="a refreshed token")
+    assert auth_server.issued == 2
 
 
 def test_invalidate_forces_a_new_token(auth_server: AuthServer) -> None:
@@ -136,19 +131,7 @@ def test_concurrent_callers_share_one_fetch() -> None:
     server = AuthServer(delay=0.2)
     try:
         p = provider(server)
-        results: list[str] = []
-        barrier = threading.Barrier(16)
-
-        def worker() -> None:
-            barrier.wait()
-            results.append(p())
-
-        threads = [threading.Thread(target=worker) for _ in range(16)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results == ["token-1"] * 16
+        assert run_threads(16, lambda _i: p()) == ["token-1"] * 16
         assert server.issued == 1
     finally:
         server.server.close()
@@ -189,16 +172,15 @@ def test_slow_server_times_out() -> None:
         {"access_token": "x", "token_type": "Bearer", "expires_in": "soon"},
     ],
 )
-def test_invalid_token_responses_are_refused(reply: dict[str, object]) -> None:
-    server = StubServer(lambda seen: (200, reply))
-    try:
-        p = ClientCredentialsTokenProvider(
-            f"{server.url}/oauth/token", CLIENT_ID, SECRET, "catalog:read"
-        )
-        with pytest.raises(TokenRequestFailed):
-            p()
-    finally:
-        server.close()
+def test_invalid_token_responses_are_refused(
+    reply: dict[str, object], stub_server: Callable[..., StubServer]
+) -> None:
+    server = stub_server(lambda seen: (200, reply))
+    p = ClientCredentialsTokenProvider(
+        f"{server.url}/oauth/token", CLIENT_ID, SECRET, "catalog:read"
+    )
+    with pytest.raises(TokenRequestFailed):
+        p()
 
 
 def test_repr_hides_the_secret(auth_server: AuthServer) -> None:

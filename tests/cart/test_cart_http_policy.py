@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import httpx
 import pytest
-from cart_stubs import Seen, StubServer, free_port
 
 from charter.http import HttpClient, create_client
 from charter.observability.logs import correlation_id
 from charter.problems import ServiceUnavailable
+from tests.support.plugin import Seen, StubServer, free_port
+
+Stub = Callable[..., StubServer]
 
 
 @pytest.fixture
-def ok() -> Iterator[StubServer]:
-    server = StubServer(lambda seen: (200, {"path": seen.path}))
-    yield server
-    server.close()
+def ok(stub_server: Stub) -> StubServer:
+    return stub_server(lambda seen: (200, {"path": seen.path}))
 
 
 def test_correlation_id_is_propagated(ok: StubServer) -> None:
@@ -65,60 +65,45 @@ def test_connection_refused_is_503_after_bounded_retries() -> None:
     assert sleeps[1] > sleeps[0] * 0.5  # backoff grows (with jitter)
 
 
-def test_timeout_is_503_within_the_deadline() -> None:
-    server = StubServer(lambda seen: (200, {}), delay=3.0)
-    try:
-        client = HttpClient(server.url, timeout=0.3, retries=3)
-        started = time.monotonic()
-        with pytest.raises(ServiceUnavailable) as info:
-            client.get("/slow")
-        elapsed = time.monotonic() - started
-        assert "timeout" in str(info.value)  # the internal detail (logged)
-        assert elapsed < 0.3 + 0.5, elapsed  # the deadline (= timeout) bounds the retries
-    finally:
-        server.close()
+def test_timeout_is_503_within_the_deadline(stub_server: Stub) -> None:
+    server = stub_server(lambda seen: (200, {}), delay=3.0)
+    client = HttpClient(server.url, timeout=0.3, retries=3)
+    started = time.monotonic()
+    with pytest.raises(ServiceUnavailable) as info:
+        client.get("/slow")
+    elapsed = time.monotonic() - started
+    assert "timeout" in str(info.value)  # the internal detail (logged)
+    assert elapsed < 0.3 + 0.5, elapsed  # the deadline (= timeout) bounds the retries
 
 
-def test_idempotent_requests_are_retried_on_503() -> None:
+def test_idempotent_requests_are_retried_on_503(stub_server: Stub) -> None:
     answers = iter([503, 503, 200])
-    server = StubServer(lambda seen: (next(answers), {}))
-    try:
-        client = HttpClient(server.url, retries=2, deadline=5.0, sleep=lambda _s: None)
-        assert client.get("/x").status_code == 200
-        assert len(server.seen) == 3
-    finally:
-        server.close()
+    server = stub_server(lambda seen: (next(answers), {}))
+    client = HttpClient(server.url, retries=2, deadline=5.0, sleep=lambda _s: None)
+    assert client.get("/x").status_code == 200
+    assert len(server.seen) == 3
 
 
-def test_last_retryable_answer_is_returned_when_retries_run_out() -> None:
-    server = StubServer(lambda seen: (503, {"title": "down"}))
-    try:
-        client = HttpClient(server.url, retries=1, deadline=5.0, sleep=lambda _s: None)
-        assert client.get("/x").status_code == 503
-        assert len(server.seen) == 2
-    finally:
-        server.close()
+def test_last_retryable_answer_is_returned_when_retries_run_out(stub_server: Stub) -> None:
+    server = stub_server(lambda seen: (503, {"title": "down"}))
+    client = HttpClient(server.url, retries=1, deadline=5.0, sleep=lambda _s: None)
+    assert client.get("/x").status_code == 503
+    assert len(server.seen) == 2
 
 
-def test_non_idempotent_requests_are_not_retried() -> None:
-    server = StubServer(lambda seen: (503, {}))
-    try:
-        client = HttpClient(server.url, retries=3, deadline=5.0, sleep=lambda _s: None)
-        assert client.post("/x", json={"a": 1}).status_code == 503
-        assert len(server.seen) == 1
-        client.post("/x", json={"a": 1}, retry=True)  # e.g. with an Idempotency-Key
-        assert len(server.seen) == 1 + 4
-    finally:
-        server.close()
+def test_non_idempotent_requests_are_not_retried(stub_server: Stub) -> None:
+    server = stub_server(lambda seen: (503, {}))
+    client = HttpClient(server.url, retries=3, deadline=5.0, sleep=lambda _s: None)
+    assert client.post("/x", json={"a": 1}).status_code == 503
+    assert len(server.seen) == 1
+    client.post("/x", json={"a": 1}, retry=True)  # e.g. with an Idempotency-Key
+    assert len(server.seen) == 1 + 4
 
 
-def test_client_errors_are_returned_not_raised(ok: StubServer) -> None:
-    server = StubServer(lambda seen: (404, {"title": "Not Found"}))
-    try:
-        assert HttpClient(server.url).get("/x").status_code == 404
-        assert len(server.seen) == 1
-    finally:
-        server.close()
+def test_client_errors_are_returned_not_raised(stub_server: Stub) -> None:
+    server = stub_server(lambda seen: (404, {"title": "Not Found"}))
+    assert HttpClient(server.url).get("/x").status_code == 404
+    assert len(server.seen) == 1
 
 
 def test_create_client_has_explicit_timeouts() -> None:
@@ -134,7 +119,7 @@ def test_seen_headers_are_lowercase(ok: StubServer) -> None:
     assert seen.headers["x-test"] == "1"
 
 
-def test_refused_cached_token_is_refreshed_once() -> None:
+def test_refused_cached_token_is_refreshed_once(stub_server: Stub) -> None:
     class Source:
         def __init__(self) -> None:
             self.current = "old"
@@ -147,18 +132,15 @@ def test_refused_cached_token_is_refreshed_once() -> None:
             self.invalidated += 1
             self.current = "new"
 
-    server = StubServer(
+    server = stub_server(
         lambda seen: (200, {}) if seen.headers["authorization"] == "Bearer new" else (401, {})
     )
-    try:
-        source = Source()
-        client = HttpClient(server.url, token=source)
-        assert client.get("/x").status_code == 200
-        assert source.invalidated == 1
-        assert [s.headers["authorization"] for s in server.seen] == ["Bearer old", "Bearer new"]
-        source.current = "bad"
-        source.invalidate = lambda: None  # type: ignore[method-assign]
-        assert client.get("/x").status_code == 401  # refreshed once, not in a loop
-        assert len(server.seen) == 4
-    finally:
-        server.close()
+    source = Source()
+    client = HttpClient(server.url, token=source)
+    assert client.get("/x").status_code == 200
+    assert source.invalidated == 1
+    assert [s.headers["authorization"] for s in server.seen] == ["Bearer old", "Bearer new"]
+    source.current = "bad"
+    source.invalidate = lambda: None  # type: ignore[method-assign]
+    assert client.get("/x").status_code == 401  # refreshed once, not in a loop
+    assert len(server.seen) == 4

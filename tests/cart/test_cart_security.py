@@ -1,20 +1,19 @@
-"""The token matrix on every operation of the cart spec (enumerated from the spec)."""
+"""The shared token matrix on every operation of the cart spec (enumerated from the spec).
+
+For each operation (``tests/support/token_matrix.py``): no token or an unusable header →
+401, every bad token of the extended matrix (``alg: none``, HS256 with the public key,
+unknown ``kid``, missing ``sub``/``jti``, ``nbf`` in the future, another audience…) → 401
+with the one shared body, a token lacking the scope → 403, and a valid token → 2xx.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-from cart_stubs import bearer
-
 from charter import specs
-from charter.testing import (
-    SpecOperation,
-    TokenFactory,
-    assert_bad_tokens_refused,
-    spec_operations,
-)
+from charter.testing import SpecOperation, TokenFactory, spec_operations
+from tests.support.plugin import TokenMatrix, bearer, each_operation
 
 SPEC = specs.load("cart")
 ALL_SCOPES = set(specs.scopes(SPEC))
@@ -43,30 +42,28 @@ EXAMPLES: dict[str, Example] = {
 }
 
 
-OPERATIONS = spec_operations("cart")
-
-
 def test_every_operation_has_an_example() -> None:
-    assert {op.operation_id for op in OPERATIONS} == set(EXAMPLES)
+    assert {op.operation_id for op in spec_operations("cart")} == set(EXAMPLES)
 
 
 def test_every_operation_declares_its_own_security_and_scopes() -> None:
-    for path, item in SPEC["paths"].items():
-        for method, op in item.items():
-            if method != "parameters":
-                assert op.get("security"), (path, method)
-                assert all(names for req in op["security"] for names in req.values())
+    """``spec_operations`` refuses an operation without its own requirement or scopes."""
+    ops = spec_operations("cart")
+    assert ops and all(op.scopes <= ALL_SCOPES and op.scopes for op in ops)
 
 
-def call(
-    client: Any, op: SpecOperation, headers: dict[str, str] | None = None
-) -> Any:
+def call_of(client: Any, op: SpecOperation) -> Any:
+    """``call(headers)``: the example request of ``op`` with those headers."""
     example = EXAMPLES[op.operation_id]
     url = "/v1" + op.path.format(**example.path_params)
-    kwargs: dict[str, Any] = {"headers": headers or {}}
-    if example.body is not None:
-        kwargs["json"] = example.body
-    return client.request(op.method, url, **kwargs)
+
+    def call(headers: dict[str, str]) -> Any:
+        kwargs: dict[str, Any] = {"headers": headers}
+        if example.body is not None:
+            kwargs["json"] = example.body
+        return client.request(op.method, url, **kwargs)
+
+    return call
 
 
 def prepare(client: Any, tokens: TokenFactory, op: SpecOperation, sub: str) -> None:
@@ -79,46 +76,20 @@ def prepare(client: Any, tokens: TokenFactory, op: SpecOperation, sub: str) -> N
         assert r.status_code == 201, r.text
 
 
-def assert_problem(response: Any, status: int) -> None:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/problem+json")
-    assert response.json()["status"] == status
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_no_token_is_401(client: Any, op: SpecOperation) -> None:
-    assert_problem(call(client, op), 401)
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
-    assert_bad_tokens_refused(
-        lambda headers: call(client, op, headers), tokens, op.scopes, assert_problem
-    )
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_missing_scope_is_403(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
+@each_operation("cart")
+def test_token_matrix(client: Any, tokens: TokenFactory, token_matrix: TokenMatrix,
+                      op: SpecOperation) -> None:
     claims = EXAMPLES[op.operation_id].claims
-    others = " ".join(sorted(ALL_SCOPES - op.scopes))
-    for scope in ("", others):
-        response = call(client, op, bearer(tokens.token(sub="alice", scope=scope, **claims)))
-        assert_problem(response, 403)
+    call = call_of(client, op)
+    token_matrix.run(op, call, all_scopes=ALL_SCOPES, claims=claims)
 
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
-    example = EXAMPLES[op.operation_id]
     prepare(client, tokens, op, "alice")
-    token = tokens.token(sub="alice", scope=" ".join(sorted(op.scopes)), **example.claims)
-    response = call(client, op, bearer(token))
+    response = call(token_matrix.valid_headers(op, sub="alice", **claims))
     assert 200 <= response.status_code < 300, response.text
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("cart")
 def test_operations_document_the_standard_problems(op: SpecOperation) -> None:
-    responses = SPEC["paths"][op.path][op.method.lower()]["responses"]
+    """Every cart operation documents these statuses (problem+json: tests/test_spec_style)."""
     for status in ("400", "401", "403", "404", "422", "503"):
-        assert status in responses, (op.operation_id, status)
-        content = responses[status]["content"]
-        assert "application/problem+json" in content
+        assert status in op.spec["responses"], (op.operation_id, status)

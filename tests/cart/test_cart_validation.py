@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-PROBLEM = "application/problem+json"
+from tests.support.plugin import PROBLEM, assert_problem
 
 BAD_NEW_ITEMS: dict[str, Any] = {
     "quantity_zero": {"product_id": 1, "quantity": 0},
@@ -45,8 +45,7 @@ BAD_UPDATES: dict[str, Any] = {
 
 
 def assert_400(response: Any) -> None:
-    assert response.status_code == 400, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
+    assert_problem(response, 400)
     body = response.json()
     assert body["status"] == 400 and body["title"]
 
@@ -91,8 +90,7 @@ def test_non_integer_product_id_in_path_is_a_404_problem(
     # Connexion routes integer path parameters with an int converter: a segment that is
     # not an integer matches no route (404), it never reaches the handler.
     r = path_call(client, auth, method, product_id)
-    assert r.status_code == 404, r.text
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 404)
 
 
 @pytest.mark.parametrize("user_id", ["a b", "x" * 129, "<script>"])
@@ -127,8 +125,6 @@ def test_wrong_content_type_is_a_4xx_problem(client: Any, auth: Any) -> None:
 
 def test_unknown_path_and_method_are_problems(client: Any, auth: Any) -> None:
     r = client.get("/v1/cart/nothing-here", headers=auth())
-    assert r.status_code == 404
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 404)
     r = client.patch("/v1/cart", json={}, headers=auth())
-    assert r.status_code == 405
-    assert r.headers["content-type"].startswith(PROBLEM)
+    assert_problem(r, 405)

@@ -7,79 +7,45 @@ id of the customer's request reaches the catalog.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
-from cart_stubs import bearer
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.cart.app import create_app
 from services.catalog import app as catalog_app
 from services.catalog_client.client import HttpCatalogClient
-
-
-@dataclass
-class HeaderRecorder:
-    """ASGI middleware remembering the headers of every HTTP request."""
-
-    app: Any
-    seen: list[dict[str, str]] = field(default_factory=list)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            self.seen.append(
-                {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
-                | {":path": scope["path"]}
-            )
-        await self.app(scope, receive, send)
+from tests.support.plugin import HeaderRecorder, ThreadServer, bearer
 
 
 @dataclass
 class RunningCatalog:
-    url: str
+    """The catalog app behind a :class:`HeaderRecorder`, served by uvicorn in a thread."""
+
     recorder: HeaderRecorder
-    server: uvicorn.Server
-    thread: threading.Thread
+    server: ThreadServer
+
+    @property
+    def url(self) -> str:
+        return self.server.url
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.server.stop()
 
 
 @pytest.fixture
-def real_catalog(tmp_path: Path, tokens: TokenFactory) -> Iterator[RunningCatalog]:
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrations.upgrade("catalog", catalog_app.MIGRATIONS_DIR, url)
-    db = Database(url)
-    app = catalog_app.create_app(db=db, verifier=tokens.verifier())
-    recorder = HeaderRecorder(app)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(recorder, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "catalog did not start"
-        time.sleep(0.02)
-    running = RunningCatalog(f"http://127.0.0.1:{port}", recorder, server, thread)
-    yield running
-    running.stop()
-    sock.close()
-    db.dispose()
+def real_catalog(tmp_path: Path, tokens: TokenFactory,
+                 migrated_db: Callable[[str, str], Database],
+                 asgi_server: Callable[..., ThreadServer]) -> RunningCatalog:
+    db = migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
+    recorder = HeaderRecorder(catalog_app.create_app(db=db, verifier=tokens.verifier()))
+    return RunningCatalog(recorder, asgi_server(recorder))
 
 
 def seed(catalog_url: str, tokens: TokenFactory) -> dict[str, int]:

@@ -1,17 +1,15 @@
 """In-memory adapters of the catalog's ports, for unit tests of the service layer.
 
-:class:`InMemoryUnitOfWork` implements ``UnitOfWork[CatalogRepository]`` with no database:
-a write works on a copy of the state that replaces it only when the block ends without an
-exception (so a refused use case leaves nothing behind, as a rolled-back transaction).
-One lock serialises units of work, as the SQLite adapter's write lock does.
+:class:`InMemoryUnitOfWork` implements ``UnitOfWork[CatalogRepository]`` with no database
+(the shared :class:`tests.support.fakes.InMemoryUnitOfWork`: a write works on a copy that
+replaces the state only when the block ends without an exception, so a refused use case
+leaves nothing behind, as a rolled-back transaction).
 """
 
 from __future__ import annotations
 
 import copy
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +18,7 @@ from charter.idempotency import IN_PROGRESS, IdempotencyKeys, Outcome
 from charter.problems import Conflict, Unprocessable
 from services.catalog import domain
 from services.catalog.domain import Category, Product, ProductFilter, Reservation, StockLevel
+from tests.support.fakes import InMemoryUnitOfWork as SharedUnitOfWork
 
 
 @dataclass
@@ -182,23 +181,8 @@ class InMemoryCatalogRepository:
         self.state.reservations[reservation.order_id] = copy.deepcopy(reservation)
 
 
-class InMemoryUnitOfWork:
+class InMemoryUnitOfWork(SharedUnitOfWork[CatalogState, InMemoryCatalogRepository]):
     """``UnitOfWork[CatalogRepository]`` in memory; ``commits`` counts successful writes."""
 
     def __init__(self, state: CatalogState | None = None) -> None:
-        self.state = state or CatalogState()
-        self.commits = 0
-        self._lock = threading.RLock()
-
-    @contextmanager
-    def read(self) -> Iterator[InMemoryCatalogRepository]:
-        with self._lock:
-            yield InMemoryCatalogRepository(copy.deepcopy(self.state))
-
-    @contextmanager
-    def write(self) -> Iterator[InMemoryCatalogRepository]:
-        with self._lock:
-            working = copy.deepcopy(self.state)
-            yield InMemoryCatalogRepository(working)
-            self.state = working  # reached only without an exception: commit
-            self.commits += 1
+        super().__init__(state or CatalogState(), InMemoryCatalogRepository)

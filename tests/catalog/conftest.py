@@ -1,12 +1,12 @@
 """Fixtures of the catalog tests: a migrated SQLite file, the app and seeded objects.
 
-``tokens``, ``migrated_db``, ``postgres_url``, ``redis_url``… come from the shared plugin
-(``tests/support/plugin.py``).
+``tokens``, ``migrated_db``, ``client`` (of ``app``), ``postgres_url``, ``redis_url``… come
+from the shared plugin (``tests/support/plugin.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +34,8 @@ def cache() -> Cache:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, cache: Cache,
-        monkeypatch: pytest.MonkeyPatch) -> Any:
-    # Every response is also checked against the spec: a drift is a 500 and fails tests.
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+        validate_responses: None) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), cache=cache)
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[Any]:
-    with app.test_client() as test_client:
-        yield test_client
 
 
 @pytest.fixture

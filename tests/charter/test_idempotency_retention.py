@@ -15,12 +15,14 @@ from charter import config
 from charter.db import Database
 from charter.idempotency import (
     DEFAULT_RETENTION,
-    Idempotency,
     fingerprint,
-    idempotency_table,
-    purge_database,
     purge_interval_from_env,
     retention_from_env,
+)
+from charter.idempotency_store import (
+    Idempotency,
+    idempotency_table,
+    purge_database,
     start_purger,
 )
 from charter.problems import Unprocessable

@@ -1,10 +1,12 @@
-"""Revocation everywhere, on the real platform: a token revoked at auth (RFC 7009) is
-refused by the gateway and by every service within 5 seconds.
+"""Revocation everywhere, on the real platform: a token revoked at auth (RFC 7009), and
+every token of a user disabled with ``charter users disable``, is refused by the gateway
+and by every service within 5 seconds.
 
-One ``charter up`` per database kind (SQLite files, then PostgreSQL). After the revocation
-the test polls every component (no fixed sleep) until each answers the shared "revoked"
-problem, records when, and asserts the slowest within 5 s; then every component must keep
-refusing it (several requests, so that every worker is asked).
+One ``charter up`` per database kind (SQLite files, then PostgreSQL), shared by the tests
+of this module. After the revocation the test polls every component (no fixed sleep)
+until each answers the shared "revoked" problem, records when, and asserts the slowest
+within 5 s; then every component must keep refusing it (several requests, so that every
+worker is asked).
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
 from charter.security.tokens import token_problem
+from charterctl.user_login import user_token
 from tests.support.platform import COMPONENTS, ROOT, Platform, running
 
 pytestmark = pytest.mark.e2e
@@ -45,8 +48,11 @@ def guarded_read(service: str) -> str:
     raise AssertionError(f"{service} has no token-guarded GET")
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def platform(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Platform]:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def platform(request: pytest.FixtureRequest,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    """One platform per database kind for every test of this module."""
+    tmp_path = tmp_path_factory.mktemp(f"revocation-{request.param}")
     with running(tmp_path, request.param, prefix="charter_rev") as started:
         yield started
 
@@ -61,42 +67,91 @@ def demo_cli_secret(platform: Platform) -> str:
     return done.stdout.strip()
 
 
+def targets_of(platform: Platform) -> dict[str, str]:
+    """A token-guarded read per component: the gateway (catalog behind it), every service."""
+    targets = {"gateway": f"{platform.url('gateway')}/catalog{guarded_read('catalog')}"}
+    targets.update({s: platform.url(s) + guarded_read(s) for s in SERVICES})
+    return targets
+
+
+def assert_accepted_everywhere(http: httpx.Client, targets: dict[str, str],
+                               headers: dict[str, str]) -> None:
+    """Every component accepts (and caches) the token: anything but 401."""
+    for name, url in targets.items():
+        r = http.get(url, headers=headers)
+        assert r.status_code != 401, f"{name}: {r.status_code} {r.text}"
+
+
+def refused_everywhere(http: httpx.Client, targets: dict[str, str],
+                       headers: dict[str, str], since: float) -> dict[str, float]:
+    """Poll every component until each refuses the token with the shared "revoked"
+    problem; assert each did within 5 s of ``since`` (monotonic) and that every worker
+    keeps refusing it. Returns the seconds each component took."""
+    revoked_body = token_problem("revoked").body()
+    refused_after: dict[str, float] = {}
+    while len(refused_after) < len(targets) and time.monotonic() - since < 15:
+        for name, url in targets.items():
+            if name in refused_after:
+                continue
+            r = http.get(url, headers=headers)
+            if r.status_code == 401:
+                assert r.json() == revoked_body, f"{name}: {r.text}"
+                refused_after[name] = time.monotonic() - since
+        time.sleep(0.05)  # polling interval of this loop, not a wait for an outcome
+
+    late = {n: t for n, t in refused_after.items() if t > DEADLINE_S}
+    missing = set(targets) - set(refused_after)
+    assert not missing and not late, (
+        f"not refused: {sorted(missing)}; refused after >5 s: {late}; "
+        f"all: {refused_after}")
+
+    for name, url in targets.items():  # every worker behind each port agrees
+        for _ in range(6):
+            r = http.get(url, headers=headers)
+            assert r.status_code == 401 and r.json() == revoked_body, f"{name}: {r.text}"
+    return refused_after
+
+
 def test_revoked_token_is_refused_everywhere_within_5_s(platform: Platform) -> None:
     token = platform.token("demo-cli")
     headers = {"Authorization": f"Bearer {token}"}
-    revoked_body = token_problem("revoked").body()
-    targets = {"gateway": f"{platform.url('gateway')}/catalog{guarded_read('catalog')}"}
-    targets.update({s: platform.url(s) + guarded_read(s) for s in SERVICES})
+    targets = targets_of(platform)
 
     with platform.client("charter-cli", timeout=5) as http:
-        for name, url in targets.items():  # accepted (and cached) everywhere first
-            r = http.get(url, headers=headers)
-            assert r.status_code != 401, f"{name}: {r.status_code} {r.text}"
+        assert_accepted_everywhere(http, targets, headers)
 
         revoke = http.post(f"{platform.url('auth')}/oauth/revoke", data={"token": token},
                            auth=("demo-cli", demo_cli_secret(platform)))
         assert revoke.status_code == 200, revoke.text
-        revoked_at = time.monotonic()
-
-        refused_after: dict[str, float] = {}
-        while len(refused_after) < len(targets) and time.monotonic() - revoked_at < 15:
-            for name, url in targets.items():
-                if name in refused_after:
-                    continue
-                r = http.get(url, headers=headers)
-                if r.status_code == 401:
-                    assert r.json() == revoked_body, f"{name}: {r.text}"
-                    refused_after[name] = time.monotonic() - revoked_at
-            time.sleep(0.05)  # polling interval of this loop, not a wait for an outcome
-
-        late = {n: t for n, t in refused_after.items() if t > DEADLINE_S}
-        missing = set(targets) - set(refused_after)
-        assert not missing and not late, (
-            f"not refused: {sorted(missing)}; refused after >5 s: {late}; "
-            f"all: {refused_after}")
-
-        for name, url in targets.items():  # every worker behind each port agrees
-            for _ in range(6):
-                r = http.get(url, headers=headers)
-                assert r.status_code == 401 and r.json() == revoked_body, f"{name}: {r.text}"
+        refused_after = refused_everywhere(http, targets, headers, time.monotonic())
     print("refused after (s):", {n: round(t, 2) for n, t in sorted(refused_after.items())})
+
+
+def test_disabled_users_tokens_are_refused_everywhere_within_5_s(platform: Platform) -> None:
+    """``charter users disable`` (auth's database, like an operator would) revokes every
+    token of the user through the feed's ``subject`` entry."""
+    alice = user_token(platform.url("auth"), "alice@example.com", "alice-password-1",
+                       redirect_uri=f"{platform.url('gateway')}/ui/oauth2-redirect.html")
+    headers = {"Authorization": f"Bearer {alice['access_token']}"}
+    targets = targets_of(platform)
+
+    with platform.client("charter-cli", timeout=5) as http:
+        assert_accepted_everywhere(http, targets, headers)
+
+        done = platform.charter("users", "disable", "alice@example.com")
+        assert done.returncode == 0, done.stderr
+        disabled_at = time.monotonic()  # committed before the command exited
+        assert "alice@example.com" in done.stdout and "disabled" in done.stdout
+        refused_after = refused_everywhere(http, targets, headers, disabled_at)
+
+        refreshed = http.post(f"{platform.url('auth')}/oauth/token", data={
+            "grant_type": "refresh_token", "refresh_token": alice["refresh_token"],
+            "client_id": "swagger-ui"})
+        assert refreshed.status_code == 400 and refreshed.json()["error"] == "invalid_grant"
+        # Only alice is refused: another subject's fresh token is still accepted.
+        other = {"Authorization": f"Bearer {platform.token('demo-cli')}"}
+        assert http.get(targets["gateway"], headers=other).status_code != 401
+    unknown = platform.charter("users", "disable", "nobody@example.com")
+    assert unknown.returncode == 1 and "no account" in unknown.stderr
+    print("disabled user refused after (s):",
+          {n: round(t, 2) for n, t in sorted(refused_after.items())})

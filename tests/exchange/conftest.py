@@ -1,25 +1,27 @@
-"""Fixtures of the exchange tests: a migrated SQLite file, a fake clock, a source, the app."""
+"""Fixtures of the exchange tests: a migrated SQLite file, a settable clock, a source, the app.
+
+Tokens, databases, the test ``client``, stub servers and the token matrix come from the
+shared plugin (tests/support/plugin.py, docs/testing.md).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from exchange_fakes import InMemoryRateSource
-from exchange_support import SEED_RATES, FakeClock, migrated
+from exchange_support import SEED_RATES
 
 from charter.cache import TTLCache
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.exchange.app import create_app
 from services.exchange.services import ExchangeService
-
-
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
+from tests.support.apps import dependency
+from tests.support.clocks import SettableClock
+from tests.support.plugin import bearer
 
 
 @pytest.fixture
@@ -28,15 +30,14 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = migrated(db_url)
-    yield database
-    database.dispose()
+def db(db_url: str, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("exchange", db_url)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> SettableClock:
+    """The service's wall clock (``now=clock.now``) and the cache's (``clock.monotonic``)."""
+    return SettableClock()
 
 
 @pytest.fixture
@@ -45,11 +46,12 @@ def source() -> InMemoryRateSource:
 
 
 @pytest.fixture
-def make_app(db: Database, tokens: TokenFactory, clock: FakeClock,
-             monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
-    """A new app instance (fresh cache) on the test database: a "restart" each call."""
-    # Every response is also checked against the spec: a drift is a 500 and fails tests.
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+def make_app(db: Database, tokens: TokenFactory, clock: SettableClock,
+             monkeypatch: pytest.MonkeyPatch, validate_responses: None) -> Callable[..., Any]:
+    """A new app instance (fresh cache) on the test database: a "restart" each call.
+
+    Every response is also checked against the spec: a drift is a 500 and fails tests.
+    """
     monkeypatch.delenv("EXCHANGE_UPSTREAM_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
 
@@ -67,17 +69,11 @@ def app(make_app: Callable[..., Any], source: InMemoryRateSource) -> Any:
 
 
 @pytest.fixture
-def client(app: Any) -> Iterator[Any]:
-    with app.test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def service(app: Any) -> ExchangeService:
-    svc: ExchangeService = app.app.extensions["charter"].deps["exchange"]
+    svc: ExchangeService = dependency(app, "exchange")
     return svc
 
 
 @pytest.fixture
 def auth(tokens: TokenFactory) -> dict[str, str]:
-    return {"Authorization": f"Bearer {tokens.token(scope='exchange:read')}"}
+    return bearer(tokens.token(scope="exchange:read"))

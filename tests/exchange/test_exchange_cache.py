@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from exchange_fakes import InMemoryRateSource
-from exchange_support import SEED_RATES, FakeClock
+from exchange_support import SEED_RATES
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import select
 
@@ -19,6 +18,9 @@ from services.exchange.app import exchange_service
 from services.exchange.domain import format_rate
 from services.exchange.services import ExchangeMetrics
 from services.exchange.store import last_known_rates
+from tests.support.apps import dependency
+from tests.support.clocks import SettableClock
+from tests.support.plugin import run_threads
 
 RATE = "/v1/rates?from=EUR&to=USD"
 
@@ -31,7 +33,7 @@ def get(client: Any, auth: dict[str, str], url: str = RATE) -> Any:
 
 def test_cache_hit_calls_the_source_once_within_the_ttl(client: Any, auth: dict[str, str],
                                                         source: InMemoryRateSource,
-                                                        clock: FakeClock) -> None:
+                                                        clock: SettableClock) -> None:
     for url in (RATE, "/v1/rates?from=USD", "/v1/convert?from=EUR&to=JPY&amount=100", RATE):
         get(client, auth, url)
         clock.advance(10)
@@ -39,7 +41,7 @@ def test_cache_hit_calls_the_source_once_within_the_ttl(client: Any, auth: dict[
 
 
 def test_ttl_expiry_refetches(client: Any, auth: dict[str, str], source: InMemoryRateSource,
-                              clock: FakeClock) -> None:
+                              clock: SettableClock) -> None:
     assert get(client, auth).json()["age"] == 0
     clock.advance(59)
     doc = get(client, auth).json()
@@ -52,7 +54,7 @@ def test_ttl_expiry_refetches(client: Any, auth: dict[str, str], source: InMemor
 
 
 def test_ttl_comes_from_the_environment(make_app: Callable[..., Any], auth: dict[str, str],
-                                        source: InMemoryRateSource, clock: FakeClock,
+                                        source: InMemoryRateSource, clock: SettableClock,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EXCHANGE_CACHE_TTL", "5")
     with make_app(source).test_client() as client:
@@ -67,7 +69,7 @@ def test_ttl_comes_from_the_environment(make_app: Callable[..., Any], auth: dict
 
 def test_source_failure_serves_the_last_known_rates_as_stale(
         app: Any, client: Any, auth: dict[str, str], source: InMemoryRateSource,
-        clock: FakeClock) -> None:
+        clock: SettableClock) -> None:
     fresh = get(client, auth)
     assert "warning" not in fresh.headers
     source.down = True
@@ -79,13 +81,13 @@ def test_source_failure_serves_the_last_known_rates_as_stale(
     assert response.headers["warning"] == '110 - "Response is Stale"'
     converted = get(client, auth, "/v1/convert?from=EUR&to=USD&amount=1000")
     assert converted.json()["stale"] is True and converted.json()["converted_amount"] == 1085
-    metrics: ExchangeMetrics = app.app.extensions["charter"].deps["metrics"]
+    metrics: ExchangeMetrics = dependency(app, "metrics")
     assert (metrics.stale_served, metrics.source_failures) == (2, 1)
 
 
 def test_a_failing_source_is_retried_only_after_the_stale_window(
         client: Any, auth: dict[str, str], source: InMemoryRateSource,
-        clock: FakeClock) -> None:
+        clock: SettableClock) -> None:
     get(client, auth)
     source.down = True
     clock.advance(61)
@@ -115,7 +117,7 @@ def test_503_when_no_rate_was_ever_known(app: Any, client: Any, auth: dict[str, 
 
 
 def test_a_restart_keeps_the_last_known_rates(make_app: Callable[..., Any],
-                                              auth: dict[str, str], clock: FakeClock) -> None:
+                                              auth: dict[str, str], clock: SettableClock) -> None:
     first_source = InMemoryRateSource("EUR", SEED_RATES)
     with make_app(first_source).test_client() as client:
         before = get(client, auth).json()
@@ -142,7 +144,7 @@ def test_last_known_rates_are_per_source(make_app: Callable[..., Any], auth: dic
 
 
 def test_a_successful_fetch_replaces_the_last_known_rates(
-        client: Any, auth: dict[str, str], source: InMemoryRateSource, clock: FakeClock,
+        client: Any, auth: dict[str, str], source: InMemoryRateSource, clock: SettableClock,
         db: Database) -> None:
     get(client, auth)
     clock.advance(120)
@@ -154,28 +156,17 @@ def test_a_successful_fetch_replaces_the_last_known_rates(
     assert row["fetched_at"].replace(tzinfo=clock.now().tzinfo) == clock.now()
 
 
-def test_one_refresh_for_many_concurrent_requests(db: Database, clock: FakeClock) -> None:
+def test_one_refresh_for_many_concurrent_requests(db: Database, clock: SettableClock) -> None:
     source = InMemoryRateSource("EUR", SEED_RATES)
     service = exchange_service(db, source, TTLCache(clock=clock.monotonic), ttl=60,
                                now=clock.now)
-    barrier = threading.Barrier(12)
-    results: list[Any] = []
-
-    def work() -> None:
-        barrier.wait()
-        results.append(format_rate(service.rate("EUR", "GBP").rate))
-
-    threads = [threading.Thread(target=work) for _ in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    results = run_threads(12, lambda _i: format_rate(service.rate("EUR", "GBP").rate))
     assert results == ["0.8570000000"] * 12
     assert source.calls == 1
 
 
 def test_a_broken_source_adapter_is_treated_as_a_failure(db: Database,
-                                                         clock: FakeClock) -> None:
+                                                         clock: SettableClock) -> None:
     class Broken(InMemoryRateSource):
         def fetch(self) -> Any:
             raise RuntimeError("bug in the adapter")

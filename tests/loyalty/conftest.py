@@ -13,7 +13,7 @@ import pytest
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.loyalty.app import create_app
-from tests.support.token_matrix import bearer
+from tests.support.plugin import bearer
 
 ALL_SCOPES = "loyalty:read loyalty:write"
 

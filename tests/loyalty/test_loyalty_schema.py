@@ -5,84 +5,50 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
-from services.loyalty.app import MIGRATIONS_DIR, create_app
+from services.loyalty.app import create_app
 from services.loyalty.store import metadata
-from tests.support.plugin import migrated_database
-from tests.support.token_matrix import bearer
+from tests.support.plugin import bearer
+from tests.support.schema import assert_migrations_match_models
 
 TABLES = {"accounts", "ledger_entries", "alembic_version_loyalty"}
 
 
-def check_migrations_match_models(url: str) -> None:
-    db = migrated_database("loyalty", url)
-    try:
-        assert set(inspect(db.engine).get_table_names()) >= TABLES
-        with db.engine.connect() as conn:
-            ctx = MigrationContext.configure(
-                conn, opts={"version_table": "alembic_version_loyalty"})
-            diff = [d for d in compare_metadata(ctx, metadata)
-                    if not (d[0] == "remove_table" and d[1].name.startswith("alembic_version"))]
-        assert diff == []
-        command.downgrade(migrations.alembic_config("loyalty", MIGRATIONS_DIR, url), "base")
-        assert set(inspect(db.engine).get_table_names()) - {"alembic_version_loyalty"} == set()
-        migrations.upgrade("loyalty", MIGRATIONS_DIR, url)
-    finally:
-        db.dispose()
+def test_migrations_match_models(any_database_url: str) -> None:
+    assert assert_migrations_match_models("loyalty", any_database_url, metadata) >= TABLES
 
 
-def check_constraints(url: str) -> None:
-    db = migrated_database("loyalty", url)
+def test_constraints(any_database_url: str,
+                     migrated_db: Callable[[str, str], Database]) -> None:
+    db = migrated_db("loyalty", any_database_url)
     now = datetime.now(UTC)
     insert_entry = text(
         "INSERT INTO ledger_entries (customer_id, type, points, order_id, shortfall, "
         "balance_after, created_at) VALUES ('alice', :type, :points, :order_id, 0, "
         ":after, :now)")
-    try:
-        with db.engine.begin() as conn:
-            conn.execute(text("INSERT INTO accounts VALUES ('alice', 5, :now, :now)"),
-                         {"now": now})
-            conn.execute(insert_entry, {"type": "award", "points": 5, "order_id": "o1",
-                                        "after": 5, "now": now})
-        bad = [
-            (text("UPDATE accounts SET balance = -1"), {}),
-            (insert_entry, {"type": "award", "points": 5, "order_id": "o1", "after": 10,
-                            "now": now}),  # second award of one order
-            (insert_entry, {"type": "bonus", "points": 5, "order_id": "o2", "after": 10,
-                            "now": now}),
-            (insert_entry, {"type": "redemption", "points": -10, "order_id": "o3",
-                            "after": -5, "now": now}),
-        ]
-        for statement, params in bad:
-            with pytest.raises(IntegrityError), db.engine.begin() as conn:
-                conn.execute(statement, params)
-    finally:
-        db.dispose()
-
-
-CHECKS = [check_migrations_match_models, check_constraints]
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
-def test_sqlite(tmp_path: Path, check: Callable[[str], None]) -> None:
-    check(f"sqlite:///{tmp_path / 'loyalty.db'}")
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
-def test_postgres(postgres_url: str, check: Callable[[str], None]) -> None:
-    check(postgres_url)
+    with db.engine.begin() as conn:
+        conn.execute(text("INSERT INTO accounts VALUES ('alice', 5, :now, :now)"),
+                     {"now": now})
+        conn.execute(insert_entry, {"type": "award", "points": 5, "order_id": "o1",
+                                    "after": 5, "now": now})
+    bad = [
+        (text("UPDATE accounts SET balance = -1"), {}),
+        (insert_entry, {"type": "award", "points": 5, "order_id": "o1", "after": 10,
+                        "now": now}),  # second award of one order
+        (insert_entry, {"type": "bonus", "points": 5, "order_id": "o2", "after": 10,
+                        "now": now}),
+        (insert_entry, {"type": "redemption", "points": -10, "order_id": "o3",
+                        "after": -5, "now": now}),
+    ]
+    for statement, params in bad:
+        with pytest.raises(IntegrityError), db.engine.begin() as conn:
+            conn.execute(statement, params)
 
 
 @pytest.mark.postgres

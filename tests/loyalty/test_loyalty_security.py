@@ -13,8 +13,7 @@ import pytest
 
 from charter import specs
 from charter.testing import SpecOperation, TokenFactory, spec_operations
-from tests.support.plugin import TokenMatrix, assert_problem, each_operation
-from tests.support.token_matrix import bearer
+from tests.support.plugin import TokenMatrix, assert_problem, bearer, each_operation
 
 SPEC = specs.load("loyalty")
 ALL_SCOPES = specs.scopes(SPEC)

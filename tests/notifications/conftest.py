@@ -1,5 +1,6 @@
-"""Fixtures of the notifications tests: a migrated SQLite database, a fake provider,
-tokens, the app and a client."""
+"""Fixtures of the notifications tests: a migrated SQLite database, a fake provider, the
+app, a client and callers' headers; ``tokens``, ``migrated_db`` and the rest come from
+the shared plugin (tests/support/plugin.py)."""
 
 from __future__ import annotations
 
@@ -9,28 +10,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from notifications_support import EMAIL, InMemoryProvider, bearer, migrated
+from notifications_support import EMAIL, InMemoryProvider
 
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.notifications.app import create_app
+from tests.support.plugin import bearer
 
 ALL_SCOPES = "notifications:read notifications:write"
 
 Auth = Callable[..., dict[str, str]]
 
 
-
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = migrated(f"sqlite:///{tmp_path / 'notifications.db'}")
-    yield database
-    database.dispose()
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("notifications", f"sqlite:///{tmp_path / 'notifications.db'}")
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,10 @@
-"""Helpers of the notifications tests: tokens, problems, and a tiny real SMTP server.
+"""Helpers of the notifications tests: example bodies, a fake provider and a tiny real
+SMTP server (the shared helpers — tokens, problems, databases, ports — come from
+tests/support/plugin.py).
 
 :class:`SmtpTestServer` speaks enough SMTP over a real socket on 127.0.0.1 (a random
-port) for :mod:`smtplib`: EHLO/HELO, STARTTLS (with a throw-away CA and certificate),
+port) for :mod:`smtplib`: EHLO/HELO, STARTTLS (with a CA and certificate of the
+development PKI, :mod:`charterctl.pki`, in a temporary folder),
 AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT. It records every message it accepts and
 can be told to refuse recipients or logins with a given reply.
 """
@@ -9,8 +12,6 @@ can be told to refuse recipients or logins with a given reply.
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import socket
 import socketserver
 import ssl
@@ -19,17 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
-
-from charter import migrations
-from charter.db import Database, utcnow
-from services.notifications.app import MIGRATIONS_DIR
+from charter.db import utcnow
+from charter.security.credentials import Credentials, credentials
+from charterctl.pki import init_pki
 from services.notifications.ports import Message, ProviderError, ProviderResult
 
-PROBLEM = "application/problem+json"
+SMTP_IDENTITY = "smtp-test"
 
 EMAIL: dict[str, Any] = {
     "channel": "email",
@@ -43,77 +39,11 @@ SMS: dict[str, Any] = {"channel": "sms", "recipient": "+491701234567",
                        "body": "Order ord-1 shipped.", "order_id": "ord-1"}
 
 
-def bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
-
-
-def migrated(url: str) -> Database:
-    """A database at ``url`` brought to the newest notifications revision."""
-    migrations.upgrade("notifications", MIGRATIONS_DIR, url)
-    return Database(url)
-
-
-def assert_problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM), response.headers
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["title"]
-    return body
-
-
 # certificates ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-def make_certs(directory: Path) -> Certs:
-    """A CA and a server certificate for 127.0.0.1 / localhost signed by it."""
-    now = dt.datetime.now(dt.UTC)
-
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = (
-        x509.CertificateBuilder().subject_name(name("test CA")).issuer_name(name("test CA"))
-        .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                     content_commitment=False, key_encipherment=False,
-                                     data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder().subject_name(name("localhost")).issuer_name(ca.subject)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]),
-                       critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-                       critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    out = Certs(directory / "ca.pem", directory / "server.pem", directory / "server.key")
-    out.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    out.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    out.key.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    return out
+def make_certs(directory: Path) -> Credentials:
+    """A CA and a server certificate for 127.0.0.1 / localhost: the development PKI's."""
+    init_pki(directory, identities=[SMTP_IDENTITY])
+    return credentials(SMTP_IDENTITY, directory)
 
 
 # the SMTP server -------------------------------------------------------------------------
@@ -135,7 +65,7 @@ class Received:
 class SmtpTestServer:
     """A threaded SMTP server on 127.0.0.1; use as a context manager."""
 
-    certs: Certs | None = None         # offer STARTTLS with these
+    certs: Credentials | None = None   # offer STARTTLS with these
     credentials: tuple[str, str] | None = None  # require AUTH PLAIN with these
     rcpt_reply: str | None = None          # e.g. "550 5.1.1 no such user"
     messages: list[Received] = field(default_factory=list)
@@ -284,14 +214,6 @@ class _Session:
         else:
             self.reply("502 5.5.2 command not recognised")
         return True
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound and released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
 
 
 class InMemoryProvider:

@@ -6,9 +6,10 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from notifications_support import EMAIL, SMS, InMemoryProvider, assert_problem
+from notifications_support import EMAIL, SMS, InMemoryProvider
 
 from services.notifications.ports import ProviderError
+from tests.support.plugin import assert_problem
 
 Auth = Callable[..., dict[str, str]]
 Send = Callable[..., Any]

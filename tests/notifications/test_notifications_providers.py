@@ -8,25 +8,16 @@ import json
 import logging
 import smtplib
 import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from notifications_support import (
-    EMAIL,
-    SMS,
-    Certs,
-    SmtpTestServer,
-    assert_problem,
-    bearer,
-    free_port,
-    make_certs,
-)
+from notifications_support import EMAIL, SMS, SmtpTestServer, make_certs
 
 from charter import config
 from charter.db import Database
+from charter.security.credentials import Credentials
 from charter.testing import TokenFactory
 from services.notifications.app import create_app
 from services.notifications.domain import Channel
@@ -38,6 +29,7 @@ from services.notifications.providers import (
     SmtpSettings,
     make_provider,
 )
+from tests.support.plugin import assert_problem, bearer, free_port, run_threads
 
 PASSWORD = "s3cret-smtp-password"
 
@@ -54,7 +46,7 @@ def message(**overrides: Any) -> Message:
 
 
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Credentials:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
@@ -93,12 +85,8 @@ def test_sink_appends_one_json_line_per_message(tmp_path: Path,
 
 def test_sink_is_safe_under_concurrent_writes(tmp_path: Path) -> None:
     sink = FileSinkProvider(tmp_path / "outbox.jsonl")
-    threads = [threading.Thread(target=lambda i=i: [sink.send(message(id=f"{i}-{j}"))
-                                                    for j in range(20)]) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_threads(8, lambda i: [sink.send(message(id=f"{i}-{j}")) for j in range(20)])
+    assert not [r for r in results if isinstance(r, BaseException)], results
     lines = (tmp_path / "outbox.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == 160 and len({json.loads(x)["id"] for x in lines}) == 160
 
@@ -164,7 +152,7 @@ def test_smtp_delivers_to_a_real_server(smtp: SmtpTestServer) -> None:
     assert result.provider == "smtp"
 
 
-def test_smtp_starttls_and_login(certs: Certs, caplog: pytest.LogCaptureFixture) -> None:
+def test_smtp_starttls_and_login(certs: Credentials, caplog: pytest.LogCaptureFixture) -> None:
     with SmtpTestServer(certs=certs, credentials=("shop", PASSWORD)) as server:
         settings = SmtpSettings(host="127.0.0.1", port=server.port, user="shop",
                                 password=PASSWORD, starttls=True, ca_file=str(certs.ca))
@@ -225,7 +213,7 @@ def test_credentials_without_starttls_are_a_start_up_error_outside_development(
         SmtpProvider(settings).send(message())
 
 
-def test_smtp_refuses_an_untrusted_certificate(certs: Certs) -> None:
+def test_smtp_refuses_an_untrusted_certificate(certs: Credentials) -> None:
     with SmtpTestServer(certs=certs) as server:
         provider = SmtpProvider(SmtpSettings(host="127.0.0.1", port=server.port,
                                              starttls=True))  # system CAs only
@@ -235,7 +223,7 @@ def test_smtp_refuses_an_untrusted_certificate(certs: Certs) -> None:
         assert server.messages == []
 
 
-def test_smtp_wrong_password_is_permanent(certs: Certs) -> None:
+def test_smtp_wrong_password_is_permanent(certs: Credentials) -> None:
     with SmtpTestServer(certs=certs, credentials=("shop", PASSWORD)) as server:
         ctx = ssl.create_default_context(cafile=str(certs.ca))
         provider = SmtpProvider(SmtpSettings(host="127.0.0.1", port=server.port, user="shop",

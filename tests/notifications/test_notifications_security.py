@@ -1,23 +1,22 @@
-"""The token matrix on every operation of the notifications spec (enumerated from the spec)."""
+"""The token matrix on every operation of the notifications spec (enumerated from the spec).
+
+The shared runner (tests/support/token_matrix.py) checks, per operation, every 401 and
+403 body and challenge against the one mapping in ``charter.security.tokens``.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
-from notifications_support import EMAIL, assert_problem, bearer
+from notifications_support import EMAIL, InMemoryProvider
 
 from charter import specs
-from charter.testing import (
-    SpecOperation,
-    TokenFactory,
-    assert_bad_tokens_refused,
-    spec_operations,
-)
+from charter.testing import SpecOperation, TokenFactory, spec_operations
+from tests.support.plugin import TokenMatrix, assert_problem, bearer, each_operation
 
 SPEC = specs.load("notifications")
-ALL_SCOPES = set(specs.scopes(SPEC))
+ALL_SCOPES = specs.scopes(SPEC)
 KNOWN_ID = "known"  # replaced by the id of a notification sent in prepare()
 
 
@@ -78,30 +77,17 @@ def call(client: Any, op: SpecOperation, headers: dict[str, str] | None = None,
     return client.request(op.method, url, **kwargs)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_no_token_is_401(client: Any, op: SpecOperation) -> None:
-    assert_problem(call(client, op), 401)
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
-    assert_bad_tokens_refused(
-        lambda headers: call(client, op, headers), tokens, op.scopes, assert_problem
-    )
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_missing_scope_is_403(client: Any, tokens: TokenFactory, op: SpecOperation,
-                              provider: Any) -> None:
-    claims = EXAMPLES[op.operation_id].claims
-    others = " ".join(sorted(ALL_SCOPES - op.scopes))
-    for scope in ("", others, "catalog:read loyalty:write orders:write"):
-        response = call(client, op, bearer(tokens.token(sub="x", scope=scope, **claims)))
-        assert_problem(response, 403)
+@each_operation("notifications")
+def test_token_matrix(client: Any, token_matrix: TokenMatrix, op: SpecOperation,
+                      provider: InMemoryProvider) -> None:
+    """No/unusable header and every bad token → the shared 401s; a token lacking the
+    scope (with the role the operation needs) → the shared 403; nothing is sent."""
+    token_matrix.run(op, lambda headers: call(client, op, headers), all_scopes=ALL_SCOPES,
+                     claims=EXAMPLES[op.operation_id].claims)
     assert provider.sent == []
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("notifications")
 def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: SpecOperation) -> None:
     params = prepare(client, tokens, op)
     claims = EXAMPLES[op.operation_id].claims
@@ -110,7 +96,7 @@ def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, op: SpecOperation
     assert 200 <= response.status_code < 300, response.text
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("notifications")
 def test_customers_with_the_scope_are_403(client: Any, tokens: TokenFactory,
                                           op: SpecOperation) -> None:
     params = prepare(client, tokens, op)
@@ -118,7 +104,7 @@ def test_customers_with_the_scope_are_403(client: Any, tokens: TokenFactory,
     assert_problem(call(client, op, bearer(token), params), 403)
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
+@each_operation("notifications")
 def test_operations_document_the_standard_problems(op: SpecOperation) -> None:
     def content(status: str) -> dict[str, Any]:
         response = op.spec["responses"][status]

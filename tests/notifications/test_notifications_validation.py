@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from notifications_support import EMAIL, PROBLEM, SMS, InMemoryProvider, assert_problem
+from notifications_support import EMAIL, SMS, InMemoryProvider
+
+from tests.support.plugin import PROBLEM, assert_problem
 
 Auth = Callable[..., dict[str, str]]
 

@@ -1,9 +1,10 @@
 """Fixtures of the orders tests: a migrated SQLite database, in-memory fakes of the other
-services, tokens and the app."""
+services and the app. Tokens, databases, the test ``client``, stub servers and the token
+matrix come from the shared plugin (tests/support/plugin.py, docs/testing.md)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +16,21 @@ from orders_fakes import (
     InMemoryNotifications,
     InMemoryPayments,
 )
-from orders_support import Auth, bearer
+from orders_support import Auth
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
-from services.orders.app import MIGRATIONS_DIR, create_app, order_service
+from services.orders.app import create_app, order_service
 from services.orders.ports import CartLine
 from services.orders.services import OrderService
+from tests.support.auth_headers import headers_factory
 
 ALL_SCOPES = "orders:read orders:write cart:read cart:write"
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'orders.db'}"
-    migrations.upgrade("orders", MIGRATIONS_DIR, url)
-    return url
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    yield database
-    database.dispose()
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("orders", f"sqlite:///{tmp_path / 'orders.db'}")
 
 
 @pytest.fixture
@@ -83,9 +70,8 @@ def notifications() -> InMemoryNotifications:
 
 
 @pytest.fixture(autouse=True)
-def _validate_responses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every response is also checked against the spec: a drift is a 500 and fails tests."""
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+def _validate_responses(validate_responses: None) -> None:
+    """Every orders test checks responses against the spec: a drift is a 500 and fails."""
 
 
 @pytest.fixture
@@ -102,17 +88,6 @@ def service(app: Any) -> OrderService:
 
 
 @pytest.fixture
-def client(app: Any) -> Iterator[Any]:
-    with app.test_client() as test_client:
-        yield test_client
-
-
-@pytest.fixture
 def auth(tokens: TokenFactory) -> Auth:
     """``auth("alice")`` → headers of a customer token with the order and cart scopes."""
-
-    def make(sub: str = "alice", scope: str = ALL_SCOPES, **claims: Any) -> dict[str, str]:
-        claims.setdefault("role", "customer")
-        return bearer(tokens.token(sub=sub, scope=scope, **claims))
-
-    return make
+    return headers_factory(tokens, ALL_SCOPES, role="customer")

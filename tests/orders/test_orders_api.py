@@ -14,7 +14,6 @@ from orders_fakes import (
 )
 from orders_support import (
     Auth,
-    assert_problem,
     cancel,
     confirm,
     keyed,
@@ -22,9 +21,11 @@ from orders_support import (
     payment_for,
     payment_id,
     place,
+    place_pending,
 )
 
-from services.orders.ports import CartLine
+from services.orders.ports import CartLine, Payment
+from tests.support.plugin import assert_problem
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 2}, {"product_id": 2, "quantity": 1}]}
 
@@ -33,6 +34,13 @@ def placed(client: Any, headers: dict[str, str], body: dict[str, Any] | None = N
     r = place(client, headers, body or ITEMS)
     assert r.status_code == 201, r.text
     return dict(r.json())
+
+
+def paid(client: Any, headers: dict[str, str],
+         payments: InMemoryPayments) -> tuple[dict[str, Any], Payment]:
+    """A reserved order and an authorized payment that fits it."""
+    order = placed(client, headers)
+    return order, payments.put(payment_for(order))
 
 
 # -- place_order ------------------------------------------------------------------------
@@ -289,8 +297,7 @@ def test_cancel_a_rejected_order_is_409(client: Any, auth: Auth) -> None:
 def test_cancel_a_confirmed_order_is_409(
     client: Any, auth: Auth, payments: InMemoryPayments, catalog: InMemoryCatalog
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     assert confirm(client, auth(), order["id"], pay.id).status_code == 200
     body = assert_problem(cancel(client, auth(), order["id"]), 409)
     assert "confirmed" in body["detail"]
@@ -397,8 +404,7 @@ def test_confirmed_with_another_payment_is_409(
 def test_payments_down_is_503_and_the_order_stays_reserved(
     client: Any, auth: Auth, payments: InMemoryPayments
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     payments.down = True
     assert_problem(confirm(client, auth(), order["id"], pay.id), 503)
     after = client.get(f"/v1/orders/{order['id']}", headers=auth()).json()
@@ -411,8 +417,7 @@ def test_follow_up_failures_are_recorded_and_retried_by_recovery(
     client: Any, auth: Auth, payments: InMemoryPayments, loyalty: InMemoryLoyalty,
     notifications: InMemoryNotifications, service: Any,
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     loyalty.down = notifications.down = True
     r = confirm(client, auth(), order["id"], pay.id)
     assert r.status_code == 200, r.text
@@ -433,8 +438,7 @@ def test_a_refused_follow_up_is_failed_not_retried(
     client: Any, auth: Auth, payments: InMemoryPayments, loyalty: InMemoryLoyalty,
     service: Any,
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     loyalty.refuse = True
     body = confirm(client, auth(), order["id"], pay.id).json()
     assert (body["loyalty_status"], body["notification_status"]) == ("failed", "done")
@@ -448,8 +452,7 @@ def test_follow_up_exceptions_never_break_the_confirmation(
         raise RuntimeError("bug in a client")
 
     notifications.send = boom  # type: ignore[method-assign,assignment]
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     body = confirm(client, auth(), order["id"], pay.id).json()
     assert body["status"] == "confirmed" and body["notification_status"] == "pending_retry"
 
@@ -458,8 +461,7 @@ def test_catalog_down_at_commit_is_503_then_recovery_confirms(
     client: Any, auth: Auth, payments: InMemoryPayments, catalog: InMemoryCatalog,
     loyalty: InMemoryLoyalty, service: Any,
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     catalog.down = True
     body = assert_problem(confirm(client, auth(), order["id"], pay.id), 503)
     assert body["order_id"] == order["id"]
@@ -479,8 +481,7 @@ def test_catalog_down_at_commit_is_503_then_recovery_confirms(
 def test_a_commit_lost_on_the_way_back_is_not_repeated(
     client: Any, auth: Auth, payments: InMemoryPayments, catalog: InMemoryCatalog,
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     catalog.lose_next_answer = True
     key = new_key()
     assert_problem(confirm(client, auth(), order["id"], pay.id, key), 503)
@@ -494,8 +495,7 @@ def test_a_commit_lost_on_the_way_back_is_not_repeated(
 def test_a_reservation_gone_at_commit_is_409(
     client: Any, auth: Auth, payments: InMemoryPayments, catalog: InMemoryCatalog,
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     del catalog.reservations[order["id"]]
     assert assert_problem(confirm(client, auth(), order["id"], pay.id),
                           409)["title"] == "Reservation not held"
@@ -506,8 +506,7 @@ def test_a_reservation_gone_at_commit_is_409(
 def test_confirm_key_reused_for_another_payment_is_422(
     client: Any, auth: Auth, payments: InMemoryPayments
 ) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order))
+    order, pay = paid(client, auth(), payments)
     key = new_key()
     assert confirm(client, auth(), order["id"], pay.id, key).status_code == 200
     assert_problem(confirm(client, auth(), order["id"], payment_id(), key), 422)
@@ -549,9 +548,7 @@ def test_the_correlation_id_is_echoed(client: Any, auth: Auth) -> None:
 def test_confirming_a_pending_order_first_retries_its_reservation(
     client: Any, auth: Auth, payments: InMemoryPayments, catalog: InMemoryCatalog
 ) -> None:
-    catalog.reservations_down = True
-    order = place(client, auth(), ITEMS).json()
-    catalog.reservations_down = False
+    order = place_pending(client, auth(), ITEMS, catalog)
     pay = payments.put(payment_for(order))
     r = confirm(client, auth(), order["id"], pay.id)
     assert r.status_code == 200, r.text

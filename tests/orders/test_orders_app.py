@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
 from orders_fakes import InMemoryCatalog
-from orders_support import Auth, place
+from orders_support import Auth, place_pending
 
 from charter import config
 from charter.db import Database
@@ -17,6 +16,7 @@ from charter.testing import TokenFactory
 from services.catalog_client.client import HttpCatalogClient
 from services.orders import app as orders_app
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from tests.support.plugin import wait_until
 
 
 def test_defaults_are_http_adapters_from_the_environment(
@@ -63,9 +63,8 @@ def test_health(client: Any) -> None:
 def test_start_up_recovery_reserves_pending_orders(
     app: Any, client: Any, auth: Auth, catalog: InMemoryCatalog
 ) -> None:
-    catalog.reservations_down = True
-    order = place(client, auth(), {"items": [{"product_id": 1, "quantity": 1}]}).json()
-    catalog.reservations_down = False
+    order = place_pending(client, auth(), {"items": [{"product_id": 1, "quantity": 1}]},
+                          catalog)
     thread = orders_app.start_recovery(orders_app.order_service(app), interval=0)
     thread.join(10)
     assert not thread.is_alive()
@@ -84,9 +83,7 @@ def test_the_recovery_loop_repeats_until_stopped(app: Any) -> None:
     service.resume_pending = record  # type: ignore[method-assign]
     stop = threading.Event()
     thread = orders_app.start_recovery(service, interval=0.01, stop=stop)
-    deadline = time.monotonic() + 5
-    while len(runs) < 3 and time.monotonic() < deadline:
-        time.sleep(0.005)
+    wait_until(lambda: len(runs) >= 3, timeout=5, what="three recovery runs")
     stop.set()
     thread.join(5)
     assert not thread.is_alive()

@@ -3,16 +3,16 @@ reservation, no stock reserved twice — whatever fails, and whenever."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 from typing import Any
 
 from orders_fakes import InMemoryCart, InMemoryCatalog
-from orders_support import Auth, assert_problem, cancel, new_key, place
+from orders_support import Auth, cancel, new_key, place, place_pending
 
 from charter.db import utcnow
 from charter.security.principal import Principal
 from services.orders.services import Answer, Caller, OrderService, PlaceRequest
+from tests.support.plugin import assert_problem, run_threads
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 2}]}
 
@@ -63,9 +63,7 @@ def test_catalog_down_during_placement_leaves_a_pending_order_reserved_once_on_r
 def test_recovery_leaves_orders_changed_after_now_alone(
     client: Any, auth: Auth, catalog: InMemoryCatalog, service: OrderService
 ) -> None:
-    catalog.reservations_down = True
-    order = place(client, auth(), ITEMS).json()
-    catalog.reservations_down = False
+    order = place_pending(client, auth(), ITEMS, catalog)
     assert service.resume_pending(utcnow() - timedelta(minutes=5)) == {}
     assert service.resume_pending(utcnow()) == {"reservation:reserved": 1}
     assert catalog.reservations[order["id"]].status == "held"
@@ -123,14 +121,11 @@ def test_same_key_replays_a_rejection_and_a_pending_order(
     assert r.headers["Idempotent-Replayed"] == "true"
 
     key = new_key()
-    catalog.reservations_down = True
-    pending = place(client, auth(), ITEMS, key)
-    assert pending.status_code == 202
-    catalog.reservations_down = False
+    pending = place_pending(client, auth(), ITEMS, catalog, key)
     retried = place(client, auth(), ITEMS, key)  # the retry drives the reservation
     assert retried.status_code == 201 and retried.json()["status"] == "reserved"
-    assert retried.json()["id"] == pending.json()["id"]
-    assert catalog.effects[reserve_key(pending.json()["id"])] == 1
+    assert retried.json()["id"] == pending["id"]
+    assert catalog.effects[reserve_key(pending["id"])] == 1
 
 
 def test_same_key_with_another_body_is_422(client: Any, auth: Auth) -> None:
@@ -158,21 +153,8 @@ def test_concurrent_placements_with_one_key_make_one_order(
     key = new_key()
     caller = Caller(Principal("alice", "customer", frozenset({"orders:write"})))
     request = PlaceRequest.from_body(ITEMS)
-    answers: list[Any] = []
-    barrier = threading.Barrier(4, timeout=10)
-
-    def worker() -> None:
-        barrier.wait()
-        try:
-            answers.append(service.place(caller, key, request))
-        except Exception as exc:  # collected and shown by the assertion below
-            answers.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    # exceptions are collected in place and shown by the assertion below
+    answers = run_threads(4, lambda _i: service.place(caller, key, request))
     assert len(answers) == 4 and all(isinstance(a, Answer) for a in answers), answers
     ids = {a.order.id for a in answers}
     assert len(ids) == 1

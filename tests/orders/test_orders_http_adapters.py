@@ -3,13 +3,12 @@ services' specs), and how every kind of answer is mapped."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
 import pytest
-from orders_support import Seen, StubServer
 
 from charter import specs
 from services.catalog_client.client import HttpCatalogClient
@@ -28,6 +27,7 @@ from services.orders.ports import (
     TransitionOutcome,
 )
 from services.orders.services import confirmation_message
+from tests.support.plugin import Seen, StubServer, free_port
 
 ORDER_ID = "3f2a9c0d-1e4b-4d8f-9a6b-7c5d4e3f2a1b"
 
@@ -40,10 +40,8 @@ def request_schema_check(api: str, schema: str, body: Any) -> None:
 
 
 @pytest.fixture
-def stub() -> Iterator[StubServer]:
-    server = StubServer(lambda seen: (500, None))
-    yield server
-    server.close()
+def stub(stub_server: Callable[..., StubServer]) -> StubServer:
+    return stub_server(lambda seen: (500, None))
 
 
 def answer(stub: StubServer, *replies: tuple[int, Any]) -> None:
@@ -137,18 +135,18 @@ def test_keyed_posts_are_retried_once_with_the_same_key(stub: StubServer) -> Non
     assert [s.headers["idempotency-key"] for s in stub.seen] == ["order-x-reserve"] * 2
 
 
-def test_a_slow_catalog_times_out_as_unavailable(stub: StubServer) -> None:
-    stub.delay = 1.5
-    answer(stub, (201, {}))
+def test_a_slow_catalog_times_out_as_unavailable(
+        stub_server: Callable[..., StubServer]) -> None:
+    # The stub holds every answer until it is closed (at most 1.5 s); the timeout is 1 s.
+    slow = stub_server(lambda seen: (201, {}), delay=1.5)
     with pytest.raises(CatalogUnavailable):
-        catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
+        catalog(slow).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
+    assert slow.paths  # it did reach the catalog
 
 
 def test_an_unreachable_catalog_is_unavailable() -> None:
-    server = StubServer(lambda seen: (200, {}))
-    url = server.url
-    server.close()
-    client = HttpCatalogClient(url, lambda: "t", lambda: "t", timeout=0.5)
+    client = HttpCatalogClient(f"http://127.0.0.1:{free_port()}", lambda: "t", lambda: "t",
+                               timeout=0.5)
     with pytest.raises(CatalogUnavailable):
         client.get_product(1)
 

@@ -1,5 +1,6 @@
-"""The token matrix on every operation of the orders spec (enumerated from the spec), and
-the spec's own governance rules."""
+"""The shared token matrix (tests/support/token_matrix.py) on every operation of the orders
+spec (enumerated from the spec), ownership and roles, Idempotency-Key, and the spec's own
+governance rules."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from typing import Any
 
 import pytest
 from orders_fakes import InMemoryPayments
-from orders_support import assert_problem, bearer, new_key, payment_for
+from orders_support import new_key, payment_for
 
 from charter import specs
-from charter.testing import (
-    SpecOperation,
-    TokenFactory,
-    assert_bad_tokens_refused,
-    spec_operations,
-)
+from charter.testing import SpecOperation, TokenFactory, spec_operations
+from tests.support.plugin import TokenMatrix, assert_problem, bearer, each_operation
 
 SPEC = specs.load("orders")
 ALL_SCOPES = set(specs.scopes(SPEC))
+CART_SCOPES = {"cart:read", "cart:write"}  # a customer's token also holds these
 ORDER = "{order}"  # replaced by an order alice placed
 PAYMENT = "{payment}"  # replaced by a matching payment of that order
 
@@ -95,35 +93,20 @@ def test_every_operation_declares_its_own_security_and_scopes() -> None:
                 assert set(op["security"][0]["oauth2"]) <= {"orders:read", "orders:write"}
 
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_no_token_is_401(client: Any, fixtures: dict[str, str], op: SpecOperation) -> None:
-    assert_problem(call(client, op, fixtures), 401)
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_bad_tokens_are_401(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
-                            op: SpecOperation) -> None:
-    assert_bad_tokens_refused(
-        lambda headers: call(client, op, fixtures, headers), tokens, op.scopes, assert_problem
-    )
-
-
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_missing_scope_is_403(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
-                              op: SpecOperation) -> None:
+@each_operation("orders")
+def test_token_matrix(client: Any, token_matrix: TokenMatrix, fixtures: dict[str, str],
+                      op: SpecOperation) -> None:
+    """The shared matrix: no token, unusable headers and every bad token (``alg: none``,
+    HS256 with the public key, unknown ``kid``, missing ``sub``/``jti``, ``nbf`` ahead,
+    another audience…) → the same 401 problem; a customer token without the scope (none,
+    an unrelated one, every other orders and cart scope) → 403; the right one → 2xx."""
     claims = EXAMPLES[op.operation_id].claims
-    others = " ".join(sorted(ALL_SCOPES - op.scopes) + ["cart:read", "cart:write"])
-    for scope in ("", others):
-        token = tokens.token(sub="alice", scope=scope, **claims)
-        assert_problem(call(client, op, fixtures, bearer(token)), 403)
 
+    def request(headers: dict[str, str]) -> Any:
+        return call(client, op, fixtures, headers)
 
-@pytest.mark.parametrize("op", OPERATIONS, ids=str)
-def test_valid_token_is_2xx(client: Any, tokens: TokenFactory, fixtures: dict[str, str],
-                            op: SpecOperation) -> None:
-    example = EXAMPLES[op.operation_id]
-    token = tokens.token(sub="alice", scope=" ".join(sorted(op.scopes)), **example.claims)
-    response = call(client, op, fixtures, bearer(token))
+    token_matrix.run(op, request, all_scopes=ALL_SCOPES | CART_SCOPES, claims=claims)
+    response = request(token_matrix.valid_headers(op, sub="alice", **claims))
     assert 200 <= response.status_code < 300, response.text
 
 

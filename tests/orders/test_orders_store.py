@@ -3,10 +3,8 @@ recovery queries, and the main flows (with concurrency) on PostgreSQL."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from alembic import command
@@ -19,7 +17,7 @@ from orders_fakes import (
     InMemoryNotifications,
     InMemoryPayments,
 )
-from orders_support import bearer, cancel, confirm, new_key, payment_for, place
+from orders_support import cancel, confirm, new_key, payment_for, place, place_pending
 from sqlalchemy import inspect
 
 from charter import migrations
@@ -33,29 +31,20 @@ from services.orders.domain import FollowUp, Order, OrderLine, OrderStatus, Reje
 from services.orders.ports import OrderFilter
 from services.orders.services import Answer, Caller, PlaceRequest
 from services.orders.store import SqlOrderRepository, metadata
+from tests.support.plugin import bearer, run_threads
 
 T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)
 TABLES = {"orders", "order_lines", "idempotency_keys", "alembic_version_orders"}
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_url(request: pytest.FixtureRequest, db_url: str) -> str:
-    if request.param == "sqlite":
-        return db_url
-    url: str = request.getfixturevalue("postgres_url")
-    migrations.upgrade("orders", MIGRATIONS_DIR, url)
-    return url
-
-
 @pytest.fixture
-def any_db(any_url: str) -> Iterator[Database]:
-    database = Database(any_url)
-    yield database
-    database.dispose()
+def any_db(any_database_url: str, migrated_db: Callable[[str, str], Database]) -> Database:
+    """The migrated orders database on SQLite, then on a fresh PostgreSQL one."""
+    return migrated_db("orders", any_database_url)
 
 
-def test_migrations_match_the_tables_and_go_down_and_up(any_url: str,
-                                                        any_db: Database) -> None:
+def test_migrations_match_the_tables_and_go_down_and_up(any_db: Database) -> None:
+    any_url = any_db.url
     assert set(inspect(any_db.engine).get_table_names()) >= TABLES
     with any_db.engine.connect() as conn:
         ctx = MigrationContext.configure(conn, opts={"version_table": "alembic_version_orders"})
@@ -148,12 +137,11 @@ def test_pages_and_recovery_queries(any_db: Database) -> None:
 
 
 @pytest.mark.postgres
-def test_main_flows_on_postgres(postgres_url: str) -> None:
+def test_main_flows_on_postgres(postgres_url: str, tokens: TokenFactory,
+                                migrated_db: Callable[[str, str], Database]) -> None:
     """Place, replay, reject, recover, cancel and confirm on PostgreSQL, and concurrent
     placements with one key (the unique index decides) making one order."""
-    migrations.upgrade("orders", MIGRATIONS_DIR, postgres_url)
-    db = Database(postgres_url)
-    tokens = TokenFactory()
+    db = migrated_db("orders", postgres_url)
     catalog = InMemoryCatalog()
     catalog.put(1, price=2490, on_hand=10)
     catalog.put(2, price=590, on_hand=0)
@@ -164,64 +152,44 @@ def test_main_flows_on_postgres(postgres_url: str) -> None:
     alice = bearer(tokens.token(sub="alice", scope="orders:read orders:write",
                                 role="customer"))
     items = {"items": [{"product_id": 1, "quantity": 2}]}
-    try:
-        with app.test_client() as client:
-            key = new_key()
-            first = place(client, alice, items, key)
-            assert first.status_code == 201, first.text
-            assert place(client, alice, items, key).json()["id"] == first.json()["id"]
-            assert place(client, alice, {"items": [{"product_id": 2, "quantity": 1}]}
-                         ).status_code == 409
-            catalog.reservations_down = True
-            pending = place(client, alice, items)
-            assert pending.status_code == 202
-            catalog.reservations_down = False
-            assert order_service(app).resume_pending() == {"reservation:reserved": 1}
-
-            cancelled = cancel(client, alice, pending.json()["id"])
-            assert cancelled.json()["status"] == "cancelled"
-            assert cancelled.json()["release_status"] == "done"
-
-            order = first.json()
-            pay = payments.put(payment_for(order))
-            confirmed = confirm(client, alice, order["id"], pay.id)
-            assert confirmed.status_code == 200, confirmed.text
-            assert confirmed.json()["status"] == "confirmed"
-            assert len(loyalty.calls) == len(notifications.calls) == 1
-            assert catalog.on_hand[1] == 8 and catalog.reserved[1] == 0
-
-            listed = client.get("/v1/orders?page_size=10", headers=alice).json()
-            assert listed["total"] == 3
-            assert sorted(o["status"] for o in listed["items"]) == [
-                "cancelled", "confirmed", "rejected"]
-
-        service = order_service(app)
-        caller = Caller(Principal("bob", "customer", frozenset({"orders:write"})))
-        request = PlaceRequest.from_body({"items": [{"product_id": 1, "quantity": 1}]})
+    with app.test_client() as client:
         key = new_key()
-        answers: list[Any] = []
-        barrier = threading.Barrier(6, timeout=10)
+        first = place(client, alice, items, key)
+        assert first.status_code == 201, first.text
+        assert place(client, alice, items, key).json()["id"] == first.json()["id"]
+        assert place(client, alice, {"items": [{"product_id": 2, "quantity": 1}]}
+                     ).status_code == 409
+        pending = place_pending(client, alice, items, catalog)
+        assert order_service(app).resume_pending() == {"reservation:reserved": 1}
 
-        def worker() -> None:
-            barrier.wait()
-            try:
-                answers.append(service.place(caller, key, request))
-            except Exception as exc:
-                answers.append(exc)
+        cancelled = cancel(client, alice, pending["id"])
+        assert cancelled.json()["status"] == "cancelled"
+        assert cancelled.json()["release_status"] == "done"
 
-        threads = [threading.Thread(target=worker) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert len(answers) == 6 and all(isinstance(a, Answer) for a in answers), answers
-        assert len({a.order.id for a in answers}) == 1
-        assert answers[0].order.status in (OrderStatus.RESERVED, OrderStatus.PENDING)
-        service.resume_pending()
-        with db.session() as session:
-            _, total = SqlOrderRepository(session).page(OrderFilter(customer_id="bob"), 0, 10)
-        assert total == 1
-        assert catalog.reserved[1] == 1
-        assert all(count == 1 for count in catalog.effects.values()), catalog.effects
-    finally:
-        db.dispose()
+        order = first.json()
+        pay = payments.put(payment_for(order))
+        confirmed = confirm(client, alice, order["id"], pay.id)
+        assert confirmed.status_code == 200, confirmed.text
+        assert confirmed.json()["status"] == "confirmed"
+        assert len(loyalty.calls) == len(notifications.calls) == 1
+        assert catalog.on_hand[1] == 8 and catalog.reserved[1] == 0
+
+        listed = client.get("/v1/orders?page_size=10", headers=alice).json()
+        assert listed["total"] == 3
+        assert sorted(o["status"] for o in listed["items"]) == [
+            "cancelled", "confirmed", "rejected"]
+
+    service = order_service(app)
+    caller = Caller(Principal("bob", "customer", frozenset({"orders:write"})))
+    request = PlaceRequest.from_body({"items": [{"product_id": 1, "quantity": 1}]})
+    key = new_key()
+    answers = run_threads(6, lambda _i: service.place(caller, key, request))
+    assert len(answers) == 6 and all(isinstance(a, Answer) for a in answers), answers
+    assert len({a.order.id for a in answers}) == 1
+    assert answers[0].order.status in (OrderStatus.RESERVED, OrderStatus.PENDING)
+    service.resume_pending()
+    with db.session() as session:
+        _, total = SqlOrderRepository(session).page(OrderFilter(customer_id="bob"), 0, 10)
+    assert total == 1
+    assert catalog.reserved[1] == 1
+    assert all(count == 1 for count in catalog.effects.values()), catalog.effects

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from orders_fakes import InMemoryCatalog
-from orders_support import PROBLEM, Auth, keyed, new_key
+from orders_support import Auth, keyed, new_key
+
+from tests.support.plugin import PROBLEM
 
 ITEM = {"product_id": 1, "quantity": 1}
 

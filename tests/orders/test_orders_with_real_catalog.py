@@ -5,77 +5,52 @@ pending order that recovery reserves exactly once when the catalog is back."""
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from orders_fakes import InMemoryCart, InMemoryLoyalty, InMemoryNotifications, InMemoryPayments
-from orders_support import assert_problem, bearer, cancel, confirm, payment_for, place
+from orders_support import cancel, confirm, payment_for, place
 
-from charter import migrations
 from charter.db import Database
 from charter.testing import TokenFactory
 from services.catalog import app as catalog_app
 from services.catalog import seed as catalog_seed
 from services.catalog_client.client import HttpCatalogClient
 from services.orders.app import create_app, order_service
+from tests.support.plugin import ThreadServer, assert_problem, bearer, serve
 
 
-@dataclass
 class RunningCatalog:
-    url: str
-    port: int
-    app: Any
-    server: uvicorn.Server | None = None
-    thread: threading.Thread | None = None
+    """The catalog app under uvicorn in a thread; :meth:`stop` then :meth:`start` is an
+    outage, the catalog coming back on the same port."""
 
-    def start(self) -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", self.port))
-        self.server = uvicorn.Server(uvicorn.Config(
-            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]},
-                                       daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "catalog did not start"
-            time.sleep(0.02)
-        self._sock = sock
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.server = serve(app)
+        self.port = self.server.port
+        self.url = self.server.url
 
     def stop(self) -> None:
-        if self.server is not None and self.thread is not None:
-            self.server.should_exit = True
-            self.thread.join(timeout=10)
-            self._sock.close()
-            self.server = self.thread = None
+        self.server.stop()
+
+    def start(self) -> None:
+        self.server = ThreadServer(self.app, port=self.port).start()
 
 
 @pytest.fixture
 def real_catalog(tmp_path: Path, tokens: TokenFactory,
+                 migrated_db: Callable[[str, str], Database],
                  monkeypatch: pytest.MonkeyPatch) -> Iterator[RunningCatalog]:
     monkeypatch.setenv("CHARTER_MTLS", "0")  # plain HTTP between the two in this test
-    url = f"sqlite:///{tmp_path / 'catalog.db'}"
-    migrations.upgrade("catalog", catalog_app.MIGRATIONS_DIR, url)
-    db = Database(url)
+    db = migrated_db("catalog", f"sqlite:///{tmp_path / 'catalog.db'}")
     catalog_seed.seed(db)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    running = RunningCatalog(f"http://127.0.0.1:{port}", port,
-                             catalog_app.create_app(db=db, verifier=tokens.verifier()))
-    running.start()
+    running = RunningCatalog(catalog_app.create_app(db=db, verifier=tokens.verifier()))
     yield running
     running.stop()
-    db.dispose()
 
 
 def stock(catalog: RunningCatalog, tokens: TokenFactory, product_id: int) -> dict[str, int]:

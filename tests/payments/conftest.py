@@ -1,13 +1,17 @@
-"""Fixtures of the payments tests: a migrated SQLite file, tokens, provider, app, callers."""
+"""Fixtures of the payments tests: a migrated SQLite file, provider, app, callers.
+
+``tokens``, ``migrated_db``, ``client`` (of ``app``), ``postgres_url``… come from the shared plugin
+(``tests/support/plugin.py``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from payments_support import Caller, migrated
+from payments_support import Caller
 
 from charter.db import Database
 from charter.testing import TokenFactory
@@ -16,16 +20,9 @@ from services.payments.clients import SimulatedProvider
 from services.payments.services import PaymentsService
 
 
-@pytest.fixture(scope="session")
-def tokens() -> TokenFactory:
-    return TokenFactory()
-
-
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = migrated(f"sqlite:///{tmp_path / 'payments.db'}")
-    yield database
-    database.dispose()
+def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
+    return migrated_db("payments", f"sqlite:///{tmp_path / 'payments.db'}")
 
 
 @pytest.fixture
@@ -35,16 +32,8 @@ def provider() -> SimulatedProvider:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, provider: SimulatedProvider,
-        monkeypatch: pytest.MonkeyPatch) -> Any:
-    # Every response is also checked against the spec: a drift is a 500 and fails tests.
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+        validate_responses: None) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), provider=provider)
-
-
-@pytest.fixture
-def client(app: Any) -> Iterator[Any]:
-    with app.test_client() as test_client:
-        yield test_client
 
 
 @pytest.fixture

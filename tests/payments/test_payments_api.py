@@ -10,11 +10,11 @@ from payments_support import (
     ERROR_CARD,
     NO_FUNDS_CARD,
     Caller,
-    assert_problem,
     new_key,
 )
 
 from services.payments.clients import SimulatedProvider
+from tests.support.plugin import assert_problem
 
 
 def authorised(caller: Caller, **changes: Any) -> dict[str, Any]:

@@ -1,26 +1,15 @@
-"""Idempotency keys: a payment is never charged twice for one key, even concurrently."""
+"""Idempotency keys: a payment is never charged twice for one key, even concurrently.
+
+The races on the service layer (SQLite and PostgreSQL) are in test_payments_persistence.py.
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import pytest
-from payments_support import (
-    DECLINED_CARD,
-    Caller,
-    assert_problem,
-    check_concurrent_captures,
-    check_concurrent_refunds,
-    check_concurrent_same_key,
-    count_payments,
-    database_of,
-    new_key,
-    new_service,
-    run_threads,
-)
+from payments_support import DECLINED_CARD, Caller, count_payments, new_key
 
 from services.payments.clients import SimulatedProvider
 from services.payments.services import PaymentsService
+from tests.support.plugin import assert_problem, run_threads
 
 
 def test_same_key_twice_is_one_provider_call_and_the_same_answer(
@@ -101,35 +90,6 @@ def test_refund_keys_are_per_payment(alice: Caller) -> None:
     for pid in ids:
         assert alice.refund(pid, {"amount": 5}, key=key).status_code == 201
         assert alice.get(pid).json()["refunded_amount"] == 5
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Any) -> str:
-    return f"sqlite:///{tmp_path / 'race.db'}"
-
-
-def test_concurrent_same_key_is_one_authorisation(sqlite_url: str) -> None:
-    service, provider = new_service(sqlite_url)
-    try:
-        check_concurrent_same_key(service, provider)
-    finally:
-        database_of(service).dispose()
-
-
-def test_concurrent_captures(sqlite_url: str) -> None:
-    service, provider = new_service(sqlite_url)
-    try:
-        check_concurrent_captures(service, provider)
-    finally:
-        database_of(service).dispose()
-
-
-def test_concurrent_refunds(sqlite_url: str) -> None:
-    service, _provider = new_service(sqlite_url)
-    try:
-        check_concurrent_refunds(service)
-    finally:
-        database_of(service).dispose()
 
 
 def test_concurrent_same_key_over_http(alice: Caller, provider: SimulatedProvider) -> None:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from payments_support import Caller, assert_problem
+from payments_support import Caller
 
 from charter.testing import TokenFactory
+from tests.support.plugin import assert_problem
 
 
 def authorised(caller: Caller, **changes: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from payments_support import Caller, assert_problem, new_key, payment_body
+from payments_support import Caller, new_key, payment_body
+
+from tests.support.plugin import assert_problem
 
 
 @pytest.mark.parametrize("body", [

@@ -7,13 +7,16 @@ override one (closest definition wins). See ``docs/testing.md``.
 Fixtures: ``postgres_url`` (a database per test, created and dropped), ``redis_url``,
 ``any_database_url`` (the test runs on a SQLite file and on a fresh PostgreSQL database),
 ``migrated_db`` (factory: a migrated :class:`~charter.db.Database`, disposed at teardown),
+``validate_responses`` (responses checked against the spec), ``client`` (the test client of
+the folder's own ``app`` fixture),
 ``tokens`` (a :class:`~charter.testing.TokenFactory` for the session), ``token_matrix``,
 ``stub_server`` (factory: :class:`StubServer`, closed at teardown), ``asgi_server``
 (factory: an ASGI app under uvicorn in a thread, stopped at teardown).
 
 Helpers re-exported so a test module needs one import line: :func:`assert_problem`,
 :func:`run_threads`, :func:`wait_until`, :func:`migrated_database`, :func:`each_operation`,
-:func:`free_port`, :class:`StubServer`, :class:`Seen`, :class:`TokenMatrix`.
+:func:`free_port`, :func:`bearer`, :class:`StubServer`, :class:`Seen`, :class:`TokenMatrix`,
+:class:`HeaderRecorder`, :class:`InMemoryUnitOfWork`, :func:`assert_migrations_match_models`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import pytest
 
 from charter.db import Database
 from charter.testing import TokenFactory
+from tests.support.auth_headers import bearer
 from tests.support.databases import (
     fresh_postgres_database,
     fresh_redis_database,
@@ -33,15 +37,19 @@ from tests.support.databases import (
     migrated_database,
     unavailable,
 )
+from tests.support.fakes import InMemoryUnitOfWork
 from tests.support.polling import wait_until
 from tests.support.problems import PROBLEM, assert_problem
 from tests.support.races import run_threads
+from tests.support.recorder import HeaderRecorder
+from tests.support.schema import assert_migrations_match_models
 from tests.support.servers import ThreadServer, free_port, serve
 from tests.support.stub_server import Responder, Seen, StubServer
 from tests.support.token_matrix import TokenMatrix, each_operation
 
 __all__ = [
-    "PROBLEM", "Seen", "StubServer", "ThreadServer", "TokenMatrix", "assert_problem",
+    "PROBLEM", "HeaderRecorder", "InMemoryUnitOfWork", "Seen", "StubServer", "ThreadServer",
+    "TokenMatrix", "assert_migrations_match_models", "assert_problem", "bearer",
     "each_operation", "free_port", "in_ci", "migrated_database", "run_threads", "serve",
     "unavailable", "wait_until",
 ]
@@ -101,6 +109,19 @@ def migrated_db() -> Iterator[Callable[[str, str], Database]]:
     yield make
     for db in opened:
         db.dispose()
+
+
+@pytest.fixture
+def validate_responses(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every response of a Charter app is also checked against its spec (a drift is a 500)."""
+    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+
+
+@pytest.fixture
+def client(app: Any) -> Iterator[Any]:
+    """The test client of the folder's ``app`` fixture (a Connexion app), closed after."""
+    with app.test_client() as test_client:
+        yield test_client
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ def assert_problem(response: Any, status: int) -> dict[str, Any]:
     assert code == status, f"{code} {getattr(response, 'text', '')}"
     content_type = response.headers.get("content-type", "")
     assert content_type.startswith(PROBLEM), response.headers
-    body: dict[str, Any] = response.json()
+    # httpx/Starlette: ``json()`` is a method; Flask/Werkzeug: ``json`` is a property
+    body: dict[str, Any] = response.json() if callable(response.json) else response.json
     assert body["status"] == status and body.get("title"), body
     if status >= 500:
         text = " ".join(str(v) for v in body.values())

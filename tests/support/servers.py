@@ -1,11 +1,15 @@
-"""Real HTTP servers for tests: free ports, and any ASGI app under uvicorn in a thread."""
+"""Real HTTP servers for tests: free ports, any ASGI app under uvicorn in a thread, and
+waiting for a server started in a subprocess to answer."""
 
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 import uvicorn
 
 from tests.support.polling import wait_until
@@ -77,3 +81,22 @@ class ThreadServer:
 def serve(app: Any, **options: Any) -> ThreadServer:
     """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; started."""
     return ThreadServer(app, **options).start()
+
+
+def wait_until_live(url: str, process: subprocess.Popen[Any], *,
+                    output: Callable[[], str] = lambda: "", timeout: float = 30.0,
+                    what: str = "the server to start") -> None:
+    """Poll ``<url>/health/live`` until it answers 200 (a server started in a subprocess).
+
+    Fails at once, with ``output()`` (e.g. the process's log), if ``process`` exits first;
+    fails naming ``what`` after ``timeout`` seconds.
+    """
+
+    def live() -> bool:
+        assert process.poll() is None, output()
+        try:
+            return httpx.get(f"{url}/health/live", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(live, timeout=timeout, interval=0.05, what=what)

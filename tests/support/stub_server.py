@@ -99,6 +99,14 @@ class StubServer:
         """The paths requested so far, in order."""
         return [s.path for s in self.seen]
 
+    def set_delay(self, delay: float) -> None:
+        """Answer every later request after ``delay`` seconds (``close()`` releases them)."""
+        self.delay = delay
+        if delay:
+            self._release.clear()
+        else:
+            self._release.set()
+
     def close(self) -> None:
         """Release delayed requests and stop the server."""
         self._release.set()

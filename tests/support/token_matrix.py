@@ -34,6 +34,7 @@ import pytest
 
 from charter.security.tokens import TokenProblem, scope_problem, token_problem
 from charter.testing import BAD_AUTHORIZATION_HEADERS, TokenFactory, spec_operations
+from tests.support.auth_headers import bearer
 from tests.support.problems import PROBLEM
 
 Headers = dict[str, str]
@@ -144,11 +145,6 @@ class TokenMatrix:
 def _refused(name: str, headers: Headers, reason: str) -> MatrixCase:
     """A 401 row: exactly ``token_problem(reason)``."""
     return MatrixCase(name, headers, token_problem(reason), reason)
-
-
-def bearer(token: str) -> Headers:
-    """``Authorization: Bearer <token>`` as a headers dict."""
-    return {"Authorization": f"Bearer {token}"}
 
 
 def _json(response: Any) -> Any:
