@@ -1,12 +1,14 @@
 """Idempotency keys: a retried request replays its first answer instead of acting twice.
 
-A service adds the table to its own metadata with :func:`idempotency_table` (and to its
-first migration), then runs each keyed operation through :meth:`Idempotency.run`::
+A service keeps the keys in its own database (the table comes from
+:func:`charter.idempotency_store.idempotency_table`, in its first migration), hands them
+out through its repository as :class:`IdempotencyKeys`, and runs each keyed use case
+through :func:`run_once` over its unit of work::
 
-    outcome = idem.run(db, scope="catalog.create_reservation", key=key, request=body,
-                       action=lambda session: (201, do_the_work(session)))
+    outcome = run_once(self.uow, scope="catalog.create_reservation", key=key,
+                       request=body, action=lambda repo: (201, do_the_work(repo)))
 
-``run`` opens one transaction for the lookup, the business change and the stored answer,
+``run_once`` uses one write transaction for the lookup, the business change and the stored answer,
 so they commit (or roll back) together:
 
 * same ``(scope, key)`` and the same request fingerprint → the stored status and body are
@@ -17,7 +19,8 @@ so they commit (or roll back) together:
 The key is *claimed* (inserted as in progress) before the action runs. Two concurrent
 first uses of one key both miss the lookup; the unique constraint on ``(scope, key)``
 lets only one claim survive: on PostgreSQL the second insert waits for the first
-transaction and then fails with ``IntegrityError``; the loser rolls back (its business
+transaction and then fails (the store raises :class:`charter.unit_of_work.WriteConflict`);
+the loser rolls back (its business
 change included, if any), re-reads the winner's row and replays it, or answers 422
 (different request) or 409 (no stored answer to replay). Only successful answers are
 stored: an action that raises rolls everything back, claim included, so a retry after a
@@ -30,14 +33,14 @@ repositories as :class:`IdempotencyKeys` and calls :func:`run_once`, the protoco
 protocol over Sessions, with :meth:`~Idempotency.lookup`, :meth:`~Idempotency.claim` /
 :meth:`~Idempotency.complete` and :meth:`~Idempotency.store` for callers that manage
 their own transaction), the adapter :class:`SessionIdempotencyKeys`, the purge — is in
-:mod:`charter.idempotency_store`; its names are still importable from here (loaded on
-first use) for older callers.
+:mod:`charter.idempotency_store` (import it from there: only adapters and app factories
+need it).
 
 Retention (docs/architecture.md, "Idempotency keys"): a key is kept for
 ``IDEMPOTENCY_RETENTION_DAYS`` (default 7, at least 1) after its first use. An expired key
-is treated as never seen: :meth:`Idempotency.lookup` deletes it and answers ``None``, so a
+is treated as never seen: the store's lookup deletes it and answers ``None``, so a
 request with that key runs afresh (even if its body differs). Expired rows are deleted by
-:class:`Purger` — a daemon thread each service's app factory starts (every
+the store's ``Purger`` — a daemon thread each service's app factory starts (every
 ``IDEMPOTENCY_PURGE_INTERVAL`` seconds, default 3600; 0 turns it off) — and by
 ``charter db purge``. Deleting expired rows is idempotent, so any number of workers may
 purge at once.
@@ -52,28 +55,18 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from charter import config
 from charter.problems import Conflict
 from charter.unit_of_work import UnitOfWork, WriteConflict
 
-if TYPE_CHECKING:  # the SQL side, re-exported lazily (see __getattr__)
-    from charter.idempotency_store import (
-        Idempotency,
-        Purger,
-        SessionIdempotencyKeys,
-        idempotency_table,
-        purge_database,
-        start_purger,
-    )
-
 __all__ = [
     "DEFAULT_PURGE_INTERVAL", "DEFAULT_RETENTION", "IN_PROGRESS", "MIN_RETENTION",
     "PURGE_INTERVAL_VAR", "RETENTION_VAR", "TABLE_NAME", "Clock", "HasIdempotencyKeys",
-    "Idempotency", "IdempotencyKeys", "Outcome", "Purger", "SessionIdempotencyKeys",
-    "canonical_json", "fingerprint", "idempotency_table", "purge_database",
-    "purge_interval_from_env", "retention_from_env", "run_once", "start_purger",
+    "IdempotencyKeys", "Outcome",
+    "canonical_json", "fingerprint",
+    "purge_interval_from_env", "retention_from_env", "run_once",
 ]
 
 log = logging.getLogger(__name__)
@@ -208,16 +201,3 @@ def run_once(uow: UnitOfWork[K], *, scope: str, key: str, request: Any,
             "a concurrent request changed the same resource; retry the request",
             title="Concurrent request",
         ) from exc
-
-
-_STORE_NAMES = frozenset({"Idempotency", "Purger", "SessionIdempotencyKeys",
-                          "idempotency_table", "purge_database", "start_purger"})
-
-
-def __getattr__(name: str) -> Any:
-    """The SQL side (:mod:`charter.idempotency_store`), imported only when asked for."""
-    if name in _STORE_NAMES:
-        from charter import idempotency_store
-
-        return getattr(idempotency_store, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,7 +15,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -209,59 +209,3 @@ def spec_operations(
                 spec=op,
             ))
     return found
-
-
-def assert_bad_tokens_refused(
-    call: Callable[[dict[str, str]], Any],
-    tokens: TokenFactory,
-    scopes: Iterable[str],
-    assert_problem: Callable[[Any, int], object],
-) -> None:
-    """Every bad token and every unusable ``Authorization`` header is refused with 401.
-
-    Superseded by ``tests/support/token_matrix.py`` (identical bodies checked too); kept
-    until every service's security tests use it.
-
-    ``call`` makes the request with the given extra headers; ``assert_problem`` is the
-    test's own check of a problem response with a status. The bad tokens carry ``scopes``.
-    """
-    bad = tokens.bad_tokens(" ".join(sorted(scopes)))
-    assert bad, "the factory produced no bad tokens"
-    for name, token in bad.items():
-        response = call({"Authorization": f"Bearer {token}"})
-        assert response.status_code == 401, (name, response.text)
-        assert_problem(response, 401)
-    for header in BAD_AUTHORIZATION_HEADERS:
-        response = call({"Authorization": header})
-        assert response.status_code == 401, (header, response.status_code)
-
-
-def assert_token_refusals(
-    call: Callable[[str | None], Any],
-    tokens: TokenFactory,
-    *,
-    scope: str,
-    forbidden: str,
-    label: str,
-) -> None:
-    """The refusing half of the token matrix on one operation.
-
-    Superseded by ``tests/support/token_matrix.py``; kept until every service migrates.
-
-    ``call`` makes the request with a bearer token (``None``: no ``Authorization``).
-    No token → 401 problem; each bad token carrying ``scope`` → 401; the valid token
-    ``forbidden`` that lacks the operation's scope → 403 problem. ``label`` names the
-    operation in failure messages.
-    """
-    problem = "application/problem+json"
-    response = call(None)
-    assert response.status_code == 401, response.text
-    assert response.headers["content-type"].startswith(problem)
-
-    for name, bad in tokens.bad_tokens(scope).items():
-        response = call(bad)
-        assert response.status_code == 401, f"{label} with {name} token: {response.text}"
-
-    response = call(forbidden)
-    assert response.status_code == 403, response.text
-    assert response.headers["content-type"].startswith(problem)

@@ -24,18 +24,27 @@ from auth_helpers import (
     RESOURCE_SERVER,
     authorize_url,
     basic,
+    code_flow_tokens,
     csrf_from,
     exchange_code,
     login,
     obtain_code,
     pkce,
+    refresh,
 )
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import update
 
 from auth import accounts, passwords
-from auth.store import RefreshToken, User, last_subject_revocation, now, revocations_since
+from auth.store import (
+    RefreshToken,
+    User,
+    last_subject_revocation,
+    metadata,
+    now,
+    revocations_since,
+)
 from auth.views import LOGIN_FAILED
 from auth.web import EXTENSION
 from charter.config import AuthSettings
@@ -43,6 +52,7 @@ from charter.db import Database
 from charter.security.revocation import DenySet, RevocationPoller
 from charter.security.tokens import InvalidToken, JWKSCache, TokenVerifier
 from charterctl import cli
+from tests.support.plugin import assert_migrations_match_models
 
 EMAIL, PASSWORD = ALICE
 
@@ -57,20 +67,6 @@ def disable(app: Flask, email: str = EMAIL) -> User:
 def enable(app: Flask, email: str = EMAIL) -> User:
     with app.extensions[EXTENSION].db.session() as session:
         return accounts.enable_user(session, email)
-
-
-def user_tokens(client: FlaskClient) -> dict[str, Any]:
-    verifier, challenge = pkce()
-    response = exchange_code(client, obtain_code(client, challenge), verifier)
-    assert response.status_code == 200, response.get_data(as_text=True)
-    tokens: dict[str, Any] = response.get_json()
-    return tokens
-
-
-def refresh(client: FlaskClient, refresh_token: str) -> Any:
-    return client.post("/oauth/token", data={"grant_type": "refresh_token",
-                                             "refresh_token": refresh_token,
-                                             "client_id": "swagger-ui"})
 
 
 def active(client: FlaskClient, token: str) -> bool:
@@ -182,7 +178,7 @@ def test_a_code_issued_before_the_user_was_disabled_is_invalid_grant(
 
 def test_refresh_tokens_of_a_disabled_user_are_invalid_grant(app: Flask,
                                                              client: FlaskClient) -> None:
-    tokens = user_tokens(client)
+    tokens = code_flow_tokens(client)
     disable(app)
     response = refresh(client, tokens["refresh_token"])
     assert response.status_code == 400
@@ -193,7 +189,7 @@ def test_the_refresh_grant_checks_the_account_itself(app: Flask,
                                                      client: FlaskClient) -> None:
     """Second lock: a disabled account whose refresh token was not revoked (a row edited
     by hand, a revocation lost) still gets no token."""
-    tokens = user_tokens(client)
+    tokens = code_flow_tokens(client)
     with app.extensions[EXTENSION].db.session() as session:
         session.execute(update(User).where(User.email == EMAIL).values(disabled_at=now()))
         assert session.query(RefreshToken).filter(RefreshToken.revoked_at.is_(None)).count()
@@ -206,8 +202,8 @@ def test_disabling_revokes_the_users_tokens_everywhere(app: Flask,
                                                        client: FlaskClient) -> None:
     verifier, poller = feed_verifier(client)
     assert poller.poll_once()
-    tokens = user_tokens(client)
-    other = user_tokens(app.test_client())  # a second grant of the same user
+    tokens = code_flow_tokens(client)
+    other = code_flow_tokens(app.test_client())  # a second grant of the same user
     assert verifier.verify(tokens["access_token"])["sub"] == sub_of(tokens["access_token"])
     assert active(client, tokens["access_token"])
     cursor = poller.cursor
@@ -230,7 +226,7 @@ def test_disabling_revokes_the_users_tokens_everywhere(app: Flask,
 def test_enabling_again_lets_the_user_in_but_old_tokens_stay_refused(
         app: Flask, client: FlaskClient) -> None:
     verifier, poller = feed_verifier(client)
-    old = user_tokens(client)
+    old = code_flow_tokens(client)
     disable(app)
     assert login(app.test_client(), EMAIL, PASSWORD).status_code == 401
 
@@ -239,7 +235,7 @@ def test_enabling_again_lets_the_user_in_but_old_tokens_stay_refused(
 
     assert login(app.test_client(), EMAIL, PASSWORD).status_code == 302
     browser = app.test_client()
-    new = user_tokens(browser)  # signs in again through the code flow
+    new = code_flow_tokens(browser)  # signs in again through the code flow
     assert poller.poll_once()
     assert verifier.verify(new["access_token"])["sub"] == enabled.id
     assert active(client, new["access_token"])
@@ -283,6 +279,13 @@ def test_disable_and_enable_are_idempotent_and_unknown_emails_raise(app: Flask) 
             accounts.enable_user(session, "nobody@example.com")
 
 
+def test_auth_migrations_match_the_models(any_database_url: str) -> None:
+    """Migration 0004 adds ``users.disabled_at`` exactly as the model declares it (and the
+    whole history still goes down to base and up again)."""
+    tables = assert_migrations_match_models("auth", any_database_url, metadata)
+    assert "users" in tables
+
+
 def test_disable_on_each_database(any_database_url: str,
                                   migrated_db: Callable[[str, str], Database],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
@@ -308,7 +311,7 @@ def test_charter_users_disable_and_enable(app: Flask, client: FlaskClient, tmp_p
                                           monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("AUTH_DATABASE_URL", f"sqlite:///{tmp_path / 'auth.db'}")
-    tokens = user_tokens(client)
+    tokens = code_flow_tokens(client)
 
     assert cli.main(["users", "disable", EMAIL]) == 0
     out = capsys.readouterr().out

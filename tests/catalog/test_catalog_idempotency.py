@@ -12,7 +12,8 @@ from sqlalchemy import MetaData, func, select
 
 from charter import idempotency
 from charter.db import Database
-from charter.idempotency import Idempotency, fingerprint, idempotency_table
+from charter.idempotency import fingerprint
+from charter.idempotency_store import Idempotency, idempotency_table
 from charter.problems import Conflict, Unprocessable
 from tests.support.plugin import assert_problem
 

@@ -28,9 +28,8 @@ def db(tmp_path: Path, migrated_db: Callable[[str, str], Database]) -> Database:
 
 
 @pytest.fixture(autouse=True)
-def _validate_responses(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every response is also checked against the spec: a drift is a 500 and fails tests."""
-    monkeypatch.setenv("CHARTER_VALIDATE_RESPONSES", "1")
+def _validate_responses(validate_responses: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Responses checked against the spec; the file sink, never a configured SMTP server."""
     for name in ("SMTP_HOST", "NOTIFICATIONS_OUTBOX_PATH"):
         monkeypatch.delenv(name, raising=False)
 
