@@ -12,8 +12,8 @@ from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
 
+from .clients import make_provider
 from .ports import NotificationProvider
-from .providers import make_provider
 from .services import NotificationService
 from .settings import load_config
 from .store import SqlNotificationRepository, idempotency_keys

@@ -10,7 +10,7 @@ SQLAlchemy. A claim of a key that a concurrent request holds raises
 either returns a :class:`ProviderResult` (the message was accepted for delivery) or
 raises :class:`ProviderError`. ``permanent`` says whether trying again could help: a
 refused recipient or a rejected login is permanent (answered 502), an unreachable or
-busy server is not (503). Adapters live in :mod:`services.notifications.providers`.
+busy server is not (503). Adapters live in :mod:`services.notifications.clients`.
 """
 
 from __future__ import annotations

@@ -20,15 +20,15 @@ from charter.db import Database
 from charter.security.credentials import Credentials
 from charter.testing import TokenFactory
 from services.notifications.app import create_app
-from services.notifications.domain import Channel
-from services.notifications.ports import Message, ProviderError
-from services.notifications.providers import (
+from services.notifications.clients import (
     ChannelRouter,
     FileSinkProvider,
     SmtpProvider,
     SmtpSettings,
     make_provider,
 )
+from services.notifications.domain import Channel
+from services.notifications.ports import Message, ProviderError
 from tests.support.plugin import assert_problem, bearer, free_port, run_threads
 
 PASSWORD = "s3cret-smtp-password"
@@ -74,7 +74,7 @@ def test_sink_appends_one_json_line_per_message(tmp_path: Path,
                    "template": "order-confirmed", "sent_at": doc["sent_at"]}
     assert json.loads(lines[1])["channel"] == "sms"
     # one log line per message, without the body and with the recipient masked
-    records = [r for r in caplog.records if r.name.endswith("providers")]
+    records = [r for r in caplog.records if r.name == "services.notifications.clients"]
     assert len(records) == 2
     for record in records:
         text = json.dumps(record.__dict__, default=str)
