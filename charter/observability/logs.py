@@ -50,3 +50,7 @@ def configure(service: str, level: str = "INFO") -> None:
     root.setLevel(level)
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
+    # httpx logs every outbound request at INFO (the revocation poll included, once a
+    # second); the receiving side's access log already has them.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -21,6 +21,10 @@ from charter.observability.logs import correlation_id
 
 log = logging.getLogger("charter.access")
 
+# Polled about once a second by every process of the platform (the revocation feed): an
+# access-log line per poll would drown every other line, so only failures are logged.
+POLLED_PATHS = ("/oauth/revocations",)
+
 HEADER = b"x-correlation-id"
 _VALID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
@@ -98,12 +102,13 @@ class ObservabilityMiddleware:
                 m = self.metrics
                 m.requests.labels(m.service, method, op, str(status)).inc()
                 m.latency.labels(m.service, method, op).observe(elapsed)
-                log.info(
-                    "%s %s %s",
-                    method,
-                    path,
-                    status,
-                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2),
-                           "operation": op},
-                )
+                if status >= 400 or not path.startswith(POLLED_PATHS):
+                    log.info(
+                        "%s %s %s",
+                        method,
+                        path,
+                        status,
+                        extra={"status": status, "duration_ms": round(elapsed * 1000, 2),
+                               "operation": op},
+                    )
             correlation_id.reset(token)

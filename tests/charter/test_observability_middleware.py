@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from charter.observability import logs
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 
 
@@ -37,3 +39,51 @@ def test_operation_label_survives_scope_without_extensions() -> None:
         "service": "svc", "method": "GET", "operation": "svc.api.get_thing", "status": "200"})
     assert value == 1.0
     assert any(k == b"x-correlation-id" for k, _ in sent[0]["headers"])
+
+
+def _serve(path: str, status: int) -> list[logging.LogRecord]:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = ObservabilityMiddleware(app, RequestMetrics(CollectorRegistry(), "auth"))
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    access = logging.getLogger("charter.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    try:
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(_message: dict[str, Any]) -> None:
+            return None
+
+        asyncio.run(middleware({"type": "http", "method": "GET", "path": path,
+                                "headers": []}, receive, send))
+    finally:
+        access.removeHandler(handler)
+    return records
+
+
+def test_the_polled_revocation_feed_is_logged_only_when_it_fails() -> None:
+    assert _serve("/oauth/revocations", 200) == []
+    assert len(_serve("/oauth/revocations", 400)) == 1
+    assert len(_serve("/oauth/token", 200)) == 1
+
+
+def test_outbound_request_lines_of_httpx_are_not_logged_at_info() -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure("svc", "INFO")
+        assert not logging.getLogger("httpx").isEnabledFor(logging.INFO)
+        assert logging.getLogger("httpx").isEnabledFor(logging.WARNING)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
