@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -34,16 +34,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from charter.db import Database, SqlUnitOfWork, UtcDateTime, utcnow
+from charter.db import Database, SqlUnitOfWork, UtcDateTime, utcnow, write_conflicts
 from charter.idempotency import (
     IN_PROGRESS,
     TABLE_NAME,
     Clock,
     IdempotencyKeys,
     Outcome,
-    fingerprint,
     purge_interval_from_env,
     retention_from_env,
+    run_once,
 )
 from charter.problems import Conflict, Unprocessable
 from charter.unit_of_work import WriteConflict
@@ -158,35 +158,14 @@ class Idempotency:
         action: Action,
         begin: Callable[[Session], None] | None = None,
     ) -> Outcome:
-        """Run ``action`` once per ``(scope, key)``; see the module docstring.
-
-        ``sessions`` is a unit-of-work factory such as ``Database.session``; ``begin`` runs
-        first in the transaction (e.g. to take a write lock).
+        """Run ``action(session)`` once per ``(scope, key)`` for a caller that works with
+        Sessions rather than a unit of work; the protocol is :func:`run_once`'s (the one
+        implementation), on transactions from ``sessions`` (e.g. ``Database.session``)
+        with ``begin`` run first in each (e.g. to take a write lock).
         """
-        fp = fingerprint(request)
-        try:
-            with sessions() as session:
-                if begin is not None:
-                    begin(session)
-                stored = self.lookup(session, scope, key, fp)
-                if stored is not None:
-                    return stored
-                self.claim(session, scope, key, fp)
-                status, body = action(session)
-                self.complete(session, scope, key, status, body)
-                return Outcome(status=status, body=body)
-        except IntegrityError as exc:
-            # A concurrent request with the same key (or touching the same unique row)
-            # committed first: our transaction is rolled back; answer as it decided.
-            with sessions() as session:
-                stored = self.lookup(session, scope, key, fp)
-            if stored is not None:
-                log.info("idempotency race on %s/%s: replaying the winner", scope, key)
-                return stored
-            raise Conflict(
-                "a concurrent request changed the same resource; retry the request",
-                title="Concurrent request",
-            ) from exc
+        uow = _SessionUnitOfWork(self, sessions, begin)
+        return run_once(uow, scope=scope, key=key, request=request,
+                        action=lambda repo: action(repo.session))
 
     def purge(self, session: Session, now: datetime | None = None) -> int:
         """Delete every expired key (in the caller's transaction); how many were deleted."""
@@ -316,6 +295,30 @@ class KeyedSqlRepository:
         if self._idempotency is None:
             self._idempotency = Idempotency(self.keys_table)
         return SessionIdempotencyKeys(self._idempotency, self.session)
+
+
+class _SessionUnitOfWork:
+    """:meth:`Idempotency.run`'s unit of work: transactions from a session factory, each
+    handing out a :class:`KeyedSqlRepository`; a constraint violation is a
+    :class:`~charter.unit_of_work.WriteConflict`, as :func:`run_once` expects."""
+
+    def __init__(self, idempotency: Idempotency, sessions: SessionFactory,
+                 begin: Callable[[Session], None] | None) -> None:
+        self._idempotency = idempotency
+        self._sessions = sessions
+        self._begin = begin
+
+    @contextmanager
+    def read(self) -> Iterator[KeyedSqlRepository]:
+        with write_conflicts(), self._sessions() as session:
+            yield KeyedSqlRepository(session, self._idempotency)
+
+    @contextmanager
+    def write(self) -> Iterator[KeyedSqlRepository]:
+        with write_conflicts(), self._sessions() as session:
+            if self._begin is not None:
+                self._begin(session)
+            yield KeyedSqlRepository(session, self._idempotency)
 
 
 KR = TypeVar("KR", bound=KeyedSqlRepository)
