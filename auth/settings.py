@@ -15,9 +15,10 @@ from pydantic import Field, SecretStr
 
 from auth import passwords
 from auth.passwords import Argon2Params
-from auth.throttle import Backoff, ThrottleSettings, parse_networks
+from auth.throttle import Backoff, ThrottleSettings
 from charter import config
 from charter.config import ComponentSettings
+from charter.security.client_ip import NetworkList
 
 SESSION_SECRET_VAR = "AUTH_SESSION_SECRET"
 
@@ -38,7 +39,7 @@ class AuthConfig(ComponentSettings):
     auth_cors_origins: str | None = None
     swagger_ui_redirect_uris: str | None = None
     # Brute-force limits (auth.throttle): trusted proxies as CIDRs, back-off thresholds.
-    auth_trusted_proxies: str | None = None
+    auth_trusted_proxies: NetworkList = ()
     auth_login_free_attempts: int = Field(5, ge=1)
     auth_ip_free_attempts: int = Field(50, ge=1)
     auth_account_free_attempts: int = Field(100, ge=1)
@@ -122,13 +123,9 @@ def load_settings(cfg: AuthConfig | None = None) -> Settings:
 
 def throttle_settings(cfg: AuthConfig) -> ThrottleSettings:
     """The brute-force limits (see :mod:`auth.throttle`)."""
-    try:
-        proxies = parse_networks(cfg.auth_trusted_proxies)
-    except ValueError as exc:
-        raise config.ConfigError(f"AUTH_TRUSTED_PROXIES: {exc}") from exc
     cap = float(cfg.auth_max_backoff)
     return ThrottleSettings(
-        trusted_proxies=proxies,
+        trusted_proxies=cfg.auth_trusted_proxies,
         account_ip=Backoff(free=cfg.auth_login_free_attempts, cap=cap),
         ip=Backoff(free=cfg.auth_ip_free_attempts, cap=cap),
         account=Backoff(free=cfg.auth_account_free_attempts, cap=min(cap, 60.0)),

@@ -8,8 +8,10 @@
   password work and is not counted. A success clears the account + IP counter. The
   per-account counter has a high threshold and a short cap, so an attacker spraying from
   many addresses slows a user down but cannot lock them out.
-* **Client IP.** The direct peer, unless it is a configured trusted proxy: then the
-  nearest untrusted address of ``X-Forwarded-For`` (:func:`client_ip`).
+* **Client IP.** The direct peer, unless it is a configured trusted proxy
+  (``AUTH_TRUSTED_PROXIES``): then the nearest untrusted address of ``X-Forwarded-For`` /
+  ``Forwarded`` (:class:`charter.security.client_ip.TrustedProxies`, shared with the
+  gateway; parsed once per :class:`Throttle` as ``Throttle.proxies``).
 * **Argon2 work is bounded** per process by :class:`HashingGate` (a semaphore): a request
   that cannot get a slot within a short wait is answered 503 instead of queueing memory.
 * **Storage.** In-process (:class:`MemoryStore`) by default; Redis (:class:`RedisStore`)
@@ -22,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 import math
 import threading
 import time
@@ -31,8 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from charter.security.client_ip import IPNetwork, TrustedProxies
+
 Clock = Callable[[], float]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(frozen=True)
@@ -63,50 +65,6 @@ class ThrottleSettings:
     hashing_concurrency: int = 4
     hashing_wait: float = 2.0
     redis_url: str | None = None
-
-
-def parse_networks(raw: str | None) -> tuple[IPNetwork, ...]:
-    """``AUTH_TRUSTED_PROXIES``: comma-separated CIDRs or addresses (ValueError if bad)."""
-    return tuple(
-        ipaddress.ip_network(item.strip(), strict=False)
-        for item in (raw or "").split(",") if item.strip()
-    )
-
-
-def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address((value or "").strip())
-    except ValueError:
-        return None
-
-
-def client_ip(peer: str | None, forwarded_for: str | None,
-              trusted: tuple[IPNetwork, ...]) -> str:
-    """The address a request came from.
-
-    ``X-Forwarded-For`` is read only when the direct ``peer`` is a trusted proxy; it is
-    walked from the right (the hop our proxy added) past every trusted address, and the
-    first untrusted address is the client. A malformed entry ends the walk at the last
-    address a trusted proxy vouched for.
-    """
-    address = _address(peer)
-    if address is None:
-        return peer or "unknown"
-
-    def is_trusted(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-        return any(ip in network for network in trusted)
-
-    if not forwarded_for or not is_trusted(address):
-        return str(address)
-    nearest = address
-    for hop in reversed(forwarded_for.split(",")):
-        hop_address = _address(hop)
-        if hop_address is None:
-            break
-        nearest = hop_address
-        if not is_trusted(hop_address):
-            break
-    return str(nearest)
 
 
 # --- storage -----------------------------------------------------------------------------
@@ -194,6 +152,7 @@ class Throttle:
                  store: FailureStore | None = None, clock: Clock = time.time) -> None:
         self.settings = settings
         self.clock = clock
+        self.proxies = TrustedProxies(settings.trusted_proxies)
         self._secret = secret.encode()
         if store is None:
             store = RedisStore(settings.redis_url) if settings.redis_url else MemoryStore()

@@ -13,7 +13,7 @@ from flask import Response, current_app, jsonify, request, session
 from auth.server import CharterAuthorizationServer
 from auth.settings import Settings
 from auth.store import User
-from auth.throttle import HashingGate, Throttle, client_ip
+from auth.throttle import HashingGate, Throttle
 from charter import problems
 from charter.db import Database
 
@@ -55,9 +55,13 @@ def problem(status: int, title: str, detail: str | None = None, **ext: Any) -> R
 
 
 def request_ip() -> str:
-    """The client's address (``X-Forwarded-For`` only from a trusted proxy)."""
-    return client_ip(request.remote_addr, request.headers.get("X-Forwarded-For"),
-                     ctx().settings.throttle.trusted_proxies)
+    """The client's address (``X-Forwarded-For`` / ``Forwarded`` only from a trusted
+    proxy: :mod:`charter.security.client_ip`)."""
+    headers = request.headers
+    return ctx().throttle.proxies.client(
+        request.remote_addr,
+        ", ".join(headers.getlist("X-Forwarded-For")) or None,
+        ", ".join(headers.getlist("Forwarded")) or None)
 
 
 def csrf_token() -> str:

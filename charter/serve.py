@@ -78,11 +78,13 @@ def uvicorn_tls_args(service: str, directory: Path | None = None,
     ]
 
 
-# Components that find the client address themselves, trusting ``X-Forwarded-For`` only
-# from their own configured proxies (auth: ``AUTH_TRUSTED_PROXIES``). uvicorn's default
-# (``--proxy-headers``, ``--forwarded-allow-ips 127.0.0.1``) would rewrite the peer from
-# the header before they see it, so any local client could pick its own address.
-OWN_PROXY_HANDLING = frozenset({"auth"})
+# Components that find the client address themselves (``charter.security.client_ip``),
+# trusting forwarding headers only from their own configured proxies
+# (``AUTH_TRUSTED_PROXIES``, ``GATEWAY_TRUSTED_PROXIES``). uvicorn's default
+# (``--proxy-headers``, ``--forwarded-allow-ips 127.0.0.1``, or ``FORWARDED_ALLOW_IPS``)
+# would rewrite the peer from ``X-Forwarded-For`` before they see it, so any local client
+# could pick its own address (and rate-limit bucket).
+OWN_PROXY_HANDLING = frozenset({"auth", "gateway"})
 
 
 def uvicorn_proxy_args(service: str) -> list[str]:

@@ -8,6 +8,11 @@ and forwarding headers → stream the answer back without hop-by-hop headers. An
 the gateway refuses is RFC 9457 problem+json. Besides the routed APIs it serves the
 portal (``/``), each API's Swagger UI and ``openapi.json``, ``/health/*`` and ``/metrics``.
 
+The client of a request without a valid token (its rate-limit key) is the TCP peer, or,
+when the peer is in ``GATEWAY_TRUSTED_PROXIES``, the address the forwarding headers give
+(:mod:`charter.security.client_ip`); an incoming forwarding chain is passed on only from
+such a proxy. uvicorn's own proxy-header handling is off (``charter.serve``).
+
 The gateway has no database.
 """
 
@@ -28,6 +33,7 @@ from starlette.types import Message, Receive, Scope, Send
 from charter import config
 from charter.observability import logs
 from charter.problems import PROBLEM_JSON
+from charter.security.client_ip import TrustedProxies
 from charter.security.tokens import (
     InvalidToken,
     TokenProblem,
@@ -99,6 +105,9 @@ class Gateway:
             if settings.rate_limit > 0 else None
         )
         self.portal = Portal(routes, client_id=settings.swagger_client_id)
+        # Parsed once; None (no work per request) when no proxy is trusted.
+        self.proxies = (TrustedProxies(settings.trusted_proxies)
+                        if settings.trusted_proxies else None)
         self.access_log = access_log
 
     # --- ASGI entry ---------------------------------------------------------------
@@ -367,15 +376,22 @@ class Gateway:
             elif name == b"forwarded":
                 forwarded.append(value)
 
+        # The TCP peer; forwarding headers count only when it is a trusted proxy.
+        peer: str = (scope.get("client") or ("unknown", 0))[0]
+        proxies = self.proxies
+        via_proxy = proxies is not None and proxies.trusts_peer(peer)
+
         # Token and scopes, then the client's rate-limit bucket (bad tokens count too).
         claims, refusal = await self._authorize(op, authorization)
         decision: Decision | None = None
-        client_ip = (scope.get("client") or ("unknown", 0))[0]
         if self.limiter is not None:
             if claims is not None:
                 key = f"t:{claims.get('client_id', '')}:{claims.get('sub', '')}"
+            elif via_proxy and proxies is not None:
+                key = "ip:" + proxies.client(peer, b", ".join(xff).decode("latin-1"),
+                                             b", ".join(forwarded).decode("latin-1"))
             else:
-                key = f"ip:{client_ip}"
+                key = f"ip:{peer}"
             decision = self.limiter.take(key)
             if not decision.allowed:
                 self.metrics.rate_limited.labels(op.api).inc()
@@ -440,8 +456,10 @@ class Gateway:
             if name not in _REPLACED and not hdr.is_hop_by_hop(name, named)
         ]
         proto = scope.get("scheme", "http")
-        xff.append(client_ip.encode())
-        node = f"for={hdr.forwarded_pair(client_ip)};proto={proto}"
+        if not via_proxy:  # a chain from anyone but a trusted proxy is the caller's say-so
+            xff, forwarded = [], []
+        xff.append(peer.encode())
+        node = f"for={hdr.forwarded_pair(peer)};proto={proto}"
         if host is not None:
             node += f";host={hdr.quoted(host.decode('latin-1'))}"
         forwarded.append(node.encode())

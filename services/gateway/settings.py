@@ -8,6 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from charter.config import ComponentSettings
+from charter.security.client_ip import IPNetwork, NetworkList
 
 
 class GatewayConfig(ComponentSettings):
@@ -27,6 +28,8 @@ class GatewayConfig(ComponentSettings):
     gateway_public_url: str | None = None
     gateway_expose_internal: bool = False
     gateway_access_log: bool = True
+    # Proxies in front of the gateway whose X-Forwarded-For / Forwarded it believes.
+    gateway_trusted_proxies: NetworkList = ()
 
 
 def load_config() -> GatewayConfig:
@@ -41,7 +44,9 @@ class GatewaySettings:
     ``rate_limit`` requests per second per client with bursts of ``rate_burst``;
     ``rate_limit <= 0`` turns rate limiting off. Operations marked
     ``x-internal-callers`` (service-to-service only) are refused with 403 unless
-    ``expose_internal``.
+    ``expose_internal``. ``trusted_proxies``: the networks of the proxies in front of the
+    gateway whose ``X-Forwarded-For`` / ``Forwarded`` it believes
+    (:mod:`charter.security.client_ip`); none by default: the client is the TCP peer.
     """
 
     rate_limit: float = 100.0
@@ -54,6 +59,7 @@ class GatewaySettings:
     public_url: str | None = None
     swagger_client_id: str = "swagger-ui"
     expose_internal: bool = False
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @classmethod
     def from_env(cls, cfg: GatewayConfig | None = None) -> GatewaySettings:
@@ -70,4 +76,5 @@ class GatewaySettings:
             public_url=(cfg.gateway_public_url or "").rstrip("/") or None,
             swagger_client_id=cfg.swagger_ui_client_id,
             expose_internal=cfg.gateway_expose_internal,
+            trusted_proxies=cfg.gateway_trusted_proxies,
         )

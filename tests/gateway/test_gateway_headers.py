@@ -9,9 +9,11 @@ import httpx
 import pytest
 from gateway_support import EchoUpstream
 
+from charter.security.client_ip import parse_networks
 from charter.testing import TokenFactory
 from services.gateway.app import Gateway
 from services.gateway.headers import traceparent
+from services.gateway.settings import GatewaySettings
 from tests.support.servers import ThreadServer
 
 pytestmark = pytest.mark.anyio
@@ -89,11 +91,32 @@ async def test_forwarding_headers(client: httpx.AsyncClient, echo: EchoUpstream,
     assert h["x-forwarded-host"] == "gateway.test"
     assert h["forwarded"] == 'for=127.0.0.1;proto=http;host="gateway.test"'
     assert h["host"] == echo.url.removeprefix("http://")  # the upstream's own host
+    # The caller is no trusted proxy: its chain is its own say-so and is not passed on.
     await client.get(URL, headers={**bearer(), "X-Forwarded-For": "203.0.113.7",
                                    "Forwarded": "for=203.0.113.7"})
     h = echo.last["headers"]
-    assert h["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
-    assert h["forwarded"] == 'for=203.0.113.7, for=127.0.0.1;proto=http;host="gateway.test"'
+    assert h["x-forwarded-for"] == "127.0.0.1"
+    assert h["forwarded"] == 'for=127.0.0.1;proto=http;host="gateway.test"'
+
+
+async def test_forwarding_chain_is_kept_from_a_trusted_proxy(
+        make_gateway: Callable[..., Gateway], echo: EchoUpstream,
+        bearer: Callable[..., dict[str, str]]) -> None:
+    gateway = make_gateway(GatewaySettings(rate_limit=0,
+                                           trusted_proxies=parse_networks("10.0.0.0/8")))
+    for peer, xff, forwarded in [
+        ("10.1.1.1", "203.0.113.7, 10.2.2.2", "for=203.0.113.7, for=10.2.2.2"),  # trusted
+        ("198.51.100.4", "", ""),                                                 # not
+    ]:
+        transport = httpx.ASGITransport(gateway, client=(peer, 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as http:
+            await http.get(URL, headers={**bearer(), "X-Forwarded-For": "203.0.113.7, 10.2.2.2",
+                                         "Forwarded": "for=203.0.113.7, for=10.2.2.2"})
+        h = echo.last["headers"]
+        assert h["x-forwarded-for"] == ", ".join(filter(None, [xff, peer]))
+        assert h["forwarded"] == ", ".join(filter(None, [
+            forwarded, f'for={peer};proto=http;host="gw"']))
+    await gateway.upstreams.aclose()
 
 
 async def test_hop_by_hop_request_headers_are_stripped(

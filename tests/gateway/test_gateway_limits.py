@@ -11,6 +11,8 @@ import httpx
 import pytest
 from gateway_support import EchoUpstream
 
+from charter.config import ConfigError
+from charter.security.client_ip import parse_networks
 from charter.testing import TokenFactory
 from services.gateway.app import Gateway
 from services.gateway.ratelimit import RateLimiter
@@ -90,6 +92,62 @@ async def test_anonymous_and_bad_tokens_are_limited_by_ip(
     async with asgi_client(gateway, ip="198.51.100.2") as http:
         assert (await http.get(URL)).status_code == 401  # other IP, own bucket
     await gateway.upstreams.aclose()
+
+
+async def test_spoofed_forwarded_for_does_not_change_the_bucket(
+        make_gateway: Callable[..., Gateway]) -> None:
+    """No trusted proxy (the default): the bucket is the TCP peer's, whatever the caller
+    writes in X-Forwarded-For / Forwarded — on the loopback too."""
+    gateway = make_gateway(GatewaySettings(rate_limit=1, rate_burst=2))
+    assert gateway.proxies is None  # no trusted proxy: no per-request work at all
+    now = [1000.0]  # the limiter's clock: frozen, so nothing refills
+    gateway.limiter = RateLimiter(rate=1, burst=2, clock=lambda: now[0])
+    for peer in ("127.0.0.1", "198.51.100.1"):
+        async with asgi_client(gateway, ip=peer) as http:
+            codes = [(await http.get(URL, headers={
+                "X-Forwarded-For": f"203.0.113.{i}", "Forwarded": f"for=192.0.2.{i}"})
+            ).status_code for i in range(4)]
+        assert codes == [401, 401, 429, 429], peer
+    await gateway.upstreams.aclose()
+
+
+async def test_forwarded_for_from_a_trusted_proxy_picks_the_bucket(
+        make_gateway: Callable[..., Gateway]) -> None:
+    gateway = make_gateway(GatewaySettings(
+        rate_limit=1, rate_burst=2, trusted_proxies=parse_networks("10.0.0.0/8")))
+    now = [1000.0]
+    gateway.limiter = RateLimiter(rate=1, burst=2, clock=lambda: now[0])
+
+    async def anonymous(peer: str, **headers: str) -> int:
+        async with asgi_client(gateway, ip=peer) as http:
+            return (await http.get(URL, headers=headers)).status_code
+
+    proxy = "10.0.0.5"
+    assert [await anonymous(proxy, **{"X-Forwarded-For": "203.0.113.1"})
+            for _ in range(3)] == [401, 401, 429]
+    # Another client behind the same proxy has its own bucket (either header).
+    assert await anonymous(proxy, **{"X-Forwarded-For": "203.0.113.2"}) == 401
+    assert await anonymous(proxy, Forwarded="for=203.0.113.3;proto=https") == 401
+    # What the client itself prepends is not believed: the proxy's entry decides.
+    assert await anonymous(proxy, **{"X-Forwarded-For": "192.0.2.77, 203.0.113.1"}) == 429
+    # Two trusted hops: the first untrusted address from the right is the client.
+    assert await anonymous(proxy, **{"X-Forwarded-For": "203.0.113.1, 10.9.9.9"}) == 429
+    # The proxy itself, without a header, is one more client.
+    assert await anonymous(proxy) == 401
+    now[0] += 1.0  # 1/s refills one request
+    assert await anonymous(proxy, **{"X-Forwarded-For": "203.0.113.1"}) == 401
+    await gateway.upstreams.aclose()
+
+
+def test_trusted_proxies_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GATEWAY_TRUSTED_PROXIES", raising=False)
+    assert GatewaySettings.from_env().trusted_proxies == ()
+    monkeypatch.setenv("GATEWAY_TRUSTED_PROXIES", "10.0.0.1/8, 2001:db8::/32")
+    settings = GatewaySettings.from_env()
+    assert settings.trusted_proxies == parse_networks("10.0.0.0/8,2001:db8::/32")
+    monkeypatch.setenv("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, localhost")
+    with pytest.raises(ConfigError, match="GATEWAY_TRUSTED_PROXIES: .*'localhost'"):
+        GatewaySettings.from_env()
 
 
 async def test_rate_limit_can_be_turned_off(client: httpx.AsyncClient,
