@@ -58,3 +58,40 @@ class LoyaltyRepository(Protocol):
         """``(customer, cached balance, sum of entries, last balance_after)`` of every
         account whose cache disagrees with its ledger (empty: all agree)."""
         ...
+
+
+class LedgerLookups:
+    """How awards and redemptions are read from ledger entries, on top of one query.
+
+    A repository implements ``_entries`` (the entries of one order and type, optionally of
+    one customer, oldest first); the rules that turn entries into an :class:`Award` or a
+    :class:`Redemption` live here once, for the SQL store and the in-memory fake alike.
+    """
+
+    def _entries(self, order_id: str, type_: EntryType,
+                 customer_id: str | None = None) -> list[Entry]:
+        raise NotImplementedError
+
+    def _one(self, order_id: str, type_: EntryType, customer_id: str) -> Entry | None:
+        found = self._entries(order_id, type_, customer_id)
+        return found[0] if found else None
+
+    def award(self, order_id: str) -> Award | None:
+        """The order's award (with its reversal, if any)."""
+        found = self._entries(order_id, EntryType.AWARD)
+        if not found:
+            return None
+        return Award(found[0], self._one(order_id, EntryType.AWARD_REVERSAL,
+                                         found[0].customer_id))
+
+    def redemption(self, customer_id: str, order_id: str) -> Redemption | None:
+        """The customer's redemption for ``order_id`` (with its reversal, if any)."""
+        entry = self._one(order_id, EntryType.REDEMPTION, customer_id)
+        if entry is None:
+            return None
+        return Redemption(entry, self._one(order_id, EntryType.REDEMPTION_REVERSAL,
+                                           customer_id))
+
+    def redemption_owners(self, order_id: str) -> list[str]:
+        """Customers holding a redemption for ``order_id`` (for privileged callers)."""
+        return [e.customer_id for e in self._entries(order_id, EntryType.REDEMPTION)]

@@ -46,7 +46,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from charter.db import UtcDateTime, service_metadata, utcnow
 from charter.unit_of_work import WriteConflict
 
-from .domain import Account, Award, Entry, EntryType, Redemption
+from .domain import Account, Entry, EntryType
+from .ports import LedgerLookups
 
 AWARD_TYPES = "type IN ('award', 'award_reversal')"
 
@@ -112,7 +113,7 @@ def _account(row: AccountRow) -> Account:
     return Account(row.customer_id, row.balance, row.updated_at)
 
 
-class SqlLoyaltyRepository:
+class SqlLoyaltyRepository(LedgerLookups):
     """:class:`~services.loyalty.ports.LoyaltyRepository` on one Session (the unit of work)."""
 
     def __init__(self, session: Session) -> None:
@@ -161,30 +162,6 @@ class SqlLoyaltyRepository:
         if customer_id is not None:
             query = query.where(EntryRow.customer_id == customer_id)
         return [_entry(r) for r in self.session.scalars(query.order_by(EntryRow.id))]
-
-    def _one(self, order_id: str, type_: EntryType, customer_id: str) -> Entry | None:
-        found = self._entries(order_id, type_, customer_id)
-        return found[0] if found else None
-
-    def award(self, order_id: str) -> Award | None:
-        """The order's award (with its reversal, if any)."""
-        found = self._entries(order_id, EntryType.AWARD)
-        if not found:
-            return None
-        return Award(found[0], self._one(order_id, EntryType.AWARD_REVERSAL,
-                                         found[0].customer_id))
-
-    def redemption(self, customer_id: str, order_id: str) -> Redemption | None:
-        """The customer's redemption for ``order_id`` (with its reversal, if any)."""
-        entry = self._one(order_id, EntryType.REDEMPTION, customer_id)
-        if entry is None:
-            return None
-        return Redemption(entry, self._one(order_id, EntryType.REDEMPTION_REVERSAL,
-                                           customer_id))
-
-    def redemption_owners(self, order_id: str) -> list[str]:
-        """Customers holding a redemption for ``order_id`` (for privileged callers)."""
-        return [e.customer_id for e in self._entries(order_id, EntryType.REDEMPTION)]
 
     def add(self, entry: Entry) -> Entry:
         """Record ``entry``; :class:`WriteConflict` when a concurrent writer was first."""

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field, replace
 
 from charter.db import utcnow
 from charter.unit_of_work import WriteConflict
-from services.loyalty.domain import Account, Award, Entry, EntryType, Redemption
+from services.loyalty.domain import Account, Entry, EntryType
+from services.loyalty.ports import LedgerLookups
 
 AWARD_TYPES = (EntryType.AWARD, EntryType.AWARD_REVERSAL)
 
@@ -31,7 +32,7 @@ class LoyaltyState:
     entries: list[Entry] = field(default_factory=list)
 
 
-class InMemoryLoyaltyRepository:
+class InMemoryLoyaltyRepository(LedgerLookups):
     """:class:`services.loyalty.ports.LoyaltyRepository` on a :class:`LoyaltyState`.
 
     Objects handed out are copies: a use case changes the state only through the port.
@@ -57,27 +58,6 @@ class InMemoryLoyaltyRepository:
                  customer_id: str | None = None) -> list[Entry]:
         return [e for e in self.state.entries if e.order_id == order_id and e.type is type_
                 and (customer_id is None or e.customer_id == customer_id)]
-
-    def _one(self, order_id: str, type_: EntryType, customer_id: str) -> Entry | None:
-        found = self._entries(order_id, type_, customer_id)
-        return found[0] if found else None
-
-    def award(self, order_id: str) -> Award | None:
-        found = self._entries(order_id, EntryType.AWARD)
-        if not found:
-            return None
-        return Award(found[0], self._one(order_id, EntryType.AWARD_REVERSAL,
-                                         found[0].customer_id))
-
-    def redemption(self, customer_id: str, order_id: str) -> Redemption | None:
-        entry = self._one(order_id, EntryType.REDEMPTION, customer_id)
-        if entry is None:
-            return None
-        return Redemption(entry, self._one(order_id, EntryType.REDEMPTION_REVERSAL,
-                                           customer_id))
-
-    def redemption_owners(self, order_id: str) -> list[str]:
-        return [e.customer_id for e in self._entries(order_id, EntryType.REDEMPTION)]
 
     def add(self, entry: Entry) -> Entry:
         taken = self._entries(entry.order_id, entry.type,
