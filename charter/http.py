@@ -21,7 +21,6 @@ retry metrics. :class:`HttpClient` is the single place where they will be added.
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Mapping
@@ -29,7 +28,6 @@ from typing import Any
 
 import httpx
 
-from charter import config
 from charter.observability.logs import correlation_id
 from charter.problems import ServiceUnavailable
 from charter.security import mtls
@@ -42,23 +40,6 @@ RETRYABLE_STATUSES = frozenset({502, 503, 504})
 DEFAULT_TIMEOUT = 2.0
 
 TokenSource = Callable[[], str]
-
-
-def dependency_timeout(name: str) -> float:
-    """``<NAME>_TIMEOUT`` seconds (default 2) for calls to service ``name``.
-
-    Raises :class:`charter.config.ConfigError` naming the variable when it is not a
-    positive number.
-    """
-    var = f"{name.upper()}_TIMEOUT"
-    raw = config.env(var)
-    try:
-        value = float(raw) if raw is not None else DEFAULT_TIMEOUT
-    except ValueError as exc:
-        raise config.ConfigError(f"{var} must be a number of seconds") from exc
-    if not (math.isfinite(value) and value > 0):
-        raise config.ConfigError(f"{var} must be a positive number of seconds")
-    return value
 
 
 def current_correlation_id() -> str | None:

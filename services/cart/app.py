@@ -8,7 +8,6 @@ import connexion
 
 from charter import config
 from charter.db import Database, SqlUnitOfWork
-from charter.http import dependency_timeout
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.service import configure_logging
@@ -17,7 +16,7 @@ from services.catalog_client.client import HttpCatalogClient
 
 from .ports import CatalogPort
 from .services import CartService
-from .settings import load_config
+from .settings import CartConfig, load_config
 from .store import SqlCartRepository
 
 NAME = "cart"
@@ -44,7 +43,7 @@ def create_app(
 
 def default_catalog() -> HttpCatalogClient:
     """The catalog over HTTP (``CATALOG_URL``, ``CATALOG_TIMEOUT``), the cart client's token."""
-    timeout = dependency_timeout("catalog")
+    timeout = CartConfig.parse().catalog_timeout
     return HttpCatalogClient(
         config.service_url("catalog"),
         service_token_provider(NAME, timeout=timeout),

@@ -19,7 +19,6 @@ import connexion
 
 from charter import config
 from charter.db import Database, utcnow
-from charter.http import dependency_timeout
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
@@ -88,7 +87,7 @@ def resume_pending(app: connexion.FlaskApp, now: datetime | None = None) -> dict
 
 
 def default_catalog() -> HttpCatalogClient:
-    timeout = dependency_timeout("catalog")
+    timeout = OrdersConfig.parse().catalog_timeout
     return HttpCatalogClient(
         config.service_url("catalog"),
         service_token_provider(NAME, timeout=timeout),
@@ -98,25 +97,25 @@ def default_catalog() -> HttpCatalogClient:
 
 
 def default_cart() -> HttpCart:
-    return HttpCart(config.service_url("cart"), timeout=dependency_timeout("cart"))
+    return HttpCart(config.service_url("cart"), timeout=OrdersConfig.parse().cart_timeout)
 
 
 def default_payments() -> HttpPayments:
-    timeout = dependency_timeout("payments")
+    timeout = OrdersConfig.parse().payments_timeout
     return HttpPayments(config.service_url("payments"),
                         service_token_provider(NAME, timeout=timeout),
                         timeout=timeout)
 
 
 def default_loyalty() -> HttpLoyalty:
-    timeout = dependency_timeout("loyalty")
+    timeout = OrdersConfig.parse().loyalty_timeout
     return HttpLoyalty(config.service_url("loyalty"),
                        service_token_provider(NAME, timeout=timeout),
                        timeout=timeout)
 
 
 def default_notifications() -> HttpNotifications:
-    timeout = dependency_timeout("notifications")
+    timeout = OrdersConfig.parse().notifications_timeout
     return HttpNotifications(config.service_url("notifications"),
                              service_token_provider(NAME, timeout=timeout),
                              timeout=timeout)

@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from charter.http import DEFAULT_TIMEOUT, HttpClient, TokenSource, dependency_timeout
+from charter.http import DEFAULT_TIMEOUT, HttpClient, TokenSource
 from charter.problems import ServiceUnavailable
 
 from .ports import (
@@ -44,7 +44,7 @@ from .ports import (
     PaymentsUnavailable,
 )
 
-__all__ = ["HttpCart", "HttpLoyalty", "HttpNotifications", "HttpPayments", "dependency_timeout"]
+__all__ = ["HttpCart", "HttpLoyalty", "HttpNotifications", "HttpPayments"]
 
 log = logging.getLogger(__name__)
 

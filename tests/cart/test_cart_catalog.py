@@ -15,11 +15,12 @@ from typing import Any
 import pytest
 from cart_fakes import InMemoryCatalog
 
+from charter.config import ConfigError
 from charter.db import Database
-from charter.http import dependency_timeout
 from charter.security.tokens import InvalidToken, scopes_of
 from charter.testing import TokenFactory
 from services.cart.app import create_app
+from services.cart.settings import CartConfig
 from services.catalog_client.client import HttpCatalogClient
 from services.catalog_client.models import CatalogUnavailable
 from tests.support.plugin import Seen, StubServer, assert_problem, bearer, free_port
@@ -143,13 +144,13 @@ def test_writes_not_needing_the_catalog_work_while_it_is_down(
 
 def test_catalog_timeout_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CATALOG_TIMEOUT", raising=False)
-    assert dependency_timeout("catalog") == 2.0
+    assert CartConfig.parse().catalog_timeout == 2.0
     monkeypatch.setenv("CATALOG_TIMEOUT", "0.25")
-    assert dependency_timeout("catalog") == 0.25
+    assert CartConfig.parse().catalog_timeout == 0.25
     for bad in ("soon", "0", "-1", "nan", "inf"):
         monkeypatch.setenv("CATALOG_TIMEOUT", bad)
-        with pytest.raises(Exception, match="CATALOG_TIMEOUT"):
-            dependency_timeout("catalog")
+        with pytest.raises(ConfigError, match="CATALOG_TIMEOUT"):
+            CartConfig.parse()
 
 
 # -- the real HTTP adapter -------------------------------------------------------------------

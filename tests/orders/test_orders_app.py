@@ -11,11 +11,11 @@ from orders_support import Auth, place_pending
 
 from charter import config
 from charter.db import Database
-from charter.http import dependency_timeout
 from charter.testing import TokenFactory
 from services.catalog_client.client import HttpCatalogClient
 from services.orders import app as orders_app
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from services.orders.settings import OrdersConfig
 from tests.support.plugin import wait_until
 
 
@@ -40,8 +40,8 @@ def test_defaults_are_http_adapters_from_the_environment(
 @pytest.mark.parametrize("value", ["abc", "0", "-1"])
 def test_bad_timeouts_are_config_errors(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     monkeypatch.setenv("CATALOG_TIMEOUT", value)
-    with pytest.raises(config.ConfigError):
-        dependency_timeout("catalog")
+    with pytest.raises(config.ConfigError, match="CATALOG_TIMEOUT"):
+        OrdersConfig.parse()
 
 
 def test_recovery_interval(monkeypatch: pytest.MonkeyPatch) -> None:
