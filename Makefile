@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install browser lint clean
+.PHONY: run demo test install node promtool browser lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -14,6 +15,21 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# Node.js tools (Spectral + the OWASP ruleset, Backstage's catalog-model), pinned in
+# package-lock.json; --ignore-scripts keeps install-time telemetry scripts from running.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
+
+# promtool (Debian's prometheus package) checks and unit-tests the generated alert rules.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else echo "promtool missing: install Debian's prometheus package"; fi; }
 
 # Browser tests drive Debian's chromium (Playwright never downloads a browser here).
 browser:
@@ -32,13 +48,13 @@ demo: $(STAMP)
 	$(BIN)/charter --dev demo
 
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
-test: $(STAMP) browser lint
+test: $(STAMP) $(NODE_STAMP) promtool browser lint
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
-	$(BIN)/mypy charter charterctl auth services
+	$(BIN)/mypy charter charterctl auth services governance
 	$(BIN)/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -10,6 +10,7 @@ import sys
 import httpx
 
 from charter import config
+from charterctl import gov
 
 
 def client_secret(client: str, given: str | None) -> str:
@@ -266,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", help="where to write them (default var/pki or CHARTER_PKI_DIR)")
     p.add_argument("--force", action="store_true", help="regenerate everything")
     p.set_defaults(func=cmd_pki_init)
+
+    gov.register(sub)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Governance tool: catalog (see docs/governance.md)."""

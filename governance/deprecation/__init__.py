@@ -1,0 +1,1 @@
+"""Governance tool: deprecation (see docs/governance.md)."""

@@ -1,0 +1,1 @@
+"""Governance tool: diff (see docs/governance.md)."""

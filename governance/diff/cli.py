@@ -1,0 +1,9 @@
+"""``charter`` sub-commands of the diff governance tool (placeholder until it lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add this tool's sub-commands to *sub* (none yet)."""

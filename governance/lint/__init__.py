@@ -1,0 +1,1 @@
+"""Governance tool: lint (see docs/governance.md)."""

@@ -1,0 +1,1 @@
+"""Governance tool: pactcheck (see docs/governance.md)."""

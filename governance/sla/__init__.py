@@ -1,0 +1,1 @@
+"""Governance tool: sla (see docs/governance.md)."""
