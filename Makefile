@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install node promtool browser lint clean
+.PHONY: run demo test install node promtool browser lint pact-verify fuzz gov clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -50,6 +50,18 @@ demo: $(STAMP)
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
 test: $(STAMP) $(NODE_STAMP) promtool browser lint
 	$(BIN)/python -m pytest
+
+## pact-verify: verify every provider against the committed pacts (contracts/pacts/)
+pact-verify: $(STAMP)
+	$(BIN)/python -m pytest tests/contracts -q -p no:cacheprovider
+
+## fuzz: the long Schemathesis run on every spec (the short one is part of `make test`)
+fuzz: $(STAMP) $(NODE_STAMP)
+	CHARTER_FUZZ=long $(BIN)/python -m pytest tests/fuzz -q -p no:cacheprovider
+
+## gov: API style rules, breaking-change check against the published baselines, catalog drift
+gov: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest tests/governance -q -p no:cacheprovider
 
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .

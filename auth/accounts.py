@@ -30,21 +30,25 @@ class AccountError(ValueError):
 
     status = 400
     title = "Invalid registration"
+    kind = "invalid-registration"  # the problem type (charter.problem_types)
 
 
 class InvalidEmail(AccountError):
     status = 422
     title = "Invalid email address"
+    kind = "invalid-email"
 
 
 class WeakPassword(AccountError):
     status = 422
     title = "Password too weak"
+    kind = "weak-password"
 
 
 class EmailTaken(AccountError):
     status = 409
     title = "Email already registered"
+    kind = "email-taken"
 
 
 class UnknownAccount(LookupError):

@@ -215,7 +215,7 @@ def _register_json() -> Response:
         with ctx().gate.slot(), ctx().db.session() as db_session:
             user = accounts.create_user(db_session, email, password)
     except accounts.AccountError as exc:
-        return problem(exc.status, exc.title, str(exc))
+        return problem(exc.status, exc.title, str(exc), kind=exc.kind)
     except Busy:
         response = problem(503, "Service Unavailable", "Too many sign-ins at once; retry.")
         response.headers["Retry-After"] = "1"

@@ -134,6 +134,8 @@ class CharterSettings(BaseSettings):
     exchange_url: str | None = None
     loyalty_url: str | None = None
     notifications_url: str | None = None
+    # The portal's public base URL: problem ``type`` URIs are ``<it>/problems/<slug>``.
+    charter_public_url: str | None = None
 
     @field_validator("charter_env", mode="before")
     @classmethod
@@ -170,6 +172,16 @@ class CharterSettings(BaseSettings):
             raise ConfigError("AUTH_ISSUER must be set to the https:// URL of the issuer")
         return self.url_of("auth")
 
+    def public_url(self) -> str:
+        """The public base URL of the platform's portal (``CHARTER_PUBLIC_URL``; in
+        development mode the gateway's local URL; otherwise :class:`ConfigError`)."""
+        if self.charter_public_url:
+            return self.charter_public_url.rstrip("/")
+        if not self.development:
+            raise ConfigError("CHARTER_PUBLIC_URL must be set to the https:// URL of the "
+                              "portal")
+        return self.url_of("gateway")
+
     def problems(self) -> list[str]:
         """What is missing or wrong for production (empty in development mode)."""
         if self.development:
@@ -179,6 +191,12 @@ class CharterSettings(BaseSettings):
             found.append("AUTH_ISSUER must be set (the https:// URL of the token issuer)")
         elif not self.auth_issuer.lower().startswith("https://"):
             found.append(f"AUTH_ISSUER must be an https:// URL, not {self.auth_issuer!r}")
+        if not self.charter_public_url:
+            found.append("CHARTER_PUBLIC_URL must be set (the https:// URL of the portal; "
+                         "problem type URIs start with it)")
+        elif not self.charter_public_url.lower().startswith("https://"):
+            found.append("CHARTER_PUBLIC_URL must be an https:// URL, not "
+                         f"{self.charter_public_url!r}")
         found += self.secret_problems()
         return found
 

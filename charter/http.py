@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from charter.observability.logs import correlation_id
+from charter.problem_types import slug_of
 from charter.problems import ServiceUnavailable
 from charter.security import mtls
 
@@ -59,6 +60,18 @@ def current_correlation_id() -> str | None:
     except ImportError:  # pragma: no cover - flask is a dependency
         pass
     return None
+
+
+def problem_kind(response: httpx.Response) -> str | None:
+    """The registered problem type (slug) of an error answer, ``None`` when it has none
+    (not problem+json, not JSON, unknown type). Clients decide on this, never on the
+    ``title`` (:mod:`charter.problem_types`)."""
+    if response.status_code < 400:
+        return None
+    try:
+        return slug_of(response.json())
+    except ValueError:
+        return None
 
 
 def _add_correlation_id(request: httpx.Request) -> None:
@@ -212,7 +225,8 @@ class HttpClient:
             raise
         except Exception as exc:  # the token source failed: upstream unusable
             log.warning("%s: no access token: %s", self.name, type(exc).__name__)
-            raise ServiceUnavailable(f"{self.name} is unavailable (no access token)") from exc
+            raise ServiceUnavailable(f"{self.name} is unavailable (no access token)",
+                                     kind="upstream-unavailable") from exc
 
     def _send(
         self,
@@ -261,7 +275,8 @@ class HttpClient:
                 if pause >= remaining:
                     break
                 self._sleep(pause)
-        raise ServiceUnavailable(f"{self.name} is unavailable: {last_error}")
+        raise ServiceUnavailable(f"{self.name} is unavailable: {last_error}",
+                                 kind="upstream-unavailable")
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         """``GET`` with the policy."""

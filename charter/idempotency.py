@@ -199,5 +199,5 @@ def run_once(uow: UnitOfWork[K], *, scope: str, key: str, request: Any,
             return stored
         raise Conflict(
             "a concurrent request changed the same resource; retry the request",
-            title="Concurrent request",
+            kind="concurrent-update",
         ) from exc

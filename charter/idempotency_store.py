@@ -108,12 +108,12 @@ class Idempotency:
         if row.fingerprint != fp:
             raise Unprocessable(
                 f"Idempotency-Key {key!r} was already used with a different request",
-                title="Idempotency-Key reused",
+                kind="idempotency-key-reused",
             )
         if row.status == IN_PROGRESS:
             raise Conflict(
                 f"a request with Idempotency-Key {key!r} is still in progress; retry later",
-                title="Request in progress",
+                kind="request-in-progress",
             )
         return Outcome(status=row.status, body=row.body, replayed=True)
 

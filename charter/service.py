@@ -10,13 +10,14 @@ module, its database and any extra dependencies (kept on :class:`ServiceContext`
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import connexion
-from connexion.exceptions import OAuthProblem, OAuthScopeProblem
+from connexion.exceptions import OAuthProblem, OAuthScopeProblem, ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import MiddlewarePosition
 from connexion.options import SwaggerUIOptions
@@ -25,9 +26,10 @@ from connexion.resolver import RelativeResolver
 from flask import Flask, current_app, jsonify
 from prometheus_client import CollectorRegistry
 from prometheus_flask_exporter import PrometheusMetrics
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from werkzeug.exceptions import HTTPException
 
-from charter import config, connexion_fixes, problems, specs  # noqa: F401
+from charter import config, connexion_fixes, deprecation, problems, specs  # noqa: F401
 from charter.db import Database
 from charter.observability import logs
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
@@ -92,6 +94,17 @@ def _problem_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionRes
     """A :class:`problems.Problem` raised before Flask (a 5xx's detail goes to the log)."""
     assert isinstance(exc, problems.Problem)
     return _connexion_problem(exc.body(), exc.headers)
+
+
+def _framework_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    """Connexion's and Starlette's own HTTP errors (400 validation, 404, 405, 415, …): the
+    same problem, with the registered type of their status (Connexion's are about:blank)."""
+    assert isinstance(exc, StarletteHTTPException)
+    title = getattr(exc, "title", None)
+    detail = getattr(exc, "detail", None)
+    return _connexion_problem(problems.body(exc.status_code, title,
+                                            detail if isinstance(detail, str) else None),
+                              dict(exc.headers or {}))
 
 
 def _unexpected_handler(_request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
@@ -166,7 +179,7 @@ def swagger_ui_options(api_scopes: Iterable[str]) -> SwaggerUIOptions:
 def create_app(
     name: str,
     *,
-    api_module: str,
+    api_module: str | Mapping[str, str],
     db: Database,
     versions: Iterable[str] = ("v1",),
     verifier: TokenVerifier | None = None,
@@ -175,6 +188,7 @@ def create_app(
     spec_name: str | None = None,
     spec_dir: Path | None = None,
     enforce_callers: bool | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> connexion.FlaskApp:
     """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``.
 
@@ -183,6 +197,11 @@ def create_app(
     ``True`` (always), ``False`` (never) or ``None``: when ``CHARTER_MTLS`` is on, for
     requests that came over TLS, and for every request when this process runs as the
     service (``CHARTER_SERVICE=<name>``). See :func:`charter.security.mtls.enforcement`.
+
+    ``api_module`` is one handler module for every version or one per version
+    (``{"v1": …, "v2": …}``). A version listed in ``governance/deprecation.yaml`` gets
+    :class:`charter.deprecation.DeprecationMiddleware`, which asks ``clock`` (default
+    the real time) whether its sunset has passed.
     """
     verifier = verifier or default_verifier()
     app = connexion.FlaskApp(name)
@@ -193,7 +212,8 @@ def create_app(
         app.add_api(
             spec,
             base_path=f"/{version}",
-            resolver=RelativeResolver(api_module),
+            resolver=RelativeResolver(api_module if isinstance(api_module, str)
+                                      else api_module[version]),
             strict_validation=True,
             validate_responses=config.settings().charter_validate_responses,
             swagger_ui_options=swagger_ui_options(specs.scopes(spec)),
@@ -214,6 +234,13 @@ def create_app(
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=RequestMetrics(registry, name),
     )
+    # Versions listed in governance/deprecation.yaml: headers, 410 after the sunset,
+    # calls counted per client (charter.deprecation); ``clock`` lets tests pass the sunset.
+    retiring = deprecation.middleware_options(spec_name or name, versions, name, registry,
+                                              clock or deprecation.utcnow)
+    if retiring is not None:
+        app.add_middleware(deprecation.DeprecationMiddleware,
+                           position=MiddlewarePosition.BEFORE_EXCEPTION, **retiring)
     # Each insert lands just before security, so the verifier (added first) runs before
     # the internal-callers check, which needs it to compare client_id and certificate.
     app.add_middleware(
@@ -232,6 +259,8 @@ def create_app(
     app.add_error_handler(OAuthProblem, _missing_token_handler)
     app.add_error_handler(OAuthScopeProblem, _insufficient_scope_handler)
     app.add_error_handler(problems.Problem, _problem_handler)
+    app.add_error_handler(ProblemException, _framework_handler)  # Connexion's own
+    app.add_error_handler(StarletteHTTPException, _framework_handler)
     app.add_error_handler(Exception, _unexpected_handler)
     _install_flask_errors(flask_app)
     _install_health(flask_app, ctx)

@@ -25,6 +25,9 @@ DEV_TEST_SECRETS = {
     "DEMO_CLI_SECRET": "demo-cli-secret",
 }
 os.environ.update(DEV_TEST_SECRETS)
+# The portal's public URL (problem type URIs): required outside development mode, so the
+# tests of production behaviour that set every other required variable start too.
+os.environ.setdefault("CHARTER_PUBLIC_URL", "https://portal.charter.test")
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ from services.orders import app as orders_app
 from services.orders.ports import (
     CartPort,
     CatalogPort,
+    CheckoutPaymentsPort,
     LoyaltyPort,
     Notification,
     NotificationsPort,
@@ -55,6 +56,10 @@ DRIVERS: dict[str, list[Driver]] = {
          {"get_cart": (USER_AUTHORIZATION, "user-1"),
           "clear_cart": (USER_AUTHORIZATION, "user-1")}),
         (orders_app.default_payments, PaymentsPort, {"get_payment": ("pay-1",)}),
+        (orders_app.default_payments, CheckoutPaymentsPort,
+         {"authorize": ("order-1", "user-1", 990, "EUR", "tok_visa", "key-0005"),
+          "capture": ("pay-1", "key-0006"), "void": ("pay-1", "key-0007"),
+          "refund": ("pay-1", "key-0008", "cancelled")}),
         (orders_app.default_loyalty, LoyaltyPort, {"award": ("user-1", "order-1", 990, "EUR")}),
         (orders_app.default_notifications, NotificationsPort, {"send": (NOTE, "key-0004")}),
     ],
@@ -76,7 +81,8 @@ def respond(seen: Seen) -> Reply:
         return 200, {"access_token": f"token-of-{client.split(':')[0]}",
                      "token_type": "Bearer", "expires_in": 300}
     if seen.method == "POST" and path == "/catalog/v1/reservations":
-        return 409, {"title": "Reservation exists", "status": 409}
+        return 409, {"type": "/problems/reservation-exists", "title": "Reservation exists",
+                     "status": 409}
     return 404, {"title": "Not Found", "status": 404}
 
 
@@ -179,7 +185,7 @@ def test_client_scopes_are_derived_from_the_specs() -> None:
     assert manifest.client_scopes("cart") == ("catalog:read",)
     assert manifest.client_scopes("orders") == (
         "catalog:read", "catalog:reserve", "loyalty:write", "notifications:write",
-        "payments:read")
+        "payments:read", "payments:write")
     # On-behalf-of-user calls give the service no scope of their own.
     assert not any(s.startswith("cart:") for s in manifest.client_scopes("orders"))
     assert manifest.client_scopes("catalog") == ()

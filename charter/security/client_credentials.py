@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 class TokenRequestFailed(ServiceUnavailable):
     """The authorization server could not be reached or refused to issue a token."""
 
+    kind = "upstream-unavailable"
+
 
 class ClientCredentialsTokenProvider:
     """Fetches, caches and refreshes one client-credentials access token."""

@@ -43,8 +43,7 @@ class TokenRejected(Problem):
 
     def __init__(self, reason: str) -> None:
         p = token_problem(reason)
-        super().__init__(p.detail, status=p.status, title=p.title, type=p.type,
-                         headers=p.headers)
+        super().__init__(p.detail, kind=p.kind, headers=p.headers)
         self.reason = reason
 
 
@@ -54,8 +53,7 @@ class InsufficientScope(Problem):
 
     def __init__(self, required: Iterable[str]) -> None:
         p: TokenProblem = scope_problem(required)
-        super().__init__(p.detail, status=p.status, title=p.title, type=p.type,
-                         headers=p.headers)
+        super().__init__(p.detail, kind=p.kind, headers=p.headers)
 
 
 class VerifierMiddleware:

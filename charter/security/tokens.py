@@ -24,6 +24,7 @@ import jwt
 from jwt import PyJWK
 
 from charter.config import AuthSettings
+from charter.problems import type_uri
 from charter.security.revocation import DenySet, RevocationPoller, http_feed_fetcher
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,12 @@ class TokenProblem:
     title: str
     detail: str
     challenge: str
-    type: str = "about:blank"
+    kind: str = "unauthorized"  # a slug of charter.problem_types
+
+    @property
+    def type(self) -> str:
+        """The problem ``type`` URI of :attr:`kind`."""
+        return type_uri(self.kind)
 
     def body(self) -> dict[str, Any]:
         """The problem document."""
@@ -100,7 +106,8 @@ def scope_problem(required: Iterable[str]) -> TokenProblem:
     return TokenProblem(
         403, "Forbidden", f"The access token lacks the scope this operation requires: "
         f"{needed}.",
-        f'Bearer realm="charter", error="insufficient_scope", scope="{needed}"')
+        f'Bearer realm="charter", error="insufficient_scope", scope="{needed}"',
+        kind="insufficient-scope")
 
 
 JWKSFetcher = Callable[[], dict[str, Any]]

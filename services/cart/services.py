@@ -121,7 +121,8 @@ class CartService:
         if product is None:
             raise NotFound(f"product {product_id} does not exist")
         if not product.active:
-            raise Unprocessable(f"product {product_id} is not for sale")
+            raise Unprocessable(f"product {product_id} is not for sale",
+                                kind="product-not-for-sale", product_id=product_id)
         return product, self._available(self.catalog.get_stock(product_id))
 
     @staticmethod
@@ -129,7 +130,7 @@ class CartService:
         if available < quantity:
             raise Conflict(
                 f"only {available} of product {product_id} available, {quantity} wanted",
-                title="Insufficient Stock",
+                kind="insufficient-stock",
                 available=available,
             )
 

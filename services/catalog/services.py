@@ -53,7 +53,7 @@ def as_problem(exc: domain.DomainError) -> Problem:
     if isinstance(exc, domain.InsufficientStock):
         return Conflict(
             str(exc),
-            title="Insufficient stock",
+            kind="insufficient-stock",
             product_id=exc.shortages[0].product_id,
             shortages=[
                 {"product_id": s.product_id, "requested": s.requested, "available": s.available}
@@ -61,7 +61,7 @@ def as_problem(exc: domain.DomainError) -> Problem:
             ],
         )
     if isinstance(exc, domain.InvalidTransition):
-        return Conflict(str(exc), title="Invalid reservation state")
+        return Conflict(str(exc), kind="invalid-reservation-state")
     return Unprocessable(str(exc))
 
 
@@ -189,7 +189,7 @@ class CatalogService:
         with self._write() as repo:
             if repo.sku_taken(sku):
                 raise Conflict(f"a product with sku {sku!r} already exists",
-                               title="Duplicate SKU")
+                               kind="duplicate-sku")
             if not repo.category_exists(category_id):
                 raise Unprocessable(f"category {category_id} does not exist")
             product = repo.add_product(sku=sku, name=name, description=description,
@@ -205,7 +205,7 @@ class CatalogService:
             sku = changes.get("sku")
             if sku is not None and repo.sku_taken(sku, other_than=product_id):
                 raise Conflict(f"a product with sku {sku!r} already exists",
-                               title="Duplicate SKU")
+                               kind="duplicate-sku")
             category_id = changes.get("category_id")
             if category_id is not None and not repo.category_exists(category_id):
                 raise Unprocessable(f"category {category_id} does not exist")
@@ -273,13 +273,13 @@ class CatalogService:
                 lines = domain.normalise_lines((i["product_id"], i["quantity"]) for i in items)
             if repo.reservation(order_id) is not None:
                 raise Conflict(f"order {order_id!r} already has a reservation",
-                               title="Reservation exists")
+                               kind="reservation-exists")
             wanted = [ln.product_id for ln in lines]
             missing = sorted(set(wanted) - repo.active_product_ids(wanted))
             if missing:
                 raise Unprocessable(
                     f"product {missing[0]} does not exist or is not for sale",
-                    title="Unknown product",
+                    kind="unknown-product",
                     product_id=missing[0],
                     product_ids=missing,
                 )

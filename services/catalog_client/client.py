@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from charter.http import DEFAULT_TIMEOUT, HttpClient, TokenSource
+from charter.problem_types import slug_of
 from charter.problems import ServiceUnavailable
 
 from .models import (
@@ -88,7 +89,7 @@ class HttpCatalogClient:
 
     def _get(self, path: str, action: str) -> dict[str, Any] | None:
         response = self._call(self.http, "GET", path, headers=JSON_HEADERS)
-        if response.status_code == 404:
+        if response.status_code == 404:  # one kind only (not-found): the status decides
             return None
         if response.status_code != 200:
             raise self._unexpected(response, action)
@@ -154,17 +155,22 @@ class HttpCatalogClient:
         status = response.status_code
         if status in (200, 201):
             return ReserveResult(ReserveOutcome.HELD)
-        if status == 409:
-            return self._reserve_conflict(order_id, response)
-        if status == 422:
+        # Decided on the problem type (charter.problem_types), never on the title.
+        kind = slug_of(self._json(response)) if status in (409, 422) else None
+        if kind in ("insufficient-stock", "reservation-exists"):
+            return self._reserve_conflict(order_id, response, kind)
+        if kind in ("unknown-product", "product-not-for-sale"):
             return self._reserve_refused(response)
-        raise self._unexpected(response, "reserve")
+        raise self._unexpected(response, f"reserve ({status} {kind or 'untyped'})")
 
-    def _reserve_conflict(self, order_id: str, response: httpx.Response) -> ReserveResult:
+    def _reserve_conflict(self, order_id: str, response: httpx.Response,
+                          kind: str) -> ReserveResult:
         problem = self._json(response)
         problem = problem if isinstance(problem, dict) else {}
         shortages = problem.get("shortages")
-        if isinstance(shortages, list) and shortages:
+        if kind == "insufficient-stock":
+            if not isinstance(shortages, list) or not shortages:
+                raise CatalogUnavailable("the catalog sent no shortages")
             try:
                 short = [
                     {
@@ -178,10 +184,9 @@ class HttpCatalogClient:
                 raise CatalogUnavailable("the catalog sent invalid shortages") from exc
             detail = str(problem.get("detail") or "insufficient stock")
             return ReserveResult(ReserveOutcome.SHORTAGE, detail, shortages=short)
-        if problem.get("title") == "Reservation exists":
-            # Held under another key (e.g. an expired idempotency record): read its state.
-            return self._existing(order_id)
-        raise self._unexpected(response, "reserve (409)")
+        # reservation-exists: held under another key (e.g. an expired idempotency
+        # record): read its state.
+        return self._existing(order_id)
 
     def _reserve_refused(self, response: httpx.Response) -> ReserveResult:
         problem = self._json(response)
@@ -189,8 +194,8 @@ class HttpCatalogClient:
         ids = problem.get("product_ids") or (
             [problem["product_id"]] if "product_id" in problem else []
         )
-        if not ids:  # not a product refusal (e.g. key reused with another body)
-            raise self._unexpected(response, "reserve (422)")
+        if not ids:  # a product refusal must name the product
+            raise CatalogUnavailable("the catalog refused a product without naming it")
         try:
             product_ids = [int(i) for i in ids]
         except (TypeError, ValueError) as exc:
@@ -212,16 +217,16 @@ class HttpCatalogClient:
         status = response.status_code
         if status == 200:
             return TransitionResult(TransitionOutcome.DONE)
-        if status in (404, 409):
-            problem = self._json(response)
+        problem = self._json(response) if status in (404, 409) else None
+        kind = slug_of(problem)  # decided on the problem type, never on the title
+        if kind in ("request-in-progress", "concurrent-update"):
+            raise CatalogUnavailable("the catalog is still handling the same request")
+        if kind in ("not-found", "invalid-reservation-state"):
             detail = str(problem.get("detail", "")) if isinstance(problem, dict) else ""
-            if status == 409 and isinstance(problem, dict) and problem.get(
-                "title"
-            ) == "Request in progress":
-                raise CatalogUnavailable("the catalog is still handling the same request")
-            outcome = TransitionOutcome.NOT_FOUND if status == 404 else TransitionOutcome.CONFLICT
+            outcome = (TransitionOutcome.NOT_FOUND if kind == "not-found"
+                       else TransitionOutcome.CONFLICT)
             return TransitionResult(outcome, detail)
-        raise self._unexpected(response, action)
+        raise self._unexpected(response, f"{action} ({status} {kind or 'untyped'})")
 
     def commit(self, order_id: str, key: str) -> TransitionResult:
         """Commit the order's reservation (the stock leaves the shelf)."""

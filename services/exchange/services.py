@@ -115,7 +115,7 @@ SERVED = JsonSnapshot[Served](Served)
 
 def unknown(exc: domain.UnknownCurrency) -> Problem:
     """The 404 problem of a currency the rate table does not know."""
-    return NotFound(str(exc), title="Unknown currency", currency=exc.code)
+    return NotFound(str(exc), kind="unknown-currency", currency=exc.code)
 
 
 class ExchangeService:
@@ -202,7 +202,7 @@ class ExchangeService:
         if known is None:
             raise ServiceUnavailable(
                 "the exchange rate source is unavailable and no rate was ever known",
-                title="No exchange rates",
+                kind="no-exchange-rates",
                 headers={"Retry-After": str(int(self.stale_retry_after))},
             )
         served = Served(table=known.table, source=known.source, fetched_at=known.fetched_at,

@@ -32,7 +32,8 @@ from starlette.types import Message, Receive, Scope, Send
 
 from charter import config
 from charter.observability import logs
-from charter.problems import PROBLEM_JSON
+from charter.problem_types import for_status
+from charter.problems import PROBLEM_JSON, type_uri
 from charter.security.client_ip import TrustedProxies
 from charter.security.tokens import (
     InvalidToken,
@@ -45,8 +46,10 @@ from charter.security.tokens import (
 )
 
 from . import headers as hdr
+from .deprecations import POLICY_CONTENT_TYPE, Retiring
 from .metrics import GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
+from .problem_pages import CACHE_CONTROL, ProblemPages
 from .ratelimit import Decision, RateLimiter
 from .routes import ApiVersion, Match, NoMatch, Operation, RouteTable
 from .settings import GatewayConfig, GatewaySettings, load_config
@@ -105,6 +108,9 @@ class Gateway:
             if settings.rate_limit > 0 else None
         )
         self.portal = Portal(routes, client_id=settings.swagger_client_id)
+        self.problem_pages = ProblemPages()
+        # Deprecated versions: headers, 410 after the sunset, the policy page.
+        self.retiring = Retiring.configured(settings.public_url)
         # Parsed once; None (no work per request) when no proxy is trusted.
         self.proxies = (TrustedProxies(settings.trusted_proxies)
                         if settings.trusted_proxies else None)
@@ -191,8 +197,11 @@ class Gateway:
     async def _problem(
         self, send: Send, ex: _Exchange, cid: bytes, status: int, title: str,
         detail: str, extra: list[tuple[bytes, bytes]] | None = None,
+        kind: str | None = None,
     ) -> None:
-        doc = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+        """Answer a problem; ``kind`` is its registered slug (default: the status's)."""
+        doc = {"type": type_uri(kind or for_status(status).slug), "title": title,
+               "status": status, "detail": detail}
         if status >= 500:  # what went wrong is in the log under this id (charter.problems)
             doc["correlation_id"] = cid.decode("latin-1")
         await self._respond(send, ex, status, json.dumps(doc).encode(), PROBLEM_JSON,
@@ -237,6 +246,16 @@ class Gateway:
         if kind == "portal":
             await self._respond(send, ex, 200, self.portal.index(),
                                 "text/html; charset=utf-8", cid, head=head)
+        elif kind == "problems":  # problem type pages: public, cacheable
+            page = self.problem_pages.get(name)
+            if page is None:
+                await self._problem(send, ex, cid, 404, "Not Found", "No such problem type.")
+                return
+            await self._respond(send, ex, 200, page, "text/html; charset=utf-8", cid,
+                                [(b"cache-control", CACHE_CONTROL)], head=head)
+        elif kind == "policy":  # the deprecation policy (Link: rel="deprecation")
+            await self._respond(send, ex, 200, self.retiring.policy_page or b"",
+                                POLICY_CONTENT_TYPE, cid, head=head)
         elif kind == "openapi" and entry is not None:
             body = self.portal.spec_json(entry.api, entry.version) or b"{}"
             await self._respond(send, ex, 200, body, "application/json", cid, head=head)
@@ -267,6 +286,10 @@ class Gateway:
             return "metrics", None, ""
         if path == f"/ui/{REDIRECT_PAGE}":
             return "ui", None, REDIRECT_PAGE
+        if path == "/problems" or path.startswith("/problems/"):
+            return "problems", None, path
+        if path == self.retiring.policy_path and self.retiring.policy_page is not None:
+            return "policy", None, ""
         if entry is None:
             return None
         rest = path[len(entry.prefix):]
@@ -345,6 +368,12 @@ class Gateway:
         op = match.operation
         ex.api, ex.operation = op.api, op.operation_id
         settings = self.settings
+        retiring = self.retiring.headers(op.api, op.version)  # () unless deprecated
+        if retiring:
+            gone = self.retiring.gone(op.api, op.version)
+            if gone is not None:  # past its sunset: 410, the service is not asked
+                await self._respond(send, ex, 410, gone, PROBLEM_JSON, cid, list(retiring))
+                return
         if op.internal_callers and not settings.expose_internal:
             await self._problem(
                 send, ex, cid, 403, "Forbidden",
@@ -399,15 +428,18 @@ class Gateway:
                     send, ex, cid, 429, "Too Many Requests",
                     f"Rate limit of {settings.rate_limit:g} requests/s "
                     f"(burst {settings.rate_burst}) exceeded; retry later.",
-                    decision.headers(),
+                    [*decision.headers(), *retiring],
                 )
                 return
         limit_headers = decision.headers() if decision is not None else []
+        if retiring:  # on the gateway's own answers too; replaces the service's copy
+            limit_headers = [*limit_headers, *retiring]
         if refusal is not None:
             status, title, detail, challenge = refusal
             self.metrics.auth_failures.labels(op.api, str(status)).inc()
             await self._problem(send, ex, cid, status, title, detail,
-                                [(b"www-authenticate", challenge), *limit_headers])
+                                [(b"www-authenticate", challenge), *limit_headers],
+                                kind="insufficient-scope" if status == 403 else "unauthorized")
             return
 
         # The body, bounded (declared length first, then what actually arrives).
@@ -521,9 +553,12 @@ class Gateway:
         raw = response.headers.raw
         named = hdr.connection_named(raw) if b"connection" in (k.lower() for k, _ in raw) \
             else set()
+        # The gateway's own RateLimit/deprecation headers replace any the service sent.
+        dropped = (_RESPONSE_DROPPED.union(k for k, _ in limit_headers) if limit_headers
+                   else _RESPONSE_DROPPED)
         headers = [
             (name, value) for name, value in ((k.lower(), v) for k, v in raw)
-            if name not in _RESPONSE_DROPPED and not hdr.is_hop_by_hop(name, named)
+            if name not in dropped and not hdr.is_hop_by_hop(name, named)
         ]
         headers.append((hdr.CORRELATION, cid))
         headers += limit_headers

@@ -16,7 +16,7 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
-from charter import specs
+from charter import deprecation, specs
 
 from .routes import ApiVersion, RouteTable
 
@@ -35,6 +35,18 @@ def _json_for_script(value: Any) -> str:
     """JSON safe to embed inside ``<script>`` (no ``</script>`` or ``<!--`` breakout)."""
     return (json.dumps(value).replace("<", "\\u003c").replace(">", "\\u003e")
             .replace("&", "\\u0026"))
+
+
+def _retiring(api: str, version: str) -> str:
+    """The deprecation and sunset dates and successor of a deprecated version, as HTML."""
+    found = deprecation.load().find(api, version)
+    if found is None:
+        return ""
+    successor = f"/{found.successor.api}/{found.successor.version}/ui/"
+    return (f" <span class=\"sunset\">deprecated since {found.deprecated_at.date()}, "
+            f"sunset {found.sunset_at.date()}; successor "
+            f"<a href=\"{html.escape(successor)}\">{html.escape(found.successor.version)}</a>"
+            "</span>")
 
 
 def gateway_spec(entry: ApiVersion) -> dict[str, Any]:
@@ -84,7 +96,7 @@ class Portal:
                 f"<span>api: <code>{esc(e.api)}</code></span> "
                 f"<span>owner: {esc(str(info.get('x-owner', 'unknown')))}</span> "
                 f"<span>lifecycle: {esc(str(info.get('x-lifecycle', 'unknown')))}</span> "
-                f"<span>operations: {len(e.operations)}</span></p>"
+                f"<span>operations: {len(e.operations)}</span>{_retiring(e.api, e.version)}</p>"
                 f"<p>{esc(description)}</p>"
                 f"<p><a href=\"{esc(e.prefix)}/ui/\">Swagger UI</a> · "
                 f"<a href=\"{esc(e.prefix)}/openapi.json\">OpenAPI JSON</a> · "
@@ -102,7 +114,8 @@ class Portal:
             f"<p>{len(self.routes.apis)} APIs, all served through this gateway at "
             "<code>/&lt;api&gt;/v&lt;major&gt;/…</code>. Call them with "
             "<code>Authorization: Bearer &lt;token&gt;</code>; log in from each API's "
-            "Swagger UI with <em>Authorize</em>.</p>"
+            "Swagger UI with <em>Authorize</em>. Errors are problem+json; their "
+            "<code>type</code> links to the <a href=\"/problems/\">problem types</a>.</p>"
             + "".join(rows)
             + "</body></html>"
         )

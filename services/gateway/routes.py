@@ -154,7 +154,8 @@ def discover(spec_dir: Path | None = None) -> list[tuple[str, str]]:
     """Every ``(api, "v<major>")`` with a spec file under ``spec_dir``, sorted."""
     root = spec_dir or config.OPENAPI_DIR
     found: list[tuple[int, str, str]] = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and p.name != "common"):
+    for folder in sorted(p for p in root.iterdir()
+                         if p.is_dir() and p.name != "common" and not p.name.startswith(".")):
         for file in folder.iterdir():
             m = _SPEC_FILE.match(file.name)
             if m:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from charter.problems import BadRequest, Conflict, Forbidden, NotFound, Problem, Unprocessable
+from charter.problems import Conflict, Forbidden, NotFound, Problem, Unprocessable
 from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork, WriteConflict
 from charter.usecases import Page, Refusals
@@ -46,10 +46,10 @@ T = TypeVar("T")
 def as_problem(exc: domain.DomainError) -> Problem:
     """The HTTP answer for a refused business rule."""
     if isinstance(exc, domain.InsufficientPoints):
-        return Unprocessable(str(exc), title="Insufficient points", balance=exc.balance,
+        return Unprocessable(str(exc), kind="insufficient-points", balance=exc.balance,
                              requested=exc.requested)
     if isinstance(exc, domain.OrderConflict):
-        return Conflict(str(exc), title="Order already has this entry")
+        return Conflict(str(exc), kind="order-entry-exists")
     return Unprocessable(str(exc))
 
 
@@ -101,11 +101,13 @@ class LoyaltyService:
     def _owner(principal: Principal, customer_id: str | None, *, required: bool) -> str:
         """The customer a use case acts on: the caller, or one they name and may act on.
 
-        ``required``: privileged callers must name the customer (they have no points).
+        ``required``: privileged callers must name the customer (they have no points). The
+        body is well-formed without it (a customer omits it), so its absence is a 422 for
+        the caller, not a 400: the spec cannot make a field required per role.
         """
         if customer_id is None:
             if principal.is_privileged and required:
-                raise BadRequest("customer_id is required when staff or a service acts")
+                raise Unprocessable("customer_id is required when staff or a service acts")
             return principal.sub
         if not principal.can_access(customer_id):
             raise Forbidden("a customer may only use their own points")

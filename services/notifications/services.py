@@ -62,7 +62,7 @@ def valid_input() -> Iterator[None]:
     try:
         yield
     except InvalidNotification as exc:
-        raise BadRequest(str(exc), title="Invalid notification") from exc
+        raise BadRequest(str(exc), kind="invalid-notification") from exc
 
 
 class NotificationService:
@@ -121,7 +121,7 @@ class NotificationService:
             log.exception("provider crashed on notification %s", claimed.id)
             self._fail(key, claimed.failed(None, f"provider error: {type(exc).__name__}"))
             raise BadGateway("the notification provider failed", notification_id=claimed.id,
-                             title="Notification not sent") from exc
+                             kind="notification-not-sent") from exc
         sent = claimed.sent(result.provider, result.reference, result.sent_at)
         with self.uow.write() as repo:
             repo.save_outcome(sent)
@@ -155,7 +155,7 @@ class NotificationService:
             if stored is not None:
                 return stored
             raise Conflict(f"a request with Idempotency-Key {key!r} is being processed",
-                           title="Request in progress") from exc
+                           kind="request-in-progress") from exc
 
     def _fail(self, key: str, failed: Notification) -> None:
         log.warning("notification %s not sent: %s", failed.id, failed.failure_reason,
@@ -170,8 +170,8 @@ class NotificationService:
         # body stays generic (charter.problems).
         detail = f"the {exc.provider} provider did not accept the message: {exc.reason}"
         if exc.permanent:
-            return BadGateway(detail, title="Notification not sent",
+            return BadGateway(detail, kind="notification-not-sent",
                               notification_id=notification_id)
-        return ServiceUnavailable(detail, title="Notification provider unavailable",
+        return ServiceUnavailable(detail, kind="notification-provider-unavailable",
                                   headers={"Retry-After": RETRY_AFTER_SECONDS},
                                   notification_id=notification_id)

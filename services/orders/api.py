@@ -103,14 +103,14 @@ def rejection_problem(rejected: Rejected) -> Problem:
     if order.rejection_code is RejectionCode.INSUFFICIENT_STOCK:
         return Conflict(
             f"order {order.id} was rejected: {order.reason}",
-            title="Insufficient stock",
+            kind="insufficient-stock",
             headers=headers,
             shortages=order.shortages or [],
             **extensions,
         )
     return Unprocessable(
         f"order {order.id} was rejected: {order.reason}",
-        title="Product not for sale",
+        kind="product-not-for-sale",
         headers=headers,
         **extensions,
     )

@@ -26,8 +26,17 @@ from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 from services.catalog_client.client import HttpCatalogClient
 
+from .checkout import CheckoutService
 from .clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
-from .ports import CartPort, CatalogPort, LoyaltyPort, NotificationsPort, PaymentsPort
+from .ports import (
+    CartPort,
+    CatalogPort,
+    CheckoutPaymentsPort,
+    LoyaltyPort,
+    NotificationsPort,
+    PaymentOutcome,
+    PaymentsPort,
+)
 from .services import OrderService
 from .settings import OrdersConfig, load_config
 from .store import SqlOrderRepository, idempotency_keys
@@ -35,6 +44,7 @@ from .store import SqlOrderRepository, idempotency_keys
 log = logging.getLogger(__name__)
 
 NAME = "orders"
+VERSIONS = ("v1", "v2")  # v1 deprecated (governance/deprecation.yaml), v2 its successor
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_RECOVERY_INTERVAL = 30.0
 # A periodic sweep leaves alone what changed in the last seconds (requests still at work).
@@ -49,30 +59,70 @@ def create_app(
     payments: PaymentsPort | None = None,
     loyalty: LoyaltyPort | None = None,
     notifications: NotificationsPort | None = None,
+    checkout_payments: CheckoutPaymentsPort | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
 ) -> connexion.FlaskApp:
-    """The orders app; every dependency not given is the configured HTTP adapter.
+    """The orders app (v1 and v2 side by side); every dependency not given is the
+    configured HTTP adapter (``checkout_payments``: ``payments`` when it is one).
 
-    ``clock`` is the service's time (orders and idempotency keys alike; tests move it).
+    ``clock`` is the service's time (orders, idempotency keys and v1's sunset alike;
+    tests move it).
     """
     db = db or Database(config.database_url(NAME))
-    service = OrderService(
+    payments = payments or default_payments()
+    if checkout_payments is None:
+        checkout_payments = (payments if isinstance(payments, HttpPayments)
+                             else LazyCheckoutPayments())
+    service = CheckoutService(
         keyed_unit_of_work(db, SqlOrderRepository, clock=clock),  # keys on the same clock
         catalog or default_catalog(),
         cart or default_cart(),
-        payments or default_payments(),
+        payments,
         loyalty or default_loyalty(),
         notifications or default_notifications(),
+        checkout_payments,
         clock=clock,
     )
     return create_service_app(
         NAME,
-        api_module="services.orders.api",
+        api_module={"v1": "services.orders.api", "v2": "services.orders.api_v2"},
+        versions=VERSIONS,
         db=db,
         verifier=verifier,
         deps={"orders": service},
+        clock=clock,
     )
+
+
+class LazyCheckoutPayments(CheckoutPaymentsPort):
+    """The HTTP payments adapter, built on first use (an app given another ``payments``,
+    e.g. a test fake for v1, needs no payments configuration until v2 pays)."""
+
+    def __init__(self) -> None:
+        self._http: HttpPayments | None = None
+
+    def _adapter(self) -> HttpPayments:
+        if self._http is None:
+            self._http = default_payments()
+        return self._http
+
+    def authorize(self, order_id: str, customer_id: str, amount: int, currency: str,
+                  method: str, key: str) -> PaymentOutcome:
+        return self._adapter().authorize(order_id, customer_id, amount, currency, method, key)
+
+    def capture(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._adapter().capture(payment_id, key)
+
+    def void(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._adapter().void(payment_id, key)
+
+    def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
+        return self._adapter().refund(payment_id, key, reason)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
 
 
 def order_service(app: connexion.FlaskApp) -> OrderService:

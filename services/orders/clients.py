@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from charter.http import DEFAULT_TIMEOUT, HttpClient, TokenSource
+from charter.http import DEFAULT_TIMEOUT, HttpClient, TokenSource, problem_kind
 from charter.problems import ServiceUnavailable
 
 from .ports import (
@@ -32,6 +32,7 @@ from .ports import (
     CartPort,
     CartSnapshot,
     CartUnavailable,
+    CheckoutPaymentsPort,
     Delivery,
     DependencyUnavailable,
     LoyaltyPort,
@@ -40,6 +41,7 @@ from .ports import (
     NotificationsPort,
     NotificationsUnavailable,
     Payment,
+    PaymentOutcome,
     PaymentsPort,
     PaymentsUnavailable,
 )
@@ -92,11 +94,12 @@ class HttpCart(CartPort):
     def _request(self, method: str, authorization: str) -> httpx.Response:
         response = _call(self.http, CartUnavailable, "cart", method, "/v1/cart",
                          headers={**JSON_HEADERS, "Authorization": authorization})
-        if response.status_code in (401, 403):
+        if response.status_code in (401, 403) and problem_kind(response) in (
+                "unauthorized", "insufficient-scope", "forbidden"):
             raise CartForbidden(
                 "the cart refused your access token: placing an order from the cart needs "
                 "the scopes cart:read and cart:write",
-                title="Cart not accessible",
+                kind="cart-not-accessible",
             )
         return response
 
@@ -139,7 +142,9 @@ class HttpCart(CartPort):
         self.http.close()
 
 
-class HttpPayments(PaymentsPort):
+class HttpPayments(PaymentsPort, CheckoutPaymentsPort):
+    """The payments API: reads (v1 confirmation) and the v2 checkout's payment steps."""
+
     def __init__(self, base_url: str, token: TokenSource, *, timeout: float = DEFAULT_TIMEOUT,
                  retries: int = 1) -> None:
         self.http = HttpClient(base_url.rstrip("/"), name="payments", timeout=timeout,
@@ -148,7 +153,7 @@ class HttpPayments(PaymentsPort):
     def get_payment(self, payment_id: str) -> Payment | None:
         response = _call(self.http, PaymentsUnavailable, "payments service", "GET",
                          f"/v1/payments/{payment_id}", headers=JSON_HEADERS)
-        if response.status_code == 404:
+        if response.status_code == 404:  # one kind only (not-found): the status decides
             return None
         if response.status_code != 200:
             raise _unexpected(response, PaymentsUnavailable, "payments service", "GET payment")
@@ -165,20 +170,67 @@ class HttpPayments(PaymentsPort):
         except (KeyError, TypeError, ValueError) as exc:
             raise PaymentsUnavailable("the payments service sent an invalid payment") from exc
 
+    @staticmethod
+    def _payment(body: Any) -> Payment:
+        try:
+            return Payment(id=str(body["id"]), order_id=str(body["order_id"]),
+                           customer_id=str(body["customer_id"]), amount=int(body["amount"]),
+                           currency=str(body["currency"]), status=str(body["status"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PaymentsUnavailable("the payments service sent an invalid payment") from exc
+
+    def _step(self, action: str, path: str, key: str, body: dict[str, Any] | None,
+              ok: int) -> PaymentOutcome:
+        """One keyed payment step: the payment, or the refusal (402/409/422), else 503."""
+        response = _call(self.http, PaymentsUnavailable, "payments service", "POST", path,
+                         json=body, headers={**JSON_HEADERS, "Idempotency-Key": key},
+                         retry=True)
+        status = response.status_code
+        if status == ok:
+            doc = _json(response, PaymentsUnavailable, "payments service")
+            return PaymentOutcome(self._payment(doc.get("payment", doc)))
+        if status in (402, 409, 422):
+            doc = _json(response, PaymentsUnavailable, "payments service")
+            payment = self._payment(doc["payment"]) if isinstance(doc.get("payment"), dict) \
+                else None
+            reason = str(doc.get("decline_code") or doc.get("detail") or doc.get("title")
+                         or status)
+            log.warning("payments refused to %s: %s %s", action, status, reason)
+            return PaymentOutcome(payment, reason[:200])
+        raise _unexpected(response, PaymentsUnavailable, "payments service", action)
+
+    def authorize(self, order_id: str, customer_id: str, amount: int, currency: str,
+                  method: str, key: str) -> PaymentOutcome:
+        body = {"order_id": order_id, "customer_id": customer_id, "amount": amount,
+                "currency": currency, "method": method, "description": f"Order {order_id}"}
+        return self._step("authorize", "/v1/payments", key, body, 201)
+
+    def capture(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._step("capture", f"/v1/payments/{payment_id}/capture", key, {}, 200)
+
+    def void(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._step("void", f"/v1/payments/{payment_id}/void", key, None, 200)
+
+    def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
+        return self._step("refund", f"/v1/payments/{payment_id}/refunds", key,
+                          {"reason": reason[:200]}, 201)
+
     def close(self) -> None:
         self.http.close()
 
 
 def _delivery(response: httpx.Response, error: type[DependencyUnavailable], what: str,
-              action: str, *, retry: frozenset[int] = frozenset(),
-              refuse: frozenset[int] = frozenset()) -> Delivery:
-    """2xx: done. A refusal that retrying cannot change (4xx, ``refuse``): refused (logged).
-    Anything else (5xx, 401/403/408/429, ``retry``): :class:`DependencyUnavailable`."""
+              action: str, *, retry: frozenset[str] = frozenset(),
+              refuse: frozenset[str] = frozenset()) -> Delivery:
+    """2xx: done. A refusal that retrying cannot change (4xx, problem types in ``refuse``):
+    refused (logged). Anything else (5xx, 401/403/408/429, problem types in ``retry``):
+    :class:`DependencyUnavailable`. Decided on the problem type, never on the title."""
     status = response.status_code
     if 200 <= status < 300:
         return Delivery.DONE
-    if status in refuse or (400 <= status < 500 and status not in retry
-                            and status not in (401, 403, 408, 429)):
+    kind = problem_kind(response)
+    if kind in refuse or (400 <= status < 500 and kind not in retry
+                          and status not in (401, 403, 408, 429)):
         log.error("%s refused %s: %s %s", what, action, status, response.text[:300])
         return Delivery.REFUSED
     raise _unexpected(response, error, what, action)
@@ -220,10 +272,12 @@ class HttpNotifications(NotificationsPort):
         response = _call(self.http, NotificationsUnavailable, "notifications service", "POST",
                          "/v1/notifications", json=body,
                          headers={**JSON_HEADERS, "Idempotency-Key": key}, retry=True)
-        # 409: the first request with this key is still being sent; 502: the provider
-        # refused the message for good; 503: the provider is down (retry with the key).
+        # request-in-progress: the first request with this key is still being sent;
+        # notification-not-sent: the provider refused the message for good; 503: the
+        # provider is down (retry with the key).
         return _delivery(response, NotificationsUnavailable, "notifications service", "send",
-                         retry=frozenset({409}), refuse=frozenset({502}))
+                         retry=frozenset({"request-in-progress", "concurrent-update"}),
+                         refuse=frozenset({"notification-not-sent"}))
 
     def close(self) -> None:
         self.http.close()

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -74,8 +74,24 @@ class Source(StrEnum):
 
 
 class RejectionCode(StrEnum):
+    """Why an order ended without being confirmed (v2 shows it as ``reason.code``)."""
+
     INSUFFICIENT_STOCK = "insufficient_stock"
     PRODUCT_UNAVAILABLE = "product_unavailable"
+    PAYMENT_DECLINED = "payment_declined"
+    PAYMENT_FAILED = "payment_failed"
+    CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
+    CANCELLED_BY_STAFF = "cancelled_by_staff"
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """One entry of an order's audit trail (``sequence`` is given when stored)."""
+
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    sequence: int = 0
 
 
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
@@ -182,6 +198,11 @@ class Order:
     loyalty_status: FollowUp | None = None
     notification_status: FollowUp | None = None
     release_status: FollowUp | None = None
+    payment_status: str | None = None  # the payment as payments last reported it (v2)
+    new_events: list[OrderEvent] = field(default_factory=list, compare=False, repr=False)
+
+    def _event(self, kind: str, now: datetime, **data: Any) -> None:
+        self.new_events.append(OrderEvent(kind, now, data))
 
     @classmethod
     def place(
@@ -196,7 +217,7 @@ class Order:
         customer_email: str | None = None,
     ) -> Order:
         """A new ``pending`` order (the lines are validated)."""
-        return cls(
+        order = cls(
             id=order_id,
             customer_id=customer_id,
             lines=build_lines(lines, currency),
@@ -206,6 +227,9 @@ class Order:
             source=source,
             customer_email=customer_email,
         )
+        order._event("order.placed", now, status="pending", item_count=order.item_count,
+                     amount={"amount_minor": order.total, "currency": currency})
+        return order
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -238,6 +262,7 @@ class Order:
     def mark_reserved(self, now: datetime) -> None:
         """The catalog holds the stock."""
         self._move(OrderStatus.RESERVED, now)
+        self._event("stock.reserved", now)
 
     def reject(
         self,
@@ -251,6 +276,8 @@ class Order:
         self.rejection_code = code
         self.reason = reason
         self.shortages = shortages
+        self._event("order.rejected", now, status="cancelled", code=code.value,
+                    detail=reason[:500])
 
     def start_confirmation(self, payment_id: str, now: datetime) -> None:
         """Record the payment before the reservation is committed (blocks cancelling)."""
@@ -260,12 +287,15 @@ class Order:
             raise InvalidTransition(
                 f"order {self.id} is already being confirmed with payment {self.payment_id}"
             )
+        if self.payment_id is None:
+            self._event("order.confirming", now, payment_id=payment_id)
         self.payment_id = payment_id
         self.updated_at = now
 
     def abandon_confirmation(self, now: datetime) -> None:
         """The confirmation could not go through: forget the payment, stay reserved."""
         if self.confirming:
+            self._event("order.confirmation_abandoned", now, payment_id=self.payment_id)
             self.payment_id = None
             self.updated_at = now
 
@@ -276,6 +306,7 @@ class Order:
         self._move(OrderStatus.CONFIRMED, now)
         self.loyalty_status = FollowUp.PENDING
         self.notification_status = FollowUp.PENDING
+        self._event("order.confirmed", now, status="confirmed", payment_id=self.payment_id)
 
     def can_cancel(self) -> tuple[bool, str]:
         """Whether :meth:`cancel` would succeed (or be a no-op), and why not."""
@@ -308,7 +339,39 @@ class Order:
             return False
         self._move(OrderStatus.CANCELLED, now)
         self.release_status = FollowUp.PENDING
+        self._event("order.cancelled", now, status="cancelled")
         return True
+
+    def cancel_for(self, code: RejectionCode, detail: str, now: datetime) -> bool:
+        """Cancel (as :meth:`cancel`) and say why (``code``, ``detail``)."""
+        changed = self.cancel(now)
+        if changed:
+            self.rejection_code, self.reason = code, detail
+            self.new_events[-1].data.update(code=code.value, detail=detail[:500])
+        return changed
+
+    def record_payment(self, payment_id: str, status: str, now: datetime) -> None:
+        """What the payments service answered about the order's payment (v2 checkout)."""
+        if (payment_id, status) == (self.payment_id, self.payment_status):
+            return
+        self.payment_status = status
+        self.updated_at = now
+        self._event(f"payment.{status}", now, payment_id=payment_id,
+                    amount={"amount_minor": self.total, "currency": self.currency})
+
+    def cancel_refunded(self, code: RejectionCode, detail: str, now: datetime) -> None:
+        """A confirmed order whose payment was refunded becomes ``cancelled``.
+
+        Its stock was committed (the goods left): nothing is released, so
+        ``release_status`` stays null.
+        """
+        if self.status is not OrderStatus.CONFIRMED:
+            raise InvalidTransition(f"only a confirmed order is refunded (it is {self.status})")
+        self.status = OrderStatus.CANCELLED
+        self.updated_at = now
+        self.rejection_code, self.reason = code, detail
+        self._event("order.cancelled", now, status="cancelled", code=code.value,
+                    detail=detail[:500])
 
     def record(self, what: str, outcome: FollowUp, now: datetime) -> None:
         """Set the state of a follow-up: ``loyalty``, ``notification`` or ``release``."""
@@ -316,9 +379,10 @@ class Order:
             raise ValueError(what)
         setattr(self, f"{what}_status", outcome)
         self.updated_at = now
+        self._event(f"{what}.{outcome.value}", now, outcome=outcome.value)
 
     def copy(self) -> Order:
-        return replace(self, lines=list(self.lines))
+        return replace(self, lines=list(self.lines), new_events=list(self.new_events))
 
 
 def idempotency_key(order_id: str, step: str) -> str:

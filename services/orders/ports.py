@@ -35,14 +35,15 @@ from services.catalog_client.models import (
     TransitionResult,
 )
 
-from .domain import Order
+from .domain import Order, OrderEvent
 
 __all__ = [
     "CartForbidden", "CartLine", "CartPort", "CartSnapshot", "CartUnavailable",
     "CatalogPort", "CatalogUnavailable", "Delivery", "DependencyUnavailable",
     "LoyaltyPort", "LoyaltyUnavailable", "Notification", "NotificationsPort",
     "NotificationsUnavailable", "OrderFilter", "OrderRepository", "Payment", "PaymentsPort",
-    "PaymentsUnavailable", "Product", "ReserveOutcome", "ReserveResult",
+    "PaymentOutcome", "CheckoutPaymentsPort", "PaymentsUnavailable", "Product",
+    "ReserveOutcome", "ReserveResult",
     "TransitionOutcome", "TransitionResult",
 ]
 
@@ -186,6 +187,39 @@ class LoyaltyPort(Protocol):
         """Release resources (connections)."""
 
 
+@dataclass(frozen=True)
+class PaymentOutcome:
+    """How a payment step of the checkout ended: the payment (when there is one), or
+    ``refused`` with the other service's reason (declined, not capturable…)."""
+
+    payment: Payment | None
+    refused: str | None = None
+
+
+class CheckoutPaymentsPort(Protocol):
+    """Payments moved by the v2 checkout (each call keyed by the order id: never twice)."""
+
+    def authorize(self, order_id: str, customer_id: str, amount: int, currency: str,
+                  method: str, key: str) -> PaymentOutcome:
+        """Authorise ``amount`` with the provider token ``method`` for the customer."""
+        ...
+
+    def capture(self, payment_id: str, key: str) -> PaymentOutcome:
+        """Capture the whole authorised amount."""
+        ...
+
+    def void(self, payment_id: str, key: str) -> PaymentOutcome:
+        """Release an authorisation that was not captured."""
+        ...
+
+    def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
+        """Refund everything still refundable of a captured payment."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
 class NotificationsPort(Protocol):
     """Messages to the customer."""
 
@@ -204,6 +238,23 @@ class OrderFilter:
 
     customer_id: str | None = None
     status: str | None = None
+    v2_status: bool = False  # ``status`` is a v2 status (pending/confirmed/cancelled)
+
+    def statuses(self) -> list[str]:
+        """The stored statuses ``status`` stands for."""
+        if self.status is None:
+            return []
+        if not self.v2_status:
+            return [self.status]
+        return list(V2_STATUSES.get(self.status, (self.status,)))
+
+
+V2_STATUSES: dict[str, tuple[str, ...]] = {
+    "pending": ("pending", "reserved"),
+    "confirmed": ("confirmed",),
+    "cancelled": ("cancelled", "rejected"),
+}
+"""The stored (v1) statuses behind each v2 status."""
 
 
 class OrderRepository(Protocol):
@@ -232,6 +283,15 @@ class OrderRepository(Protocol):
 
     def page(self, flt: OrderFilter, offset: int, limit: int) -> tuple[list[Order], int]:
         """One page of orders, newest first, and how many match in all."""
+        ...
+
+    def page_after(self, flt: OrderFilter, cursor: tuple[datetime, str] | None,
+                   limit: int) -> list[Order]:
+        """Up to ``limit`` orders, newest first, after ``cursor`` (``created_at``, id)."""
+        ...
+
+    def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
+        """The order's audit trail: events with ``sequence > after``, oldest first."""
         ...
 
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:

@@ -73,7 +73,7 @@ CUSTOMER_MAIL_DOMAIN = "customers.charter.local"
 def as_problem(exc: domain.OrderError) -> Problem:
     """Domain refusals become problems: a bad request 422, a forbidden change 409."""
     if isinstance(exc, domain.InvalidTransition):
-        return Conflict(str(exc), title="Invalid order state")
+        return Conflict(str(exc), kind="invalid-order-state")
     return Unprocessable(str(exc))
 
 
@@ -244,11 +244,17 @@ class OrderService:
         return Page(orders, page, page_size, total)
 
     # -- placing -------------------------------------------------------------------------
-    def place(self, caller: Caller, key: str, request: PlaceRequest) -> Answer:
-        """Price, store ``pending`` (with the key), reserve; see the module docstring."""
+    def place(self, caller: Caller, key: str, request: PlaceRequest, *,
+              operation: str = "place_order",
+              also: Mapping[str, Any] | None = None) -> Answer:
+        """Price, store ``pending`` (with the key), reserve; see the module docstring.
+
+        ``operation`` names the key's scope (v2 keys never collide with v1's); ``also``
+        joins the request's fingerprint (v2: the payment method).
+        """
         principal = caller.principal
-        scope = idempotency_scope("place_order", principal.sub)
-        document = request.document()
+        scope = idempotency_scope(operation, principal.sub)
+        document = {**request.document(), **(also or {})}
         existing = self._replayed(scope, key, document)
         if existing is not None:
             return self._placement_answer(self._drive_reservation(existing), replayed=True)
@@ -297,10 +303,10 @@ class OrderService:
             product = self.catalog.get_product(product_id)
             if product is None:
                 raise Unprocessable(f"product {product_id} does not exist",
-                                    title="Unknown product", product_id=product_id)
+                                    kind="unknown-product", product_id=product_id)
             if not product.active:
                 raise Unprocessable(f"product {product_id} is not for sale",
-                                    title="Product not for sale", product_id=product_id)
+                                    kind="product-not-for-sale", product_id=product_id)
             lines.append(OrderLine(product.id, product.sku, product.name, product.price,
                                    product.currency, quantity))
         return lines
@@ -311,15 +317,16 @@ class OrderService:
         snapshot = self.cart.get_cart(caller.authorization, caller.principal.sub)
         if snapshot.pricing != "current":
             raise ServiceUnavailable(
-                "the cart could not refresh its prices from the catalog; retry later"
+                "the cart could not refresh its prices from the catalog; retry later",
+                kind="upstream-unavailable",
             )
         if not snapshot.items:
-            raise Unprocessable("your cart is empty", title="Empty cart")
+            raise Unprocessable("your cart is empty", kind="empty-cart")
         gone = [line.product_id for line in snapshot.items if line.availability == "unavailable"]
         if gone:
             raise Unprocessable(
                 f"product {gone[0]} in your cart is no longer for sale; remove it first",
-                title="Product not for sale", product_id=gone[0], product_ids=gone,
+                kind="product-not-for-sale", product_id=gone[0], product_ids=gone,
             )
         with business_rules():
             return [
@@ -426,7 +433,7 @@ class OrderService:
             self._change(order.id, lambda o: o.abandon_confirmation(now))
             raise Conflict(
                 f"the catalog no longer holds the stock of order {order.id}",
-                title="Reservation not held",
+                kind="reservation-not-held",
             )
 
         def confirm(o: Order) -> None:
@@ -524,17 +531,17 @@ class OrderService:
         if order.status is OrderStatus.CONFIRMED:
             if order.payment_id != payment_id:
                 raise Conflict(f"order {order.id} is already confirmed with another payment",
-                               title="Invalid order state")
+                               kind="invalid-order-state")
             self._remember(scope, key, request, order.id)
             return Answer(self._drive_follow_ups(order.id), 200, replayed)
         if order.status is not OrderStatus.RESERVED:
             detail = (f"order {order.id} is not reserved yet; retry once it is"
                       if order.status is OrderStatus.PENDING
                       else f"a {order.status} order cannot be confirmed")
-            raise Conflict(detail, title="Invalid order state", order_status=order.status.value)
+            raise Conflict(detail, kind="invalid-order-state", order_status=order.status.value)
         if order.payment_id not in (None, payment_id):
             raise Conflict(f"order {order.id} is being confirmed with another payment",
-                           title="Invalid order state")
+                           kind="invalid-order-state")
 
         if order.payment_id is None:
             check_payment(order, self.payments.get_payment(payment_id), payment_id)
@@ -554,7 +561,7 @@ class OrderService:
                 f"the catalog could not commit the stock of order {order.id} ({exc.detail}); "
                 "the payment was checked: retry with the same Idempotency-Key (the service "
                 "also finishes the confirmation by itself once the catalog is back)",
-                order_id=order.id,
+                kind="upstream-unavailable", order_id=order.id,
             ) from exc
         self._remember(scope, key, request, order.id)
         return Answer(order, 200, replayed)
@@ -601,25 +608,25 @@ class OrderService:
 def check_payment(order: Order, payment: Payment | None, payment_id: str) -> None:
     """The payment must exist, be this order's, match its total and be usable."""
     if payment is None:
-        raise Unprocessable(f"payment {payment_id} does not exist", title="Unknown payment")
+        raise Unprocessable(f"payment {payment_id} does not exist", kind="unknown-payment")
     if payment.order_id != order.id:
         raise Unprocessable(f"payment {payment_id} belongs to another order",
-                            title="Payment mismatch")
+                            kind="payment-mismatch")
     if payment.customer_id != order.customer_id:
         raise Unprocessable(f"payment {payment_id} belongs to another customer",
-                            title="Payment mismatch")
+                            kind="payment-mismatch")
     if (payment.amount, payment.currency) != (order.total, order.currency):
         raise Unprocessable(
             f"payment {payment_id} is for {payment.amount} {payment.currency}, the order "
             f"total is {order.total} {order.currency}",
-            title="Payment mismatch",
+            kind="payment-mismatch",
             expected={"amount": order.total, "currency": order.currency},
             actual={"amount": payment.amount, "currency": payment.currency},
         )
     if payment.status not in USABLE_PAYMENT_STATES:
         raise Conflict(
             f"payment {payment_id} is {payment.status}; it must be authorized or captured",
-            title="Payment not usable", payment_status=payment.status,
+            kind="payment-not-usable", payment_status=payment.status,
         )
 
 

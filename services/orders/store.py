@@ -47,6 +47,7 @@ from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 from .domain import (
     FollowUp,
     Order,
+    OrderEvent,
     OrderLine,
     OrderStatus,
     RejectionCode,
@@ -73,6 +74,7 @@ orders = Table(
     Column("loyalty_status", String(16), nullable=True),
     Column("notification_status", String(16), nullable=True),
     Column("release_status", String(16), nullable=True),
+    Column("payment_status", String(16), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     CheckConstraint("total >= 0", name="total_positive"),
@@ -98,6 +100,17 @@ order_lines = Table(
     Column("quantity", Integer, nullable=False),
     CheckConstraint("quantity >= 1", name="quantity_positive"),
     CheckConstraint("unit_price >= 0", name="unit_price_positive"),
+)
+
+order_events = Table(
+    "order_events",
+    metadata,
+    Column("order_id", String(36), ForeignKey("orders.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("sequence", Integer, primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("occurred_at", UtcDateTime(), nullable=False),
+    Column("data", JSON, nullable=False),
 )
 
 idempotency_keys = idempotency_table(metadata)
@@ -144,12 +157,29 @@ class SqlOrderRepository(KeyedSqlRepository):
                 for position, line in enumerate(order.lines, start=1)
             ],
         )
+        self._append_events(order)
+
+    def _append_events(self, order: Order) -> None:
+        """Store the order's new events after its last one (the order row is locked)."""
+        if not order.new_events:
+            return
+        last = self.session.execute(
+            select(func.max(order_events.c.sequence)).where(order_events.c.order_id == order.id)
+        ).scalar_one()
+        start = int(last or 0) + 1
+        self.session.execute(insert(order_events), [
+            {"order_id": order.id, "sequence": start + i, "type": e.type,
+             "occurred_at": e.occurred_at, "data": e.data}
+            for i, e in enumerate(order.new_events)
+        ])
+        order.new_events.clear()
 
     def save(self, order: Order) -> None:
         """Store the order's state (its lines never change after placement)."""
         self.session.execute(
             update(orders).where(orders.c.id == order.id).values(**self._values(order))
         )
+        self._append_events(order)
 
     @staticmethod
     def _values(order: Order) -> dict[str, Any]:
@@ -170,6 +200,7 @@ class SqlOrderRepository(KeyedSqlRepository):
             "loyalty_status": value(order.loyalty_status),
             "notification_status": value(order.notification_status),
             "release_status": value(order.release_status),
+            "payment_status": order.payment_status,
             "created_at": order.created_at,
             "updated_at": order.updated_at,
         }
@@ -209,6 +240,35 @@ class SqlOrderRepository(KeyedSqlRepository):
         lines = self._lines([row["id"] for row in rows])
         return [self._order(row, lines.get(row["id"], [])) for row in rows], total
 
+    def page_after(self, flt: OrderFilter, cursor: tuple[datetime, str] | None,
+                   limit: int) -> list[Order]:
+        """Up to ``limit`` orders, newest first, after ``cursor`` (created_at, id)."""
+        conditions = []
+        if flt.customer_id is not None:
+            conditions.append(orders.c.customer_id == flt.customer_id)
+        if flt.status is not None:
+            conditions.append(orders.c.status.in_(flt.statuses()))
+        if cursor is not None:
+            created, last_id = cursor
+            conditions.append(or_(orders.c.created_at < created,
+                                  (orders.c.created_at == created) & (orders.c.id > last_id)))
+        rows = list(self.session.execute(
+            select(orders).where(*conditions)
+            .order_by(orders.c.created_at.desc(), orders.c.id).limit(limit)
+        ).mappings())
+        lines = self._lines([row["id"] for row in rows])
+        return [self._order(row, lines.get(row["id"], [])) for row in rows]
+
+    def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
+        """The order's events with ``sequence > after``, oldest first."""
+        rows = self.session.execute(
+            select(order_events)
+            .where(order_events.c.order_id == order_id, order_events.c.sequence > after)
+            .order_by(order_events.c.sequence).limit(limit)
+        ).mappings()
+        return [OrderEvent(r["type"], r["occurred_at"], dict(r["data"] or {}), int(r["sequence"]))
+                for r in rows]
+
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:
         """Ids of orders with unfinished work, last changed at or before ``before``.
 
@@ -229,6 +289,7 @@ class SqlOrderRepository(KeyedSqlRepository):
                     & or_(
                         orders.c.loyalty_status.in_(OPEN_FOLLOW_UPS),
                         orders.c.notification_status.in_(OPEN_FOLLOW_UPS),
+                        orders.c.payment_status == "authorized",  # v2: capture due
                     ),
                 ),
             )
@@ -278,4 +339,5 @@ class SqlOrderRepository(KeyedSqlRepository):
             loyalty_status=_enum(FollowUp, row["loyalty_status"]),
             notification_status=_enum(FollowUp, row["notification_status"]),
             release_status=_enum(FollowUp, row["release_status"]),
+            payment_status=row["payment_status"],
         )

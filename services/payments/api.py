@@ -14,9 +14,10 @@ from typing import Any
 
 from flask import request
 
+from charter import problem_types
 from charter.clock import rfc3339
 from charter.idempotency import Outcome
-from charter.problems import PROBLEM_JSON
+from charter.problems import PROBLEM_JSON, type_uri
 from charter.security.principal import Principal
 from charter.service import context
 from charter.usecases import page_json
@@ -25,7 +26,7 @@ from .domain import Payment, Refund
 from .services import AuthorizeRequest, PaymentsService
 
 BASE = "/v1"
-DECLINED_TYPE = "https://charter.example/problems/payment-declined"
+DECLINED = "payment-declined"  # the registered problem type (charter.problem_types)
 Json = dict[str, Any]
 
 
@@ -80,8 +81,8 @@ def declined_json(payment: Payment) -> Json:
     """The 402 problem document of a declined authorisation."""
     code = payment.decline_code or "declined"
     return {
-        "type": DECLINED_TYPE,
-        "title": "Payment declined",
+        "type": type_uri(DECLINED),
+        "title": problem_types.get(DECLINED).title,
         "status": 402,
         "detail": f"the payment provider declined the payment: {code}",
         "decline_code": code,

@@ -86,7 +86,7 @@ def provider_failed(exc: ProviderError) -> Problem:
     return BadGateway(
         "the payment provider failed; nothing was charged — retry later with the same "
         "Idempotency-Key",
-        title="Payment provider error",
+        kind="payment-provider-error",
         headers={"Retry-After": PROVIDER_RETRY_AFTER},
         retriable=True,
     )
@@ -94,7 +94,7 @@ def provider_failed(exc: ProviderError) -> Problem:
 
 def as_problem(exc: domain.PaymentError) -> Problem:
     if isinstance(exc, domain.InvalidTransition):
-        return Conflict(str(exc), title="Invalid payment state")
+        return Conflict(str(exc), kind="invalid-payment-state")
     return Unprocessable(str(exc))
 
 

@@ -59,7 +59,8 @@ def test_domain_problems_become_problem_json(client, tokens) -> None:  # type: i
     h = auth(tokens.token(scope="catalog:read"))
     r = client.get("/v1/things/404", headers=h)
     assert r.status_code == 404
-    assert r.json() == {"type": "about:blank", "title": "Not Found", "status": 404,
+    assert r.json() == {"type": problems.type_uri("not-found"), "title": "Not Found",
+                        "status": 404,
                         "detail": "thing 404 does not exist"}
     assert client.get("/v1/things/409", headers=h).status_code == 409
 
@@ -181,6 +182,7 @@ def test_connexion_level_5xx_problem_keeps_its_detail_in_the_log(boom_client, ca
         r = boom_client.get("/v1/things/503", headers={"X-Correlation-Id": "cid-503"})
     assert r.status_code == 503 and r.headers["retry-after"] == "5"
     body = r.json()
-    assert body == {"type": "about:blank", "title": "Service Unavailable", "status": 503,
+    assert body == {"type": problems.type_uri("upstream-unavailable"),
+                    "title": "Service Unavailable", "status": 503,
                     "detail": problems.GENERIC_5XX_DETAIL, "correlation_id": "cid-503"}
     assert any("ConnectError" in rec.getMessage() for rec in caplog.records)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from charter.config import AuthSettings
+from charter.problems import type_uri
 from charter.security.tokens import (
     InvalidToken,
     JWKSCache,
@@ -124,7 +125,7 @@ def test_failure_reasons_are_classified(kind: str, reason: str) -> None:
 def test_problem_never_echoes_the_library_reason() -> None:
     for reason in ("invalid", "InvalidAudienceError", "whatever"):
         problem = token_problem(reason)
-        assert problem.body() == {"type": "about:blank", "title": "Unauthorized",
+        assert problem.body() == {"type": type_uri("unauthorized"), "title": "Unauthorized",
                                   "status": 401, "detail": "The access token is invalid."}
         assert 'error="invalid_token"' in problem.headers["WWW-Authenticate"]
     assert token_problem("revoked").detail == "The access token has been revoked."

@@ -64,6 +64,15 @@ def test_token_then_calls_through_the_gateway(platform: Platform) -> None:
         spec = httpx.get(f"{gateway}/{api}/v1/openapi.json")
         assert spec.status_code == 200 and spec.json()["servers"][0]["url"] == f"/{api}/v1"
 
+    # orders v1 is deprecated (governance/deprecation.yaml); v2 is served beside it
+    r = httpx.get(f"{gateway}/orders/v1/orders", headers=headers)
+    assert r.status_code == 200, r.text
+    assert r.headers["deprecation"].startswith("@") and r.headers["sunset"].endswith(" GMT")
+    assert '/orders/v2/ui/>; rel="successor-version"' in r.headers["link"]
+    spec = httpx.get(f"{gateway}/orders/v2/openapi.json")
+    assert spec.status_code == 200 and spec.json()["servers"][0]["url"] == "/orders/v2"
+    assert "deprecation" not in httpx.get(f"{gateway}/orders/v2/orders", headers=headers).headers
+
 
 def test_services_verify_tokens_and_require_client_certificates(platform: Platform) -> None:
     catalog = platform.url("catalog")

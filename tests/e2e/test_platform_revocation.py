@@ -20,6 +20,7 @@ import httpx
 import pytest
 import yaml
 
+from charter.problem_types import slug_of
 from charter.security.tokens import token_problem
 from charterctl.user_login import user_token
 from tests.support.platform import COMPONENTS, ROOT, Platform, running
@@ -88,6 +89,8 @@ def refused_everywhere(http: httpx.Client, targets: dict[str, str],
     problem; assert each did within 5 s of ``since`` (monotonic) and that every worker
     keeps refusing it. Returns the seconds each component took."""
     revoked_body = token_problem("revoked").body()
+    revoked_slug = slug_of(revoked_body)  # the type's base is each process's public URL
+    revoked_rest = {k: v for k, v in revoked_body.items() if k != "type"}
     refused_after: dict[str, float] = {}
     while len(refused_after) < len(targets) and time.monotonic() - since < 15:
         for name, url in targets.items():
@@ -95,7 +98,10 @@ def refused_everywhere(http: httpx.Client, targets: dict[str, str],
                 continue
             r = http.get(url, headers=headers)
             if r.status_code == 401:
-                assert r.json() == revoked_body, f"{name}: {r.text}"
+                body = r.json()
+                assert slug_of(body) == revoked_slug, f"{name}: {r.text}"
+                assert {k: v for k, v in body.items() if k != "type"} == revoked_rest, \
+                    f"{name}: {r.text}"
                 refused_after[name] = time.monotonic() - since
         time.sleep(0.05)  # polling interval of this loop, not a wait for an outcome
 
@@ -108,7 +114,9 @@ def refused_everywhere(http: httpx.Client, targets: dict[str, str],
     for name, url in targets.items():  # every worker behind each port agrees
         for _ in range(6):
             r = http.get(url, headers=headers)
-            assert r.status_code == 401 and r.json() == revoked_body, f"{name}: {r.text}"
+            assert r.status_code == 401 and slug_of(r.json()) == revoked_slug, \
+                f"{name}: {r.text}"
+            assert {k: v for k, v in r.json().items() if k != "type"} == revoked_rest
     return refused_after
 
 

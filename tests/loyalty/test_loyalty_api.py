@@ -210,7 +210,7 @@ def test_redemption_for_another_customer(client: Any, auth: Auth, award: Award) 
     # staff and services redeem on a customer's behalf and must say whose points
     r = client.post("/v1/redemptions", json={"order_id": "ord-3", "points": 5},
                     headers=auth("orders", role="service"))
-    assert_problem(r, 400)
+    assert_problem(r, 422)  # well-formed, but this caller must name the customer
     r = client.post("/v1/redemptions", json={"order_id": "ord-3", "points": 5,
                                              "customer_id": "alice"},
                     headers=auth("orders", role="service"))

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from charter.db import Database
-from charter.problems import BadRequest, Forbidden, NotFound
+from charter.problems import Forbidden, NotFound, Unprocessable
 from charter.security.principal import Principal
 from services.loyalty.app import loyalty_service
 from services.loyalty.services import LoyaltyService
@@ -52,6 +52,6 @@ def test_awards_and_reversals_are_for_staff_and_services(service: LoyaltyService
                    lambda: service.reverse_redemption(ALICE, "ord-2")):
         with pytest.raises(Forbidden):
             change()
-    with pytest.raises(BadRequest):  # a service must say whose points it spends
+    with pytest.raises(Unprocessable):  # a service must say whose points it spends
         service.redeem(ORDERS, "ord-3", 1)
     assert service.balance(ALICE).balance == 90

@@ -10,7 +10,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from charter import specs
+from charter import problem_types, specs
 from services.catalog_client.client import HttpCatalogClient
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
 from services.orders.domain import Order, OrderLine
@@ -42,6 +42,14 @@ def request_schema_check(api: str, schema: str, body: Any) -> None:
 @pytest.fixture
 def stub(stub_server: Callable[..., StubServer]) -> StubServer:
     return stub_server(lambda seen: (500, None))
+
+
+def problem(slug: str, **extensions: Any) -> tuple[int, dict[str, Any]]:
+    """A typed problem answer as another environment sends it: another base URL and a
+    reworded title (the clients decide on the type's slug only)."""
+    status = problem_types.get(slug).status
+    return status, {"type": f"https://elsewhere.example/problems/{slug}",
+                    "title": "Reworded title", "status": status, **extensions}
 
 
 def answer(stub: StubServer, *replies: tuple[int, Any]) -> None:
@@ -97,17 +105,16 @@ def test_reserve_sends_the_key_the_reserve_token_and_a_valid_body(stub: StubServ
 
 def test_reserve_maps_shortage_refusal_and_existing(stub: StubServer) -> None:
     shortages = [{"product_id": 2, "requested": 3, "available": 1}]
-    answer(stub, (409, {"title": "Insufficient stock", "status": 409, "detail": "short",
-                        "product_id": 2, "shortages": shortages}))
+    answer(stub, problem("insufficient-stock", detail="short", product_id=2,
+                         shortages=shortages))
     result = catalog(stub).reserve(ORDER_ID, [(2, 3)], "order-x-reserve")
     assert result.outcome is ReserveOutcome.SHORTAGE and result.shortages == shortages
 
-    answer(stub, (422, {"title": "Unknown product", "status": 422, "detail": "gone",
-                        "product_id": 9, "product_ids": [9]}))
+    answer(stub, problem("unknown-product", detail="gone", product_id=9, product_ids=[9]))
     result = catalog(stub).reserve(ORDER_ID, [(9, 1)], "order-x-reserve")
     assert result.outcome is ReserveOutcome.REFUSED and result.product_ids == [9]
 
-    answer(stub, (409, {"title": "Reservation exists", "status": 409}),
+    answer(stub, problem("reservation-exists"),
            (200, {"order_id": ORDER_ID, "status": "held", "items": []}))
     result = catalog(stub).reserve(ORDER_ID, [(1, 1)], "order-x-reserve")
     assert result.outcome is ReserveOutcome.HELD
@@ -116,8 +123,10 @@ def test_reserve_maps_shortage_refusal_and_existing(stub: StubServer) -> None:
 
 
 @pytest.mark.parametrize("reply", [
-    (409, {"title": "Request in progress", "status": 409}),
-    (422, {"title": "Idempotency-Key reused", "status": 422}),
+    problem("request-in-progress"),
+    problem("idempotency-key-reused"),
+    (409, {"title": "Insufficient stock", "status": 409}),  # untyped: not trusted
+    problem("conflict", shortages=[{"product_id": 2, "requested": 3, "available": 1}]),
     (503, None),
     (400, {"title": "Bad Request", "status": 400}),
 ])
@@ -160,11 +169,15 @@ def test_commit_and_release(stub: StubServer, action: str) -> None:
     assert stub.seen[0].path == f"/v1/reservations/{ORDER_ID}/{action}"
     assert stub.seen[0].headers["idempotency-key"] == f"order-{ORDER_ID}-{action}"
     assert stub.seen[0].headers["authorization"] == "Bearer reserve-token"
-    answer(stub, (404, {"title": "Not Found", "status": 404}))
+    answer(stub, problem("not-found"))
     assert call(ORDER_ID, "order-x-key").outcome is TransitionOutcome.NOT_FOUND
-    answer(stub, (409, {"title": "Invalid reservation state", "status": 409}))
+    answer(stub, problem("invalid-reservation-state"))
     assert call(ORDER_ID, "order-x-key").outcome is TransitionOutcome.CONFLICT
-    answer(stub, (409, {"title": "Request in progress", "status": 409}))
+    for busy in ("request-in-progress", "concurrent-update"):
+        answer(stub, problem(busy))
+        with pytest.raises(CatalogUnavailable):
+            call(ORDER_ID, "order-x-key")
+    answer(stub, (409, {"title": "Invalid reservation state", "status": 409}))  # untyped
     with pytest.raises(CatalogUnavailable):
         call(ORDER_ID, "order-x-key")
 
@@ -189,9 +202,9 @@ def test_cart_is_read_and_cleared_with_the_callers_own_token(stub: StubServer) -
     assert all(s.headers["authorization"] == "Bearer alices-token" for s in stub.seen)
 
 
-@pytest.mark.parametrize("status", [401, 403])
-def test_cart_refusing_the_token_is_forbidden(stub: StubServer, status: int) -> None:
-    answer(stub, (status, {"title": "Forbidden", "status": status}))
+@pytest.mark.parametrize("kind", ["unauthorized", "insufficient-scope", "forbidden"])
+def test_cart_refusing_the_token_is_forbidden(stub: StubServer, kind: str) -> None:
+    answer(stub, problem(kind))
     with pytest.raises(CartForbidden):
         HttpCart(stub.url, timeout=1.0).get_cart("Bearer t", "alice")
 
@@ -262,11 +275,14 @@ def test_notification_body_key_and_answers(stub: StubServer) -> None:
     assert seen.headers["authorization"] == "Bearer notify-token"
     assert seen.json()["channel"] == "email" and seen.json()["recipient"] == "alice@example.com"
     request_schema_check("notifications", "NotificationCreate", seen.json())
-    for status in (502, 422):
-        answer(stub, (status, {"title": "refused", "status": status}))
+    for refused in (problem("notification-not-sent"), problem("unprocessable"),
+                    problem("idempotency-key-reused")):
+        answer(stub, refused)
         assert notifications.send(MESSAGE, key) is Delivery.REFUSED
-    for status in (409, 503):
-        answer(stub, (status, {"title": "later", "status": status}))
+    for later in (problem("request-in-progress"), problem("notification-provider-unavailable"),
+                  (502, {"title": "Notification not sent", "status": 502}),  # untyped
+                  (503, {"title": "later", "status": 503})):
+        answer(stub, later)
         with pytest.raises(NotificationsUnavailable):
             notifications.send(MESSAGE, key)
 

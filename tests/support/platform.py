@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.databases import POSTGRES_ADMIN_URL, drop_databases, require_postgres
 from tests.support.polling import wait_until
-from tests.support.servers import free_port
+from tests.support.servers import free_ports
 
 COMPONENTS = ("auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
               "notifications", "gateway")
@@ -69,8 +69,8 @@ def start(tmp_path: Path, extra_env: dict[str, str] | None = None,
     env = {k: v for k, v in os.environ.items()
            if not k.endswith("_URL") and k not in inherited}
     env.update({"CHARTER_VAR_DIR": str(tmp_path / "var"), "PYTHONUNBUFFERED": "1"})
-    for comp in COMPONENTS:
-        env[f"{comp.upper()}_PORT"] = str(free_port())
+    for comp, port in zip(COMPONENTS, free_ports(len(COMPONENTS)), strict=True):
+        env[f"{comp.upper()}_PORT"] = str(port)
     env.update(extra_env or {})
     log = tmp_path / "charter-up.log"
     argv = [sys.executable, "-m", "charterctl.cli", "up"] + (["--only", only] if only else [])

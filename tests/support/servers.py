@@ -17,9 +17,20 @@ from tests.support.polling import wait_until
 
 def free_port() -> int:
     """A TCP port nothing listens on right now (for servers started in subprocesses)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports: all bound at once, so the kernel cannot hand the
+    same one out twice (calling :func:`free_port` in a loop can)."""
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
+    finally:
+        for sock in socks:
+            sock.close()
 
 
 class ThreadServer:

@@ -1,0 +1,1 @@
+"""Contract tests: Pact consumer tests (``consumer/``) and provider verification (``provider/``)."""

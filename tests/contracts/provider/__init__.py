@@ -1,0 +1,1 @@
+"""Pact provider verification: each provider app served for real, every pact replayed."""

@@ -1,0 +1,1 @@
+"""Schemathesis on every spec, against the running platform."""
