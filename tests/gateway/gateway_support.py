@@ -13,6 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from tests.support.servers import read_body
+
 
 @dataclass
 class EchoUpstream:
@@ -24,12 +26,7 @@ class EchoUpstream:
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         headers: dict[str, str] = {}
         for k, v in scope["headers"]:
             name = k.decode().lower()

@@ -15,6 +15,16 @@ import uvicorn
 from tests.support.polling import wait_until
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole request body of an ASGI ``http`` request (for test apps)."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            return body
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now (for servers started in subprocesses)."""
     return free_ports(1)[0]

@@ -16,6 +16,8 @@ import ssl
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from tests.support.servers import read_body
+
 # Hop-by-hop headers (RFC 9110 §7.6.1) and those httpx recomputes for the upstream request.
 _DROP_REQUEST = frozenset({b"host", b"connection", b"keep-alive", b"transfer-encoding",
                            b"te", b"upgrade", b"proxy-connection", b"content-length"})
@@ -35,12 +37,7 @@ class TlsRelay:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if self._client is None:
             self._client = httpx.AsyncClient(base_url=self.upstream, verify=self.ssl_context,
                                              timeout=self.timeout, follow_redirects=False)
