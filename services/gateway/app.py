@@ -557,7 +557,8 @@ class Gateway:
         dropped = (_RESPONSE_DROPPED.union(k for k, _ in limit_headers) if limit_headers
                    else _RESPONSE_DROPPED)
         headers = [
-            (name, value) for name, value in ((k.lower(), v) for k, v in raw)
+            (name, hdr.public_location(value, ex.api) if name in _LOCATIONS else value)
+            for name, value in ((k.lower(), v) for k, v in raw)
             if name not in dropped and not hdr.is_hop_by_hop(name, named)
         ]
         headers.append((hdr.CORRELATION, cid))
@@ -585,6 +586,9 @@ class Gateway:
             raise
         finally:
             await response.aclose()
+
+
+_LOCATIONS = frozenset({b"location", b"content-location"})
 
 
 def _refusal(problem: TokenProblem) -> tuple[int, str, str, bytes]:

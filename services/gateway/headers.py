@@ -80,3 +80,15 @@ def forwarded_pair(value: str) -> str:
 def quoted(value: str) -> str:
     """An RFC 7230 quoted-string (for ``Forwarded: host="…"``)."""
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_VERSIONED_PATH = re.compile(rb"^/v[0-9]+(?:/|$)")
+
+
+def public_location(value: bytes, api: str) -> bytes:
+    """A service's ``Location``/``Content-Location`` as the caller must follow it: the
+    service knows only its own mount (``/v2/orders/7``); through the gateway that is
+    ``/orders/v2/orders/7``. Absolute URLs and other paths pass unchanged."""
+    if _VERSIONED_PATH.match(value):
+        return b"/" + api.encode() + value
+    return value

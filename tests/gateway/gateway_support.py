@@ -57,6 +57,8 @@ class EchoUpstream:
                 (b"upgrade", b"h2c"),
                 (b"x-kept", b"yes"),
             ]
+        if headers.get("x-test-location"):
+            out.append((b"location", headers["x-test-location"].encode()))
         if headers.get("x-test-big"):
             size = int(headers["x-test-big"])
             await send({"type": "http.response.start", "status": status, "headers": out})

@@ -152,6 +152,22 @@ async def test_hop_by_hop_response_headers_are_stripped(
     assert "date" not in r.headers and "server" not in r.headers  # uvicorn adds its own
 
 
+@pytest.mark.parametrize(("sent", "seen"), [
+    ("/v1/products/7", "/catalog/v1/products/7"),          # the service's own mount
+    ("/v2", "/catalog/v2"),
+    ("https://elsewhere.example/v1/x", "https://elsewhere.example/v1/x"),
+    ("/catalog/v1/products/7", "/catalog/v1/products/7"),  # already public
+    ("/version/1", "/version/1"),
+])
+async def test_location_is_rewritten_to_the_public_path(
+        client: httpx.AsyncClient, bearer: Callable[..., dict[str, str]],
+        sent: str, seen: str) -> None:
+    """A 201/202 ``Location`` must be followable through the gateway (regression: v2's
+    ``POST /orders/v2/orders`` answered ``Location: /v2/orders/<id>``)."""
+    r = await client.get(URL, headers={**bearer(), "x-test-location": sent})
+    assert r.headers["location"] == seen
+
+
 def test_through_a_real_gateway_server(make_gateway: Callable[..., Gateway],
                                        echo: EchoUpstream, tokens: TokenFactory,
                                        asgi_server: Callable[..., ThreadServer]) -> None:
