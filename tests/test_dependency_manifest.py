@@ -60,7 +60,8 @@ DRIVERS: dict[str, list[Driver]] = {
          {"authorize": ("order-1", "user-1", 990, "EUR", "tok_visa", "key-0005"),
           "capture": ("pay-1", "key-0006"), "void": ("pay-1", "key-0007"),
           "refund": ("pay-1", "key-0008", "cancelled")}),
-        (orders_app.default_loyalty, LoyaltyPort, {"award": ("user-1", "order-1", 990, "EUR")}),
+        (orders_app.default_loyalty, LoyaltyPort,
+         {"award": ("user-1", "order-1", 990, "EUR"), "reverse_award": ("order-1",)}),
         (orders_app.default_notifications, NotificationsPort, {"send": (NOTE, "key-0004")}),
     ],
 }
@@ -105,7 +106,7 @@ def to_call(seen: Seen, table: list[Any]) -> Call:
     path = urlsplit(seen.path).path
     for api, method, regex, op in table:
         if method == seen.method and regex.match(path):
-            return Call(api=api, operationId=op.operation_id, version=op.version)
+            return Call(api=api, operation_id=op.operation_id, version=op.version)
     raise AssertionError(f"{seen.method} {path} is no operation of any spec")
 
 

@@ -15,7 +15,10 @@ checkout saga (event-sourced, outbox, RabbitMQ) will run the same steps asynchro
 behind the same v2 contract; until then they run inside the request (the answer is
 ``202`` with the order as far as it got: a step whose service is down is resumed by
 repeating the request with the same key). Compensation for a confirmed order is a
-refund: its committed stock is not put back (the goods left the warehouse).
+refund: its committed stock is not put back (the goods left the warehouse), and its
+loyalty points are taken back (``reverse_award``) after the refund — best effort like the
+award: a loyalty failure never undoes the refund; it is recorded
+(``loyalty_reversal_status``) and retried by recovery, a read or a repeated cancel.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork
 
 from . import domain
-from .domain import Order, OrderEvent, OrderStatus, RejectionCode
+from .domain import FollowUp, Order, OrderEvent, OrderStatus, RejectionCode
 from .ports import (
     CartPort,
     CatalogPort,
@@ -46,8 +49,17 @@ from .ports import (
     OrderRepository,
     PaymentOutcome,
     PaymentsPort,
+    Reversal,
 )
-from .services import Answer, Caller, OrderService, PlaceRequest, Rejected, idempotency_scope
+from .services import (
+    OPEN,
+    Answer,
+    Caller,
+    OrderService,
+    PlaceRequest,
+    Rejected,
+    idempotency_scope,
+)
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +252,7 @@ class CheckoutService(OrderService):
     # -- recovery ------------------------------------------------------------------------
     def resume_pending(self, now: datetime | None = None) -> dict[str, int]:
         """v1's recovery (:meth:`OrderService.resume_pending`), then the captures still due
-        on v2 orders confirmed meanwhile."""
+        on v2 orders confirmed meanwhile and the loyalty reversals of refunded ones."""
         report = super().resume_pending(now)
         before = now or self.clock()
         with self.uow.read() as repo:
@@ -251,14 +263,21 @@ class CheckoutService(OrderService):
                 order = self._capture(order)
                 report[f"capture:{order.payment_status}"] = \
                     report.get(f"capture:{order.payment_status}", 0) + 1
+            elif order.status is OrderStatus.CANCELLED \
+                    and order.loyalty_reversal_status in OPEN:
+                order = self._drive_reversal(order_id)
+                what = f"reversal:{order.loyalty_reversal_status}"
+                report[what] = report.get(what, 0) + 1
         return report
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, caller: Caller, order_id: str) -> Order:
-        """The order; a confirmed order whose capture is due is captured first."""
+        """The order; a capture or loyalty reversal still due is attempted first."""
         order = self.get(caller, order_id)
         if order.status is OrderStatus.CONFIRMED and order.payment_status == "authorized":
             order = self._capture(order)
+        elif order.status is OrderStatus.CANCELLED and order.loyalty_reversal_status in OPEN:
+            order = self._drive_reversal(order.id)
         return order
 
     def list_after(self, principal: Principal, *, status: str | None = None,
@@ -311,7 +330,8 @@ class CheckoutService(OrderService):
             self._change(order.id, lambda o: o.cancel_for(code, detail, now))
             log.info("order %s cancelled by %s", order.id, principal.sub)
         self._remember(scope, key, request, order.id)
-        return Answer(self._drive_release(order.id), 200, replayed)
+        self._drive_release(order.id)
+        return Answer(self._drive_reversal(order.id), 200, replayed)
 
     def _refund(self, order: Order, code: RejectionCode, detail: str) -> Order:
         payment_id = order.payment_id
@@ -338,3 +358,45 @@ class CheckoutService(OrderService):
         changed, _ = self._change(order.id, refunded)
         log.info("order %s cancelled and its payment %s %s", order.id, payment_id, final)
         return changed
+
+    def _drive_reversal(self, order_id: str) -> Order:
+        """Take back the loyalty points of a refunded order and record how it went.
+
+        Never raises for loyalty: the refund stands whatever loyalty answers. Unavailable:
+        ``pending_retry`` (retried); refused for good: ``failed`` (logged); no award at
+        loyalty: done, nothing taken — unless this order recorded its award as done, which
+        is a contradiction to look at (``failed``), not a success.
+        """
+        order = self._load(order_id)
+        if order.status is not OrderStatus.CANCELLED \
+                or order.loyalty_reversal_status not in OPEN:
+            return order
+        awarded = True
+        try:
+            result = self.loyalty.reverse_award(order.id)
+        except DependencyUnavailable as exc:
+            log.warning("loyalty reversal for order %s failed, will retry: %s", order.id,
+                        exc.detail or exc)
+            outcome = FollowUp.PENDING_RETRY
+        except Exception:  # best effort: never let it break the cancel
+            log.exception("loyalty reversal for order %s failed, will retry", order.id)
+            outcome = FollowUp.PENDING_RETRY
+        else:
+            outcome = FollowUp.DONE
+            if result is Reversal.NOT_AWARDED:
+                awarded = False
+                if order.loyalty_status is FollowUp.DONE:
+                    log.error("loyalty has no award for order %s, which recorded one",
+                              order.id)
+                    outcome = FollowUp.FAILED
+            elif result is Reversal.REFUSED:
+                log.error("loyalty refused to reverse the award of order %s", order.id)
+                outcome = FollowUp.FAILED
+        now = self.clock()
+
+        def record(o: Order) -> None:
+            if o.loyalty_reversal_status in OPEN:
+                o.record_reversal(outcome, now, awarded=awarded)
+
+        order, _ = self._change(order.id, record)
+        return order

@@ -9,7 +9,8 @@ correlation id, bounded retries — keyed POSTs are retried too, they cannot act
 * cart — ``GET /v1/cart`` and ``DELETE /v1/cart`` **with the customer's own bearer
   token** (zero trust: the cart only ever shows a user their own cart);
 * payments — ``GET /v1/payments/{payment_id}`` (internal token ``payments:read``);
-* loyalty — ``POST /v1/awards`` (internal token ``loyalty:write``; idempotent by order);
+* loyalty — ``POST /v1/awards`` and ``POST /v1/awards/{order_id}/reversal`` (internal
+  token ``loyalty:write``; both idempotent by order, so both are retried);
 * notifications — ``POST /v1/notifications`` (internal token ``notifications:write``,
   ``Idempotency-Key``).
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -44,6 +46,7 @@ from .ports import (
     PaymentOutcome,
     PaymentsPort,
     PaymentsUnavailable,
+    Reversal,
 )
 
 __all__ = ["HttpCart", "HttpLoyalty", "HttpNotifications", "HttpPayments"]
@@ -249,6 +252,17 @@ class HttpLoyalty(LoyaltyPort):
         response = _call(self.http, LoyaltyUnavailable, "loyalty service", "POST",
                          "/v1/awards", json=body, headers=JSON_HEADERS, retry=True)
         return _delivery(response, LoyaltyUnavailable, "loyalty service", "award")
+
+    def reverse_award(self, order_id: str) -> Reversal:
+        # Idempotent by order id too (one reversal per order; a repeat replays it).
+        response = _call(self.http, LoyaltyUnavailable, "loyalty service", "POST",
+                         f"/v1/awards/{quote(order_id, safe='')}/reversal",
+                         headers=JSON_HEADERS, retry=True)
+        if response.status_code == 404 and problem_kind(response) == "not-found":
+            return Reversal.NOT_AWARDED  # the order has no award: nothing to take back
+        delivery = _delivery(response, LoyaltyUnavailable, "loyalty service", "reverse award",
+                             retry=frozenset({"concurrent-update", "request-in-progress"}))
+        return Reversal.REVERSED if delivery is Delivery.DONE else Reversal.REFUSED
 
     def close(self) -> None:
         self.http.close()

@@ -199,6 +199,7 @@ class Order:
     notification_status: FollowUp | None = None
     release_status: FollowUp | None = None
     payment_status: str | None = None  # the payment as payments last reported it (v2)
+    loyalty_reversal_status: FollowUp | None = None  # taking the points back (v2 refund)
     new_events: list[OrderEvent] = field(default_factory=list, compare=False, repr=False)
 
     def _event(self, kind: str, now: datetime, **data: Any) -> None:
@@ -363,12 +364,16 @@ class Order:
         """A confirmed order whose payment was refunded becomes ``cancelled``.
 
         Its stock was committed (the goods left): nothing is released, so
-        ``release_status`` stays null.
+        ``release_status`` stays null. Its loyalty points are to be taken back
+        (``loyalty_reversal_status`` pending) unless loyalty refused the award for good.
         """
         if self.status is not OrderStatus.CONFIRMED:
             raise InvalidTransition(f"only a confirmed order is refunded (it is {self.status})")
         self.status = OrderStatus.CANCELLED
         self.updated_at = now
+        if self.loyalty_status not in (None, FollowUp.FAILED):
+            # Also when the award is still open: an award whose answer was lost may exist.
+            self.loyalty_reversal_status = FollowUp.PENDING
         self.rejection_code, self.reason = code, detail
         self._event("order.cancelled", now, status="cancelled", code=code.value,
                     detail=detail[:500])
@@ -380,6 +385,24 @@ class Order:
         setattr(self, f"{what}_status", outcome)
         self.updated_at = now
         self._event(f"{what}.{outcome.value}", now, outcome=outcome.value)
+
+    def award_recorded_after_cancel(self, now: datetime) -> None:
+        """An award that landed after a refunded cancel: its points must be taken back
+        too (reopens the reversal; loyalty replays a reversal already made)."""
+        if self.status is OrderStatus.CANCELLED and \
+                self.loyalty_reversal_status not in (FollowUp.PENDING, FollowUp.PENDING_RETRY):
+            self.loyalty_reversal_status = FollowUp.PENDING
+            self.updated_at = now
+
+    def record_reversal(self, outcome: FollowUp, now: datetime, *,
+                        awarded: bool = True) -> None:
+        """Set the state of taking the loyalty points back; ``awarded=False``: loyalty
+        held no award, nothing was taken (``loyalty.not_awarded``)."""
+        self.loyalty_reversal_status = outcome
+        self.updated_at = now
+        kind = {FollowUp.DONE: "reversed" if awarded else "not_awarded"}.get(
+            outcome, f"reversal_{outcome.value}")
+        self._event(f"loyalty.{kind}", now, outcome=outcome.value)
 
     def copy(self) -> Order:
         return replace(self, lines=list(self.lines), new_events=list(self.new_events))

@@ -43,7 +43,7 @@ __all__ = [
     "LoyaltyPort", "LoyaltyUnavailable", "Notification", "NotificationsPort",
     "NotificationsUnavailable", "OrderFilter", "OrderRepository", "Payment", "PaymentsPort",
     "PaymentOutcome", "CheckoutPaymentsPort", "PaymentsUnavailable", "Product",
-    "ReserveOutcome", "ReserveResult",
+    "ReserveOutcome", "ReserveResult", "Reversal",
     "TransitionOutcome", "TransitionResult",
 ]
 
@@ -126,6 +126,14 @@ class Delivery(StrEnum):
     REFUSED = "refused"  # refused for good (4xx); retrying would not help
 
 
+class Reversal(StrEnum):
+    """How taking back an order's loyalty points ended."""
+
+    REVERSED = "reversed"  # taken back (now or earlier)
+    NOT_AWARDED = "not_awarded"  # loyalty holds no award for the order: nothing to take
+    REFUSED = "refused"  # refused for good; retrying would not help
+
+
 # -- ports ------------------------------------------------------------------------------
 class CatalogPort(Protocol):
     """Products and stock reservations (the shared catalog client implements it)."""
@@ -177,10 +185,14 @@ class PaymentsPort(Protocol):
 
 
 class LoyaltyPort(Protocol):
-    """Loyalty points awarded for a confirmed order."""
+    """Loyalty points awarded for a confirmed order (and taken back if it is refunded)."""
 
     def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
         """Award the order's points (idempotent by order)."""
+        ...
+
+    def reverse_award(self, order_id: str) -> Reversal:
+        """Take back the points awarded for a cancelled order (idempotent by order)."""
         ...
 
     def close(self) -> None:

@@ -472,6 +472,8 @@ class OrderService:
             for what, outcome in outcomes.items():
                 if getattr(o, f"{what}_status") in OPEN:
                     o.record(what, outcome, now)
+            if outcomes.get("loyalty") is FollowUp.DONE:  # refunded meanwhile (v2 cancel)?
+                o.award_recorded_after_cancel(now)
 
         order, _ = self._change(order.id, record)
         return order

@@ -75,6 +75,7 @@ orders = Table(
     Column("notification_status", String(16), nullable=True),
     Column("release_status", String(16), nullable=True),
     Column("payment_status", String(16), nullable=True),
+    Column("loyalty_reversal_status", String(16), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     CheckConstraint("total >= 0", name="total_positive"),
@@ -201,6 +202,7 @@ class SqlOrderRepository(KeyedSqlRepository):
             "notification_status": value(order.notification_status),
             "release_status": value(order.release_status),
             "payment_status": order.payment_status,
+            "loyalty_reversal_status": value(order.loyalty_reversal_status),
             "created_at": order.created_at,
             "updated_at": order.updated_at,
         }
@@ -272,8 +274,8 @@ class SqlOrderRepository(KeyedSqlRepository):
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:
         """Ids of orders with unfinished work, last changed at or before ``before``.
 
-        Pending reservations, started confirmations, stock releases and confirmation
-        follow-ups (loyalty, notification) that have not completed.
+        Pending reservations, started confirmations, stock releases, confirmation
+        follow-ups (loyalty, notification) and loyalty reversals that have not completed.
         """
         rows = self.session.execute(
             select(orders.c.id)
@@ -284,7 +286,8 @@ class SqlOrderRepository(KeyedSqlRepository):
                     (orders.c.status == OrderStatus.RESERVED.value)
                     & orders.c.payment_id.is_not(None),
                     (orders.c.status == OrderStatus.CANCELLED.value)
-                    & orders.c.release_status.in_(OPEN_FOLLOW_UPS),
+                    & or_(orders.c.release_status.in_(OPEN_FOLLOW_UPS),
+                          orders.c.loyalty_reversal_status.in_(OPEN_FOLLOW_UPS)),
                     (orders.c.status == OrderStatus.CONFIRMED.value)
                     & or_(
                         orders.c.loyalty_status.in_(OPEN_FOLLOW_UPS),
@@ -340,4 +343,5 @@ class SqlOrderRepository(KeyedSqlRepository):
             notification_status=_enum(FollowUp, row["notification_status"]),
             release_status=_enum(FollowUp, row["release_status"]),
             payment_status=row["payment_status"],
+            loyalty_reversal_status=_enum(FollowUp, row["loyalty_reversal_status"]),
         )

@@ -33,6 +33,7 @@ from services.orders.ports import (
     Product,
     ReserveOutcome,
     ReserveResult,
+    Reversal,
     TransitionOutcome,
     TransitionResult,
 )
@@ -232,6 +233,8 @@ class InMemoryLoyalty(_Switch, LoyaltyPort):
         self.awards: dict[str, dict[str, Any]] = {}
         self.calls: list[dict[str, Any]] = []
         self.refuse = False
+        self.reversed: set[str] = set()
+        self.reversal_calls: list[str] = []
 
     def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
         with self.lock:
@@ -245,6 +248,16 @@ class InMemoryLoyalty(_Switch, LoyaltyPort):
                 return Delivery.REFUSED
             self.awards[order_id] = request
             return Delivery.DONE
+
+    def reverse_award(self, order_id: str) -> Reversal:
+        """Once per order like the loyalty API; ``reversal_calls`` lists every call."""
+        with self.lock:
+            self.reversal_calls.append(order_id)
+            self._check()
+            if order_id not in self.awards:
+                return Reversal.NOT_AWARDED
+            self.reversed.add(order_id)
+            return Reversal.REVERSED
 
 
 class InMemoryNotifications(_Switch, NotificationsPort):

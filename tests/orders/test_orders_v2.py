@@ -19,12 +19,15 @@ from orders_fakes import (
 from orders_support import Auth, keyed, new_key
 
 from charter.db import Database
+from charter.security.principal import Principal
 from charter.testing import TokenFactory
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
 from services.orders.app import create_app, order_service
+from services.orders.checkout import Caller, CheckoutService
 from services.orders.ports import (
     CheckoutPaymentsPort,
+    Delivery,
     PaymentOutcome,
     PaymentsUnavailable,
 )
@@ -189,12 +192,85 @@ def test_cancel_of_a_confirmed_order_refunds_it(
     assert cancelled["reason"]["code"] == "cancelled_by_customer"
     assert cancelled["payment"]["status"] == "refunded"
     assert checkout_payments.payments[order["payment"]["id"]].status == "refunded"
-    assert events(client, auth("alice"), order["id"])[-2:] == ["payment.refunded",
-                                                               "order.cancelled"]
+    assert events(client, auth("alice"), order["id"])[-3:] == ["payment.refunded",
+                                                               "order.cancelled",
+                                                               "loyalty.reversed"]
     # Cancelling again changes nothing and refunds nothing more.
     again = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
     assert again.status_code == 200
     assert [a for a, _ in checkout_payments.calls].count("refund") == 1
+
+
+def test_cancel_of_a_confirmed_order_takes_back_its_loyalty_points(
+        client: Any, auth: Auth, loyalty: InMemoryLoyalty) -> None:
+    order = checkout(client, auth("alice")).json()
+    assert order["id"] in loyalty.awards
+    r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
+    assert r.status_code == 200, r.text
+    assert loyalty.reversed == {order["id"]}
+    # Once: a second cancel, a read and recovery reverse nothing more.
+    client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
+    client.get(f"/v2/orders/{order['id']}", headers=auth("alice"))
+    assert loyalty.reversal_calls == [order["id"]]
+
+
+def test_loyalty_down_refunds_anyway_and_the_reversal_is_finished_later(
+        client: Any, auth: Auth, app: Any, loyalty: InMemoryLoyalty,
+        checkout_payments: FakeCheckoutPayments) -> None:
+    order = checkout(client, auth("alice")).json()
+    loyalty.down = True
+    r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["payment"]["status"]) == ("cancelled", "refunded")
+    assert checkout_payments.payments[order["payment"]["id"]].status == "refunded"
+    assert loyalty.reversed == set()
+    assert events(client, auth("alice"), order["id"])[-1] == "loyalty.reversal_pending_retry"
+    assert order_service(app).resume_pending().get("reversal:pending_retry") == 1
+    loyalty.down = False
+    assert order_service(app).resume_pending().get("reversal:done") == 1
+    assert loyalty.reversed == {order["id"]}
+    assert events(client, auth("alice"), order["id"])[-2:] == [
+        "loyalty.reversal_pending_retry", "loyalty.reversed"]
+    assert order_service(app).resume_pending().get("reversal:done") is None  # finished
+
+
+def test_an_award_never_made_is_nothing_to_reverse(
+        client: Any, auth: Auth, loyalty: InMemoryLoyalty) -> None:
+    """The award failed (still to retry) when the order was refunded: loyalty has none,
+    so the reversal is done with nothing taken; the award is not retried any more."""
+    loyalty.down = True
+    order = checkout(client, auth("alice")).json()
+    loyalty.down = False
+    client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
+    assert loyalty.reversal_calls == [order["id"]] and loyalty.awards == {}
+    assert events(client, auth("alice"), order["id"])[-1] == "loyalty.not_awarded"
+
+
+def test_an_award_landing_after_the_cancel_is_reversed_too(
+        client: Any, auth: Auth, app: Any, loyalty: InMemoryLoyalty) -> None:
+    """The race: the order is refunded while its award is on the way (the reversal finds
+    no award yet); when the award lands, the reversal is reopened and taken back."""
+    real_award = loyalty.award
+    alice = Caller(Principal("alice", "customer", frozenset({"orders:write"})))
+
+    def award_racing_a_cancel(customer_id: str, order_id: str, amount: int,
+                              currency: str) -> Delivery:
+        loyalty.award = real_award  # type: ignore[method-assign]
+        service = order_service(app)
+        assert isinstance(service, CheckoutService)
+        cancelled = service.cancel_and_refund(alice, order_id, new_key())
+        assert cancelled.order.status == "cancelled"
+        return real_award(customer_id, order_id, amount, currency)
+
+    loyalty.award = award_racing_a_cancel  # type: ignore[method-assign]
+    order = checkout(client, auth("alice")).json()
+    assert order["status"] == "cancelled"
+    assert loyalty.reversed == set()  # the reversal came before the award
+    assert order_service(app).resume_pending().get("reversal:done") == 1
+    assert loyalty.reversed == {order["id"]}
+    trail = [e for e in events(client, auth("alice"), order["id"])
+             if e.startswith("loyalty.")]
+    assert trail == ["loyalty.not_awarded", "loyalty.done", "loyalty.reversed"]
 
 
 def test_cancel_with_payments_down_is_503_and_changes_nothing(

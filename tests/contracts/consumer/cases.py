@@ -22,7 +22,7 @@ from pact import Pact, match
 from services.catalog_client.client import HttpCatalogClient
 from services.catalog_client.models import ReserveOutcome, TransitionOutcome
 from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
-from services.orders.ports import Delivery, Notification
+from services.orders.ports import Delivery, Notification, Reversal
 from tests.contracts.pacts import BEARER_PATTERN, CUSTOMER, EXAMPLE_TOKEN, state
 
 JSON = "application/json"
@@ -502,6 +502,45 @@ def drive_award(url: str) -> None:
         loyalty.close()
 
 
+REVERSAL_PATH = rf"^/v1/awards/{ORDER_ID_PATTERN}/reversal$"
+
+
+def awarded() -> tuple[str, dict[str, Any]]:
+    return state("order {order_id} was awarded for {amount} {currency} to {customer_id}",
+                 **AWARD)
+
+
+def reversal_request(pact: Pact, description: str, given: tuple[str, dict[str, Any]]) -> Any:
+    return request(pact, description, given, "POST", f"/v1/awards/{ORDER_ID}/reversal",
+                   REVERSAL_PATH)
+
+
+def reverse_new(pact: Pact) -> None:
+    ok(reversal_request(pact, "a reversal of an order's award", awarded()), 201)
+
+
+def reverse_again(pact: Pact) -> None:
+    ok(reversal_request(pact, "a reversal of an award already reversed", state(
+        "order {order_id} was awarded for {amount} {currency} to {customer_id} and reversed",
+        **AWARD)), 200)
+
+
+def reverse_not_awarded(pact: Pact) -> None:
+    problem(reversal_request(pact, "a reversal for an order without award", state(
+        "order {order_id} has no award", order_id=ORDER_ID)), 404,
+        {"type": problem_type("not-found")})
+
+
+def drive_reverse(expected: Reversal) -> Callable[[str], None]:
+    def drive(url: str) -> None:
+        loyalty = HttpLoyalty(url, token, timeout=5.0)
+        try:
+            assert loyalty.reverse_award(ORDER_ID) is expected
+        finally:
+            loyalty.close()
+    return drive
+
+
 NOTE = Notification(recipient="alice@example.com", subject="Your order is confirmed",
                     body="Thank you for your order.", order_id=ORDER_ID, customer_id=CUSTOMER)
 
@@ -557,6 +596,11 @@ CASES: list[Case] = [
                  {"payment": payment_body("refunded")}, "refunded"),
     Case("orders", "loyalty", "award", award_new, drive_award),
     Case("orders", "loyalty", "award replayed", award_again, drive_award),
+    Case("orders", "loyalty", "reverse award", reverse_new, drive_reverse(Reversal.REVERSED)),
+    Case("orders", "loyalty", "reverse award replayed", reverse_again,
+         drive_reverse(Reversal.REVERSED)),
+    Case("orders", "loyalty", "reverse award not awarded", reverse_not_awarded,
+         drive_reverse(Reversal.NOT_AWARDED)),
     Case("orders", "notifications", "send", send_notification, drive_send(Delivery.DONE)),
     Case("orders", "notifications", "provider refuses", refused_notification,
          drive_send(Delivery.REFUSED)),

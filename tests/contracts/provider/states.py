@@ -253,6 +253,8 @@ class LoyaltyStates(ProviderStates):
             "order {order_id} has no award": self.no_award,
             "order {order_id} was awarded for {amount} {currency} to {customer_id}":
                 self.awarded,
+            "order {order_id} was awarded for {amount} {currency} to {customer_id} and "
+            "reversed": self.reversed,
         }
 
     def no_award(self, order_id: str) -> None:
@@ -265,6 +267,10 @@ class LoyaltyStates(ProviderStates):
     def awarded(self, order_id: str, amount: int, currency: str, customer_id: str) -> None:
         self.service("loyalty").award(SERVICE, customer_id, order_id, amount=amount,
                                       currency=currency)
+
+    def reversed(self, order_id: str, **award: Any) -> None:
+        self.awarded(order_id, **award)
+        self.service("loyalty").reverse_award(SERVICE, order_id)
 
 
 class SwitchableProvider:
