@@ -89,7 +89,8 @@ def publish(ref: SpecRef, *, allow_breaking: str | None = None,
     """Write the baseline of *ref* unless its spec breaks the current one (see module)."""
     bundled = model.bundle(ref.spec)
     findings: list[engine.Finding] = []
-    if ref.baseline.exists():
+    first = not ref.baseline.exists()
+    if not first:
         findings = engine.compare(model.dereference(ref.baseline), model.dereference(ref.spec),
                                   today)
         if not findings and model.load(ref.baseline) == bundled:
@@ -101,12 +102,12 @@ def publish(ref: SpecRef, *, allow_breaking: str | None = None,
             "`charter gov publish`; do not edit.\n"
             + yaml.safe_dump(bundled, sort_keys=False, allow_unicode=True, width=100))
     ref.baseline.write_text(text, encoding="utf-8")
-    _record(ref, bundled, findings, allow_breaking, today)
+    _record(ref, bundled, findings, allow_breaking, today, first=first)
     return Outcome(ref, "published", findings)
 
 
 def _record(ref: SpecRef, bundled: dict[str, object], findings: list[engine.Finding],
-            reason: str | None, today: date | None) -> None:
+            reason: str | None, today: date | None, *, first: bool) -> None:
     log = ref.baseline.parent.parent / "CHANGELOG.md"
     if not log.exists():
         log.write_text(CHANGELOG_HEADER, encoding="utf-8")
@@ -116,7 +117,7 @@ def _record(ref: SpecRef, bundled: dict[str, object], findings: list[engine.Find
     entry = [f"\n## {day} {ref.name} {version}\n"]
     entry.append(f"- {counts[engine.Level.ERR]} breaking, {counts[engine.Level.WARN]} maybe "
                  f"breaking, {counts[engine.Level.INFO]} safe change(s) since the last "
-                 "baseline\n" if findings else "- first baseline\n")
+                 "baseline\n" if not first else "- first baseline\n")
     if engine.has_breaking(findings):
         entry.append(f"- **breaking, allowed:** {reason}\n")
         entry.extend(f"  - `{f.rule}` {f.location} — {f.message}\n"

@@ -80,6 +80,19 @@ def test_republishing_an_unchanged_spec_changes_nothing(
     assert log.read_text(encoding="utf-8") == before
 
 
+def test_a_later_publication_is_not_logged_as_the_first(openapi_dir: Path) -> None:
+    """Regression: a description-only republication was logged as "first baseline"."""
+    assert _publish(openapi_dir) == 0
+    spec = openapi_dir / "items" / "v1.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8").replace(
+        "version: 1.0.0}", "version: 1.0.1, description: Now described.}"),
+        encoding="utf-8")
+    assert _publish(openapi_dir, "items/v1") == 0
+    log = (openapi_dir / ".published" / "CHANGELOG.md").read_text(encoding="utf-8")
+    assert log.count("first baseline") == 1
+    assert "items/v1 1.0.1\n- 0 breaking, 0 maybe breaking, 0 safe change(s)" in log
+
+
 def test_a_change_to_a_common_file_breaks_the_baseline(openapi_dir: Path) -> None:
     assert _publish(openapi_dir) == 0
     _drop_currency(openapi_dir)
