@@ -11,12 +11,14 @@ import importlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from charter import config
 from charter.migrations import upgrade
+from charter.security.revocation import RevocationPoller
 
 COMPONENTS = {
     "auth": "auth",
@@ -67,9 +69,27 @@ def test_component_refuses_to_start_naming_every_missing_setting(
         assert SECRETS[name] in message
 
 
+@pytest.fixture
+def pollers(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[RevocationPoller]]:
+    """Every revocation poller a started app runs, stopped after the test (they would
+    otherwise poll the unreachable test feed until the test session ends)."""
+    started: list[RevocationPoller] = []
+    real_start = RevocationPoller.start
+
+    def start(self: RevocationPoller) -> None:
+        started.append(self)
+        real_start(self)
+
+    monkeypatch.setattr(RevocationPoller, "start", start)
+    yield started
+    for poller in started:
+        poller.stop()
+
+
 @pytest.mark.parametrize("name", list(COMPONENTS))
 def test_component_starts_with_every_required_setting(
-        name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Path) -> None:
+        name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, pki: Path,
+        pollers: list[RevocationPoller]) -> None:
     _production(monkeypatch)
     url = f"sqlite:///{tmp_path / name}.db"
     monkeypatch.setenv("AUTH_ISSUER", "https://auth.example.test")
@@ -82,6 +102,7 @@ def test_component_starts_with_every_required_setting(
     if name != "gateway":
         upgrade(name, app.MIGRATIONS_DIR, url)
     assert callable(app.create_asgi())
+    assert len(pollers) == (0 if name == "auth" else 1)  # services watch auth's feed
 
 
 def test_issuer_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None:
