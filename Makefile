@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install node promtool browser lint pact-verify fuzz gov clean
+.PHONY: run demo test install node promtool wrk browser lint pact-verify fuzz gov bench bench-quick clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -48,8 +48,24 @@ demo: $(STAMP)
 	$(BIN)/charter --dev demo
 
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
-test: $(STAMP) $(NODE_STAMP) promtool browser lint
+test: $(STAMP) $(NODE_STAMP) promtool wrk browser lint
 	$(BIN)/python -m pytest
+
+# wrk (Debian) is the load generator of `make bench`.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	  else echo "wrk missing: install Debian's wrk package"; fi; }
+
+## bench: the governed read, the direct hop, the FastAPI and Flask peers, checkout and
+## token issuance, side by side in one run (bench/README.md); results in bench/results/
+bench: $(STAMP) wrk
+	$(BIN)/python -m bench
+
+## bench-quick: a few seconds per figure, a smoke test of the harness (no timing asserted)
+bench-quick: $(STAMP) wrk
+	$(BIN)/python -m bench --quick
 
 ## pact-verify: verify every provider against the committed pacts (contracts/pacts/)
 pact-verify: $(STAMP)
@@ -65,7 +81,7 @@ gov: $(STAMP) $(NODE_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check --quiet .
-	$(BIN)/mypy charter charterctl auth services governance
+	$(BIN)/mypy charter charterctl auth services governance bench
 	$(BIN)/lint-imports --no-cache
 
 clean:

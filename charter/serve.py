@@ -12,7 +12,7 @@ of every request on that connection. uvicorn selects them with ``--http module:C
 ``charter up`` starts a service as::
 
     python -m uvicorn --factory services.catalog.app:create_asgi --host 127.0.0.1 \\
-        --port 8101 ... $(uvicorn_tls_args("catalog"))
+        --port 8101 ... $(uvicorn_keepalive_args) $(uvicorn_tls_args("catalog"))
 
 with ``service_env("catalog")`` added to its environment.
 """
@@ -76,6 +76,24 @@ def uvicorn_tls_args(service: str, directory: Path | None = None,
         "--ssl-cert-reqs", str(int(ssl.CERT_REQUIRED)),
         "--http", protocol,
     ]
+
+
+# Seconds uvicorn keeps an idle client connection open (``--timeout-keep-alive``; its
+# default is 5). A client must drop an idle pooled connection *before* the server closes
+# it, or a request sent just as the server closes it fails (a 502 at the gateway). Longer
+# than every platform client keeps one idle: the gateway's
+# GATEWAY_UPSTREAM_KEEPALIVE_EXPIRY (4 s) and httpx's default (5 s, charter.http).
+KEEP_ALIVE = 15
+
+
+def uvicorn_keepalive_args() -> list[str]:
+    """``--timeout-keep-alive`` :data:`KEEP_ALIVE` (every component ``charter up`` starts)."""
+    return ["--timeout-keep-alive", str(KEEP_ALIVE)]
+
+
+def uvicorn_keepalive_config() -> dict[str, Any]:
+    """The same as keyword arguments of ``uvicorn.Config`` (in-process servers)."""
+    return {"timeout_keep_alive": KEEP_ALIVE}
 
 
 # Components that find the client address themselves (``charter.security.client_ip``),

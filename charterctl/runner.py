@@ -84,6 +84,7 @@ def command(comp: Component) -> list[str]:
         "--port", str(comp.port),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
+        *serve.uvicorn_keepalive_args(),  # longer than the gateway's pool keeps one idle
         *serve.uvicorn_proxy_args(comp.name),
         *serve.uvicorn_tls_args(comp.name),
     ]

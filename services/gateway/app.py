@@ -103,6 +103,7 @@ class Gateway:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
+        upstreams.on_retry = self.metrics.count_retry  # stale keep-alive retries
         self.limiter = (
             RateLimiter(settings.rate_limit, settings.rate_burst)
             if settings.rate_limit > 0 else None

@@ -14,7 +14,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 
 class GatewayMetrics:
-    """Requests, latency, rate-limit rejections, auth failures and upstream errors."""
+    """Requests, latency, rate-limit rejections, auth failures, upstream errors and
+    retries."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
@@ -44,6 +45,12 @@ class GatewayMetrics:
             "Upstream failures by API and kind (connect, timeout, protocol, unconfigured)",
             ["api", "kind"], registry=registry,
         )
+        self.upstream_retries = Counter(
+            "gateway_upstream_retries_total",
+            "Idempotent requests sent again on a new connection after a stale kept-alive "
+            "one failed before any byte of the answer (kind: protocol, read, write)",
+            ["api", "kind"], registry=registry,
+        )
         self._request_children: dict[tuple[str, str, str, int], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
 
@@ -64,3 +71,7 @@ class GatewayMetrics:
             hist = self.latency.labels(api, operation)
             self._latency_children[lkey] = hist
         hist.observe(seconds)
+
+    def count_retry(self, api: str, kind: str) -> None:
+        """Count one retry of a request that met a stale upstream connection."""
+        self.upstream_retries.labels(api, kind).inc()

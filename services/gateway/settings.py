@@ -25,6 +25,9 @@ class GatewayConfig(ComponentSettings):
     gateway_max_body_bytes: int = Field(1024 * 1024, ge=0)
     gateway_max_connections: int = Field(200, ge=1)
     gateway_max_keepalive: int = Field(50, ge=0)
+    # Idle upstream connections are dropped after this many seconds: keep it below the
+    # services' keep-alive (uvicorn's default 5 s; charter up: charter.serve.KEEP_ALIVE).
+    gateway_upstream_keepalive_expiry: float = Field(4.0, gt=0)
     gateway_public_url: str | None = None
     gateway_expose_internal: bool = False
     gateway_access_log: bool = True
@@ -47,6 +50,8 @@ class GatewaySettings:
     ``expose_internal``. ``trusted_proxies``: the networks of the proxies in front of the
     gateway whose ``X-Forwarded-For`` / ``Forwarded`` it believes
     (:mod:`charter.security.client_ip`); none by default: the client is the TCP peer.
+    ``upstream_keepalive_expiry``: seconds an idle pooled upstream connection is kept;
+    below the services' keep-alive, so the gateway never reuses one they are closing.
     """
 
     rate_limit: float = 100.0
@@ -56,6 +61,7 @@ class GatewaySettings:
     max_body_bytes: int = 1024 * 1024
     max_connections: int = 200
     max_keepalive: int = 50
+    upstream_keepalive_expiry: float = 4.0
     public_url: str | None = None
     swagger_client_id: str = "swagger-ui"
     expose_internal: bool = False
@@ -73,6 +79,7 @@ class GatewaySettings:
             max_body_bytes=cfg.gateway_max_body_bytes,
             max_connections=cfg.gateway_max_connections,
             max_keepalive=cfg.gateway_max_keepalive,
+            upstream_keepalive_expiry=cfg.gateway_upstream_keepalive_expiry,
             public_url=(cfg.gateway_public_url or "").rstrip("/") or None,
             swagger_client_id=cfg.swagger_ui_client_id,
             expose_internal=cfg.gateway_expose_internal,

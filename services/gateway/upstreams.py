@@ -3,6 +3,11 @@
 Base URLs come from an explicit map (tests) or ``charter.config.service_url(api)``; an
 ``https://`` URL means the service runs with mutual TLS, and the gateway then presents
 its own client certificate (``charter.security.mtls.client_ssl_context("gateway")``).
+
+Idle pooled connections expire after ``GATEWAY_UPSTREAM_KEEPALIVE_EXPIRY`` (below the
+services' keep-alive), and an idempotent request that still meets a connection the
+service closed as it was reused is sent once more on a new one (docs/gateway.md,
+*Kept-alive upstream connections*).
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ import contextlib
 import importlib.util
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+import httpcore
 import httpx
 
 from charter import config
@@ -55,6 +61,89 @@ class UpstreamUnavailable(Exception):
     """No usable client for an API: no URL configured, or its TLS set-up failed."""
 
 
+# Request extension set by :class:`_ReuseAwareConnection`: True when the request went out
+# on a connection that had served an earlier request (a pooled, kept-alive one).
+REUSED = "charter.reused_connection"
+# Methods safe to send twice (RFC 9110 9.2.2); any request with an Idempotency-Key too.
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+# httpcore's words when the server closed the connection before any byte of a response.
+_NO_RESPONSE = "without sending a response"
+
+
+def stale_connection_failure(request: httpx.Request, exc: Exception) -> str | None:
+    """Why ``request`` may be sent again, or None.
+
+    A kind (``protocol``, ``read``, ``write``) when ``exc`` broke a **reused** connection
+    before any byte of the response came back (an idle keep-alive connection the service
+    closed just as it was reused) and the request is idempotent: its method is, or it
+    carries an ``Idempotency-Key``. Checked only after a failure (nothing on the hot path).
+    """
+    if not request.extensions.get(REUSED):
+        return None
+    if isinstance(exc, httpx.RemoteProtocolError):
+        if _NO_RESPONSE not in str(exc):
+            return None  # a malformed answer: something came back
+        kind = "protocol"
+    elif isinstance(exc, httpx.ReadError):
+        kind = "read"
+    elif isinstance(exc, httpx.WriteError):
+        kind = "write"
+    else:
+        return None
+    if request.method in IDEMPOTENT_METHODS or "idempotency-key" in request.headers:
+        return kind
+    return None
+
+
+class _ReuseAwareConnection(httpcore.AsyncHTTPConnection):
+    """httpcore's connection, marking each request with whether it reuses the connection
+    (``request.extensions[REUSED]``): one attribute and one dict write per request."""
+
+    _served = False
+
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        request.extensions[REUSED] = self._served
+        self._served = True
+        return await super().handle_async_request(request)
+
+
+class _ReuseAwarePool(httpcore.AsyncConnectionPool):
+    """httpcore's pool whose connections are :class:`_ReuseAwareConnection` (through the
+    pool's ``create_connection`` hook)."""
+
+    def __init__(self, ssl_context: Any, limits: httpx.Limits) -> None:
+        self._charter_ssl = ssl_context
+        self._charter_expiry = limits.keepalive_expiry
+        self._charter_backend = httpcore.AnyIOBackend()
+        super().__init__(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=self._charter_backend,
+        )
+
+    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
+        return _ReuseAwareConnection(origin=origin, ssl_context=self._charter_ssl,
+                                     keepalive_expiry=self._charter_expiry,
+                                     network_backend=self._charter_backend)
+
+
+class ReuseAwareTransport(httpx.AsyncHTTPTransport):
+    """``httpx.AsyncHTTPTransport`` (HTTP/1.1, no proxy, no env) over
+    :class:`_ReuseAwarePool`, so a failed request tells whether its connection was reused.
+
+    httpx builds its httpcore pool itself and offers no hook for the connection class;
+    ``_pool`` is the one attribute its request path uses (httpx 0.28, pinned; the
+    keep-alive tests fail if that changes).
+    """
+
+    def __init__(self, verify: Any, limits: httpx.Limits) -> None:
+        # Not super().__init__(): it would build a second pool (and TLS context) unused.
+        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
+        self._pool = _ReuseAwarePool(ssl_context, limits)  # type: ignore[assignment]
+
+
 def tls_context() -> Any:
     """The gateway's client TLS context for mTLS upstreams (``True`` if mTLS is absent).
 
@@ -91,6 +180,11 @@ class Upstreams:
             url = explicit.get(api) or default_url(api)
             self.urls[api] = url.rstrip("/") if url else None
         self._pools: dict[str, httpx.AsyncBaseTransport] = {}
+        # Pools without keep-alive, for the one retry of a request that met a stale
+        # connection (made on first need): the retry always gets a fresh connection.
+        self._fresh: dict[str, httpx.AsyncBaseTransport] = {}
+        # Called with (api, kind) for each such retry (the gateway counts them).
+        self.on_retry: Callable[[str, str], None] | None = None
         self.timeout = httpx.Timeout(
             settings.upstream_timeout,
             connect=min(settings.connect_timeout, settings.upstream_timeout),
@@ -123,25 +217,49 @@ class Upstreams:
             with contextlib.suppress(UpstreamUnavailable):
                 self.pool(api)
 
-    def _new_pool(self, url: str) -> httpx.AsyncBaseTransport:
+    def _new_pool(self, url: str, keepalive: bool = True) -> httpx.AsyncBaseTransport:
         if self.transport is not None:
             return self.transport
         s = self.settings
         verify: Any = tls_context() if url.startswith("https://") else True
-        return httpx.AsyncHTTPTransport(
-            verify=verify,
-            limits=httpx.Limits(max_connections=s.max_connections,
-                                max_keepalive_connections=s.max_keepalive,
-                                keepalive_expiry=30.0),
-            trust_env=False,
-            retries=0,
-        )
+        # Idle connections expire before the service's own keep-alive closes them
+        # (GATEWAY_UPSTREAM_KEEPALIVE_EXPIRY < uvicorn's --timeout-keep-alive).
+        limits = httpx.Limits(max_connections=s.max_connections,
+                              max_keepalive_connections=s.max_keepalive if keepalive else 0,
+                              keepalive_expiry=s.upstream_keepalive_expiry)
+        return ReuseAwareTransport(verify, limits)
+
+    def _fresh_pool(self, api: str) -> httpx.AsyncBaseTransport:
+        pool = self._fresh.get(api)
+        if pool is None:
+            try:
+                pool = self._new_pool(self.base_url(api), keepalive=False)
+            except config.ConfigError as exc:  # certificate gone since start-up
+                raise UpstreamUnavailable(
+                    f"The gateway cannot connect to the {api} service (TLS set-up).") from exc
+            self._fresh[api] = pool
+        return pool
 
     async def send(self, api: str, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` to ``api``'s pool; the response body is not read yet."""
+        """Send ``request`` to ``api``'s pool; the response body is not read yet.
+
+        An idempotent request that failed on a reused connection before any byte of the
+        answer came back (:func:`stale_connection_failure`) is sent once more, on a new
+        connection; anything else propagates.
+        """
         pool = self.pool(api)
         request.extensions["timeout"] = self.timeout
-        response = await pool.handle_async_request(request)
+        try:
+            response = await pool.handle_async_request(request)
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            kind = stale_connection_failure(request, exc)
+            if kind is None:
+                raise
+            log.info("retrying %s %s on a new connection: stale keep-alive connection (%s)",
+                     request.method, api, kind)
+            if self.on_retry is not None:
+                self.on_retry(api, kind)
+            response = await self._fresh_pool(api).handle_async_request(request)
         response.request = request
         return response
 
@@ -168,6 +286,8 @@ class Upstreams:
 
     async def aclose(self) -> None:
         """Close every pool."""
-        for pool in {id(p): p for p in self._pools.values()}.values():
+        pools = [*self._pools.values(), *self._fresh.values()]
+        for pool in {id(p): p for p in pools}.values():
             await pool.aclose()
         self._pools.clear()
+        self._fresh.clear()
