@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from charterctl.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPONENTS = ("auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
@@ -22,18 +23,6 @@ PLAIN_HTTP = ("auth", "gateway")
 
 class BenchError(RuntimeError):
     """The run cannot go on (platform not up, an unexpected answer…)."""
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports (all bound at once, so none is handed out twice)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @dataclass

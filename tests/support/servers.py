@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import uvicorn
 
+from charterctl.ports import free_ports
 from tests.support.polling import wait_until
 
 
@@ -28,19 +29,6 @@ async def read_body(receive: Any) -> bytes:
 def free_port() -> int:
     """A TCP port nothing listens on right now (for servers started in subprocesses)."""
     return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports: all bound at once, so the kernel cannot hand the
-    same one out twice (calling :func:`free_port` in a loop can)."""
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 class ThreadServer:
