@@ -22,6 +22,7 @@ from auth.views import bp
 from auth.web import EXTENSION, AuthContext, problem
 from charter import config
 from charter.db import Database
+from charter.serve import fails_fast
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -83,15 +84,17 @@ def _install_error_handlers(app: Flask) -> None:
         return problem(500, "Internal Server Error")
 
 
+@fails_fast
 def create_asgi() -> Any:
     """ASGI app for uvicorn. In development mode the database is migrated on start."""
-    from a2wsgi import WSGIMiddleware
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
 
     from charter.migrations import upgrade
     from charter.observability.logs import configure
+    from charter.observability.metrics_exposition import mark_dead_at_exit
     from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
+    from charter.wsgi_bridge import BufferedWSGIBridge
 
     cfg = load_config()  # fails closed: every missing or bad variable in one message
     configure("auth", cfg.log_level)
@@ -102,9 +105,14 @@ def create_asgi() -> Any:
     app = create_flask_app(db, load_settings(cfg))
     app.extensions[EXTENSION].server.keys.signing_key()  # first start creates a key
     registry = CollectorRegistry()
+    # /metrics only: per-request metrics are ObservabilityMiddleware's (charter_http_*,
+    # which also see answers made before Flask); the exporter's flask_http_* would
+    # count every request a second time.
     PrometheusMetrics(app, registry=registry, group_by="url_rule", path="/metrics",
-                      default_labels={"service": "auth"})
+                      default_labels={"service": "auth"},
+                      export_defaults=False)
+    mark_dead_at_exit()  # several workers: /metrics sums them (PROMETHEUS_MULTIPROC_DIR)
     return ObservabilityMiddleware(
-        WSGIMiddleware(app),  # type: ignore[arg-type]
+        BufferedWSGIBridge(app),  # type: ignore[arg-type]
         RequestMetrics(registry, "auth"),
     )

@@ -1,7 +1,13 @@
 """Cache-aside for read paths: an in-process TTL cache by default, Redis when configured.
 
-:func:`make_cache` picks the backend from ``charter.config.redis_url()``. Values are JSON
-documents (what a handler returns). Two ways to invalidate:
+:func:`make_cache` picks the backend from ``charter.config.redis_url()`` and the worker
+processes of the service (``CHARTER_WORKERS``): Redis when configured (shared by every
+worker and replica); else, with several workers, :class:`WorkerSharedCache` — entries in
+each worker's memory, namespace versions in a file every worker maps
+(:class:`SharedVersions`), so an invalidation in one worker reaches all of them —
+or, for entries no write invalidates (they only expire), a :class:`TTLCache` per worker;
+with one worker, the in-process :class:`TTLCache`. Values are JSON documents (what a handler
+returns). Two ways to invalidate:
 
 * :meth:`Cache.invalidate_prefix` drops every key starting with a prefix (the in-process
   cache scans its keys; Redis uses ``SCAN`` + ``UNLINK``);
@@ -14,13 +20,19 @@ behaves as a miss (or a no-op) when Redis fails, so reads fall through to the da
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import mmap
+import os
+import struct
 import threading
 import time
+import zlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from charter import config
@@ -292,14 +304,161 @@ class RedisCache(Cache):
         self.client.ping()
 
 
+class SharedVersions:
+    """Namespace version counters shared by the worker processes of one host.
+
+    A file of :data:`SLOTS` 64-bit counters mapped into every worker's memory
+    (``mmap``): reading a version is a memory read (about a microsecond), bumping one takes
+    a POSIX record lock on its 8 bytes (and a thread lock: record locks are per process).
+    Keys map to slots by CRC-32, stable across processes; two keys sharing a slot only
+    invalidate each other's entries more often, never less. Counters only grow, so a file
+    left from an earlier run is harmless.
+    """
+
+    SLOTS = 4096
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        size = self.SLOTS * 8
+        if os.fstat(self._fd).st_size < size:
+            os.ftruncate(self._fd, size)  # zero-filled; same size from every worker
+        self._map = mmap.mmap(self._fd, size)
+        self._lock = threading.Lock()
+        self.path = path
+
+    def _offset(self, key: str) -> int:
+        return (zlib.crc32(key.encode()) % self.SLOTS) * 8
+
+    def get(self, key: str) -> int:
+        """The current value of ``key``'s counter."""
+        value: int = _U64.unpack_from(self._map, self._offset(key))[0]
+        return value
+
+    def incr(self, key: str) -> int:
+        """Add one to ``key``'s counter for every worker; the new value."""
+        offset = self._offset(key)
+        with self._lock:
+            fcntl.lockf(self._fd, fcntl.LOCK_EX, 8, offset)
+            try:
+                value: int = _U64.unpack_from(self._map, offset)[0] + 1
+                _U64.pack_into(self._map, offset, value)
+            finally:
+                fcntl.lockf(self._fd, fcntl.LOCK_UN, 8, offset)
+        return value
+
+
+_U64 = struct.Struct("<Q")
+
+
+class WorkerSharedCache(TTLCache):
+    """Entries in each worker's memory, :class:`Namespace` versions shared by all workers.
+
+    Several workers and no Redis: a write in one worker bumps the namespace's version in
+    :class:`SharedVersions`, so every worker's next read of that namespace misses and
+    reloads — the same guarantee as Redis, at in-process speed for hits. Only namespace
+    invalidation crosses workers: :meth:`delete` and :meth:`invalidate_prefix` act on this
+    worker's entries only (callers that need them across workers use a Namespace).
+    """
+
+    def __init__(self, versions: SharedVersions, maxsize: int = 4096,
+                 default_ttl: float = DEFAULT_TTL,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(maxsize=maxsize, default_ttl=default_ttl, clock=clock)
+        self.versions = versions
+
+    def incr(self, key: str) -> int:
+        return self.versions.incr(key)
+
+    def counter(self, key: str) -> int | None:
+        return self.versions.get(key)
+
+
+class NullCache(Cache):
+    """No cache: every read misses, writes are dropped (several workers, no Redis).
+
+    Counters behave like an unreachable Redis: :meth:`counter` is ``None`` (unknown), so a
+    :class:`Namespace` bypasses the cache and reads go to the loader; :meth:`incr` is 0.
+    """
+
+    def get(self, key: str) -> Any | None:
+        return None
+
+    def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        return None
+
+    def delete(self, key: str) -> None:
+        return None
+
+    def invalidate_prefix(self, prefix: str) -> None:
+        return None
+
+    def incr(self, key: str) -> int:
+        return 0
+
+    def counter(self, key: str) -> int | None:
+        return None
+
+    def clear(self) -> None:
+        return None
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + ch if ch in "*?[]\\" else ch for ch in text)
 
 
-def make_cache(service: str, default_ttl: float | None = None) -> Cache:
-    """Redis (``REDIS_URL``, keys prefixed ``charter:<service>:``) or an in-process cache."""
+def worker_processes() -> int:
+    """How many worker processes serve this service (``CHARTER_WORKERS``, default 1)."""
+    count = getattr(config.settings(), "charter_workers", None)
+    if isinstance(count, int):
+        return count
+    raw = config.env("CHARTER_WORKERS", "1") or "1"
+    try:
+        return max(1, int(raw))
+    except ValueError as exc:
+        raise config.ConfigError(f"CHARTER_WORKERS must be an integer ≥ 1, not {raw!r}") \
+            from exc
+
+
+_announced: set[tuple[str, str]] = set()
+
+
+def make_cache(service: str, default_ttl: float | None = None, *,
+               write_invalidated: bool = True) -> Cache:
+    """The service's cache: Redis (``REDIS_URL``, keys prefixed ``charter:<service>:``),
+    else :class:`NullCache` with several workers, else an in-process :class:`TTLCache`.
+
+    ``write_invalidated=False`` declares that nothing the service does invalidates the
+    entries (they only expire, e.g. a copy of an upstream's data): a per-worker
+    :class:`TTLCache` is then as right as a shared one and is kept with several workers.
+    The choice and its reason are logged once per process and service.
+    """
     ttl = default_ttl if default_ttl is not None else config.settings().cache_ttl_seconds
     url = config.redis_url()
+    workers = worker_processes()
+    cache: Cache
     if url:
-        return RedisCache(url, prefix=f"charter:{service}", default_ttl=ttl)
-    return TTLCache(default_ttl=ttl)
+        cache, why = (RedisCache(url, prefix=f"charter:{service}", default_ttl=ttl),
+                      "REDIS_URL is set: shared by every worker")
+    elif workers > 1 and write_invalidated:
+        try:
+            versions = SharedVersions(config.var_dir() / "cache" / f"{service}.versions")
+            cache, why = WorkerSharedCache(versions, default_ttl=ttl), (
+                f"CHARTER_WORKERS={workers} and no REDIS_URL: entries per worker, "
+                f"namespace versions shared by every worker ({versions.path})")
+        except OSError as exc:
+            cache, why = NullCache(), (
+                f"CHARTER_WORKERS={workers}, no REDIS_URL and no shared version file "
+                f"({type(exc).__name__}: {exc}): an invalidation in one worker would not "
+                "reach the others; set REDIS_URL to cache")
+    elif workers > 1:
+        cache, why = TTLCache(default_ttl=ttl), (
+            f"CHARTER_WORKERS={workers} and no REDIS_URL: entries only expire, so each "
+            "worker keeps its own")
+    else:
+        cache, why = TTLCache(default_ttl=ttl), "one worker and no REDIS_URL"
+    kind = type(cache).__name__
+    if (service, kind) not in _announced:
+        _announced.add((service, kind))
+        log.info("%s cache: %s (%s)", service, kind, why)
+    return cache

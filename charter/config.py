@@ -95,6 +95,8 @@ class CharterSettings(BaseSettings):
     charter_env: Mode = Mode.PRODUCTION
     charter_var_dir: Path = ROOT / "var"
     charter_service: str | None = None
+    # Worker processes of this component (``uvicorn --workers``; set by the runner).
+    charter_workers: int = Field(1, ge=1)
     log_level: str = "INFO"
 
     auth_issuer: str | None = None

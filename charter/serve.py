@@ -20,10 +20,12 @@ with ``service_env("catalog")`` added to its environment.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -133,6 +135,33 @@ def uvicorn_tls_config(service: str, directory: Path | None = None,
         "ssl_cert_reqs": ssl.CERT_REQUIRED,
         "http": protocol,
     }
+
+
+# uvicorn's exit status for "failed before serving": its worker supervisor (``--workers``)
+# stops instead of restarting a worker that exits with it.
+STARTUP_FAILURE = 3
+
+F = TypeVar("F", bound=Callable[[], Any])
+
+
+def fails_fast(factory: F) -> F:
+    """Mark an ASGI app factory whose configuration error stops the server.
+
+    uvicorn reports an exception raised by ``--factory`` and its process exits 1, which
+    its ``--workers`` supervisor answers by starting the worker again, for ever. A
+    :class:`charter.config.ConfigError` (fail closed: a missing or bad setting) is printed
+    once and ends the process with :data:`STARTUP_FAILURE`, which stops uvicorn.
+    """
+
+    @functools.wraps(factory)
+    def wrapper() -> Any:
+        try:
+            return factory()
+        except config.ConfigError as exc:
+            print(f"charter: configuration error: {exc}", file=sys.stderr, flush=True)
+            raise SystemExit(STARTUP_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 def service_env(service: str) -> dict[str, str]:

@@ -29,9 +29,17 @@ from prometheus_flask_exporter import PrometheusMetrics
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from werkzeug.exceptions import HTTPException
 
-from charter import config, connexion_fixes, deprecation, problems, specs  # noqa: F401
+from charter import (  # noqa: F401
+    config,
+    connexion_fixes,
+    connexion_speedups,
+    deprecation,
+    problems,
+    specs,
+    wsgi_bridge,
+)
 from charter.db import Database
-from charter.observability import logs
+from charter.observability import logs, metrics_exposition
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 from charter.security import connexion_auth, mtls
 from charter.security.tokens import TokenVerifier, build_verifier
@@ -224,11 +232,19 @@ def create_app(
         checks.setdefault("revocations", verifier.check_ready)
     ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks)
     flask_app = app.app
+    wsgi_bridge.install(app)  # one thread hand-off per request, not a2wsgi's streaming
     flask_app.extensions["charter"] = ctx
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
     registry = CollectorRegistry()
+    # /metrics only: per-request metrics are ObservabilityMiddleware's (charter_http_*,
+    # which also see answers made before Flask); the exporter's flask_http_* would
+    # count every request a second time.
     PrometheusMetrics(flask_app, registry=registry, group_by="url_rule", path="/metrics",
-                      default_labels={"service": name})
+                      default_labels={"service": name},
+                      export_defaults=False)
+    # With several workers (PROMETHEUS_MULTIPROC_DIR) the exporter's /metrics sums every
+    # worker's files (MultiProcessCollector on a fresh registry); mark this one dead at exit.
+    metrics_exposition.mark_dead_at_exit()
     app.add_middleware(
         ObservabilityMiddleware,
         position=MiddlewarePosition.BEFORE_EXCEPTION,

@@ -1,39 +1,65 @@
 """``charter up``: migrate, seed and run the platform's processes in the foreground.
 
 Each component runs as its own uvicorn process (as in production, where each is its
-own container). The runner waits for each one's ``/health/ready``, prints where
-everything is, and on Ctrl-C (SIGINT) or SIGTERM stops every child cleanly; if one
-child dies, the others are stopped too and the exit code says so.
+own container), with as many worker processes as :mod:`charterctl.workers` gives it
+(``CHARTER_WORKERS``, default one per core; auth always one). A component with several
+workers gets an empty ``<var>/metrics/<component>`` directory as
+``PROMETHEUS_MULTIPROC_DIR``, so its ``/metrics`` sums every worker. The runner waits
+for each one's ``/health/ready``, prints where everything is, and on Ctrl-C (SIGINT) or
+SIGTERM stops every child cleanly; if one child dies, the others are stopped too and
+the exit code says so.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
-from charterctl import pki
+from charterctl import pki, workers
 from charterctl.registry import Component
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def normalise_workers_env() -> int:
+    """Resolve ``CHARTER_WORKERS`` (``auto`` = the cores) in this process's environment.
+
+    The shared settings parse it as a number; ``auto`` is the runner's word for "ask the
+    machine". Returns the requested count; :class:`config.ConfigError` when invalid.
+    """
+    count = workers.requested()
+    if workers.ENV in os.environ:
+        os.environ[workers.ENV] = str(count)
+    return count
 
 
 def check_config(components: Iterable[Component]) -> list[str]:
     """Every component's configuration problems (empty when all of them may start).
 
     Each component's ``settings.load_config()`` parses and checks its environment the way
-    the component does when it starts.
+    the component does when it starts, with the worker count it will get
+    (``CHARTER_WORKERS=N``).
     """
+    try:
+        normalise_workers_env()
+    except config.ConfigError as exc:
+        return [str(exc)]
     problems: list[str] = []
     for comp in components:
         module = importlib.import_module(f"{comp.package}.settings")
         try:
-            module.load_config()
+            with workers.environment({workers.ENV: str(worker_count(comp))}):
+                module.load_config()
         except config.ConfigError as exc:
             problems.append(str(exc))
     return problems
@@ -76,12 +102,21 @@ def _describe_seed(name: str, result: object) -> list[str]:
     return []
 
 
-def command(comp: Component) -> list[str]:
-    """The uvicorn command line that runs ``comp`` (with ``serve.service_env`` added)."""
+def worker_count(comp: Component) -> int:
+    """The worker processes ``comp`` runs (:func:`charterctl.workers.workers_for`)."""
+    return workers.workers_for(comp.name)
+
+
+def command(comp: Component, count: int | None = None) -> list[str]:
+    """The uvicorn command line that runs ``comp`` with ``count`` workers (default:
+    :func:`worker_count`); start it with :func:`child_env`'s environment."""
+    normalise_workers_env()
+    count = worker_count(comp) if count is None else count
     return [
         sys.executable, "-m", "uvicorn", "--factory", comp.asgi_factory,
         "--host", config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1",
         "--port", str(comp.port),
+        *(["--workers", str(count)] if count > 1 else []),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
         *serve.uvicorn_keepalive_args(),  # longer than the gateway's pool keeps one idle
@@ -90,8 +125,28 @@ def command(comp: Component) -> list[str]:
     ]
 
 
+def metrics_dir(comp: Component) -> Path:
+    """``<var>/metrics/<component>``: the multiprocess metrics files of its workers."""
+    return config.var_dir() / "metrics" / comp.name
+
+
+def child_env(comp: Component, count: int) -> dict[str, str]:
+    """The environment of ``comp``'s process: ours, ``serve.service_env``,
+    ``CHARTER_WORKERS=count`` and, with several workers, ``PROMETHEUS_MULTIPROC_DIR``
+    (emptied here: files of a previous run would be summed in)."""
+    env = {**os.environ, **serve.service_env(comp.name), workers.ENV: str(count)}
+    env.pop(MULTIPROC_ENV, None)  # one directory per component, never an inherited one
+    if count > 1:
+        directory = metrics_dir(comp)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        env[MULTIPROC_ENV] = str(directory)
+    return env
+
+
 def _spawn(comp: Component) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command(comp), env={**os.environ, **serve.service_env(comp.name)})
+    count = worker_count(comp)
+    return subprocess.Popen(command(comp, count), env=child_env(comp, count))
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -123,6 +178,11 @@ def stop(procs: dict[str, subprocess.Popen[bytes]], grace: float = 8.0) -> None:
 
 def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True) -> int:
     """Run the platform until interrupted; returns the process exit code."""
+    try:
+        normalise_workers_env()
+    except config.ConfigError as exc:
+        print(f"charter: {exc}", file=sys.stderr, flush=True)
+        return 2
     pki.ensure_pki()  # first start: a development CA and one certificate per service
     seeded = migrate(components, seed=seed) if migrate_first else []
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -177,7 +237,9 @@ def _banner(components: list[Component], seeded: list[str]) -> None:
             extra = "   (mTLS only: reach it through the gateway)"
         else:
             extra = f"   Swagger UI: {base}/v1/ui/"
-        print(f"  {comp.name:<14} {base}{extra}")
+        count = worker_count(comp)
+        plural = f"   ({count} workers)" if count > 1 else ""
+        print(f"  {comp.name:<14} {base}{extra}{plural}")
     if seeded:
         print("\nDemo data (development mode; secrets under var/secrets/):")
         for line in seeded:

@@ -48,6 +48,13 @@ def configure(service: str, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # The logging HOWTO's "Optimization": our JSON lines carry neither the caller's file
+    # and line nor thread/process names, so LogRecord need not compute them (about a third
+    # of an access-log line's cost). Tracebacks of logged exceptions are unaffected.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     for noisy in ("uvicorn.access",):
         logging.getLogger(noisy).disabled = True
     # httpx logs every outbound request at INFO (the revocation poll included, once a

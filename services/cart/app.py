@@ -10,6 +10,7 @@ from charter import config
 from charter.db import Database, SqlUnitOfWork
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 from services.catalog_client.client import HttpCatalogClient
@@ -51,6 +52,7 @@ def default_catalog() -> HttpCatalogClient:
     )
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database and catalog."""
     load_config()  # fails closed: every missing or bad variable in one message

@@ -12,6 +12,7 @@ from charter.cache import Cache, make_cache
 from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 
 from .services import CatalogService
 from .settings import load_config
@@ -48,6 +49,7 @@ def create_app(
     )
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
     load_config()  # fails closed: every missing or bad variable in one message

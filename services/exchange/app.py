@@ -13,6 +13,7 @@ from charter import config
 from charter.cache import Cache, make_cache
 from charter.db import Database, SqlUnitOfWork
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 
@@ -62,7 +63,9 @@ def create_app(
     db = db or Database(config.database_url(NAME))
     source = source or default_source(db)
     ttl = ExchangeConfig.parse().exchange_cache_ttl
-    cache = cache if cache is not None else make_cache(NAME, default_ttl=ttl)
+    # The rates only expire (no write invalidates them): a per-worker cache is right.
+    cache = cache if cache is not None else make_cache(NAME, default_ttl=ttl,
+                                                      write_invalidated=False)
     metrics = ExchangeMetrics(NAME)
     exchange = exchange_service(db, source, cache, ttl=ttl, now=now, metrics=metrics)
     app = create_service_app(
@@ -80,6 +83,7 @@ def create_app(
     return app
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database, source and cache."""
     load_config()  # fails closed: every missing or bad variable in one message

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
 from charter import config
-from charter.observability import logs
+from charter.observability import logs, metrics_exposition
 from charter.problem_types import for_status
 from charter.problems import PROBLEM_JSON, type_uri
 from charter.security.client_ip import TrustedProxies
@@ -44,13 +44,14 @@ from charter.security.tokens import (
     scopes_of,
     token_problem,
 )
+from charter.serve import fails_fast
 
 from . import headers as hdr
 from .deprecations import POLICY_CONTENT_TYPE, Retiring
 from .metrics import GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
 from .problem_pages import CACHE_CONTROL, ProblemPages
-from .ratelimit import Decision, RateLimiter
+from .ratelimit import Decision, Limiter, make_limiter
 from .routes import ApiVersion, Match, NoMatch, Operation, RouteTable
 from .settings import GatewayConfig, GatewaySettings, load_config
 from .upstreams import Upstreams, UpstreamUnavailable
@@ -104,9 +105,9 @@ class Gateway:
         self.registry = registry or CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
         upstreams.on_retry = self.metrics.count_retry  # stale keep-alive retries
-        self.limiter = (
-            RateLimiter(settings.rate_limit, settings.rate_burst)
-            if settings.rate_limit > 0 else None
+        self.limiter: Limiter | None = make_limiter(
+            settings.rate_limit, settings.rate_burst, settings.redis_url, settings.workers,
+            on_error=self.metrics.count_rate_limit_backend_error,
         )
         self.portal = Portal(routes, client_id=settings.swagger_client_id)
         self.problem_pages = ProblemPages()
@@ -235,8 +236,8 @@ class Gateway:
         if kind in ("health", "metrics"):
             ex.operation = "internal"  # probes and scrapes: neither counted nor logged
             if kind == "metrics":
-                await self._respond(send, ex, 200, generate_latest(self.registry),
-                                    CONTENT_TYPE_LATEST, cid, head=head)
+                await self._respond(send, ex, 200, *metrics_exposition.exposition(self.registry),
+                                    cid, head=head)
             else:
                 status, doc = await self._health(name, scope)
                 await self._respond(send, ex, status, json.dumps(doc).encode(),
@@ -422,7 +423,7 @@ class Gateway:
                                              b", ".join(forwarded).decode("latin-1"))
             else:
                 key = f"ip:{peer}"
-            decision = self.limiter.take(key)
+            decision = await self.limiter.acquire(key)
             if not decision.allowed:
                 self.metrics.rate_limited.labels(op.api).inc()
                 await self._problem(
@@ -635,6 +636,7 @@ def create_app(
     return Gateway(routes, verifier, pools, settings, registry, access_log)
 
 
+@fails_fast
 def create_asgi() -> Gateway:
     """ASGI entry point for uvicorn: JSON logs, routes from ``openapi/``, env settings."""
     cfg = load_config()  # fails closed: every missing or bad variable in one message

@@ -51,6 +51,12 @@ class GatewayMetrics:
             "one failed before any byte of the answer (kind: protocol, read, write)",
             ["api", "kind"], registry=registry,
         )
+        self.rate_limit_backend_errors = Counter(
+            "gateway_rate_limit_backend_errors_total",
+            "Rate-limit decisions the shared store (Redis) failed to make; the request was "
+            "limited in-process instead",
+            registry=registry,
+        )
         self._request_children: dict[tuple[str, str, str, int], Any] = {}
         self._latency_children: dict[tuple[str, str], Any] = {}
 
@@ -71,6 +77,10 @@ class GatewayMetrics:
             hist = self.latency.labels(api, operation)
             self._latency_children[lkey] = hist
         hist.observe(seconds)
+
+    def count_rate_limit_backend_error(self) -> None:
+        """Count one rate-limit decision Redis failed to make (fallback used)."""
+        self.rate_limit_backend_errors.inc()
 
     def count_retry(self, api: str, kind: str) -> None:
         """Count one retry of a request that met a stale upstream connection."""

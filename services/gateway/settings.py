@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pydantic import Field
 
-from charter.config import ComponentSettings
+from charter.config import ComponentSettings, ConfigError
 from charter.security.client_ip import IPNetwork, NetworkList
 
 
@@ -34,10 +34,58 @@ class GatewayConfig(ComponentSettings):
     # Proxies in front of the gateway whose X-Forwarded-For / Forwarded it believes.
     gateway_trusted_proxies: NetworkList = ()
 
+    @property
+    def rate_limited(self) -> bool:
+        """True when rate limiting is on (``GATEWAY_RATE_LIMIT > 0``)."""
+        return self.gateway_rate_limit > 0
+
+    def workers_problem(self) -> str | None:
+        """Why this worker count would break the rate limit (in every mode), or ``None``.
+
+        In-process buckets are per worker process: ``N`` workers would let each client
+        through ``N`` times the limit. Shared buckets need ``REDIS_URL``.
+        """
+        if self.charter_workers > 1 and self.rate_limited and not self.redis_url:
+            return (f"CHARTER_WORKERS={self.charter_workers} with rate limiting on "
+                    "(GATEWAY_RATE_LIMIT > 0) and no REDIS_URL: each worker process would "
+                    "keep its own buckets and multiply the limit by the worker count; set "
+                    "REDIS_URL (buckets shared in Redis) or run one worker "
+                    "(CHARTER_WORKERS=1)")
+        return None
+
+    def problems(self) -> list[str]:
+        found = super().problems()  # empty in development mode
+        conflict = self.workers_problem()
+        return [*found, conflict] if conflict else found
+
+    @classmethod
+    def load(cls) -> GatewayConfig:
+        """Parse and check; the worker policy holds in development mode too."""
+        cfg = cls.parse()
+        found = cfg.problems()
+        if found:
+            head = ("gateway cannot start:" if cfg.development else
+                    "gateway cannot start outside development mode (CHARTER_ENV=development "
+                    "asks for it):")
+            raise ConfigError(head + "".join(f"\n  - {p}" for p in found))
+        return cfg
+
 
 def load_config() -> GatewayConfig:
     """The checked configuration (:class:`charter.config.ConfigError` lists what is wrong)."""
     return GatewayConfig.load()
+
+
+def gateway_workers(cores: int, cfg: GatewayConfig | None = None) -> int:
+    """How many worker processes the gateway may run on ``cores`` cores.
+
+    ``cores`` when the rate limit is shared (``REDIS_URL``) or off; otherwise 1: the
+    gateway is one async process and its in-memory buckets are then exact.
+    """
+    cfg = cfg or GatewayConfig.parse()
+    if cfg.redis_url or not cfg.rate_limited:
+        return max(1, cores)
+    return 1
 
 
 @dataclass(frozen=True)
@@ -52,6 +100,9 @@ class GatewaySettings:
     (:mod:`charter.security.client_ip`); none by default: the client is the TCP peer.
     ``upstream_keepalive_expiry``: seconds an idle pooled upstream connection is kept;
     below the services' keep-alive, so the gateway never reuses one they are closing.
+    ``redis_url``: rate-limit buckets shared in Redis (``None``: in-process); ``workers``:
+    the worker processes (``CHARTER_WORKERS``), whose share of the limit each process
+    applies on its own while Redis is unreachable.
     """
 
     rate_limit: float = 100.0
@@ -66,6 +117,8 @@ class GatewaySettings:
     swagger_client_id: str = "swagger-ui"
     expose_internal: bool = False
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    redis_url: str | None = field(default=None, repr=False)  # may hold a password
+    workers: int = 1
 
     @classmethod
     def from_env(cls, cfg: GatewayConfig | None = None) -> GatewaySettings:
@@ -84,4 +137,6 @@ class GatewaySettings:
             swagger_client_id=cfg.swagger_ui_client_id,
             expose_internal=cfg.gateway_expose_internal,
             trusted_proxies=cfg.gateway_trusted_proxies,
+            redis_url=cfg.redis_url,
+            workers=cfg.charter_workers,
         )

@@ -1,4 +1,5 @@
-"""One keep-alive connection pool (``httpx.AsyncHTTPTransport``) per upstream service.
+"""One keep-alive connection pool (``httpx.AsyncHTTPTransport`` over
+:class:`~services.gateway.pool.UpstreamPool`) per upstream service.
 
 Base URLs come from an explicit map (tests) or ``charter.config.service_url(api)``; an
 ``https://`` URL means the service runs with mutual TLS, and the gateway then presents
@@ -25,6 +26,8 @@ import httpx
 
 from charter import config
 
+from .network import AsyncioBackend
+from .pool import REUSED, UpstreamPool
 from .settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -61,9 +64,6 @@ class UpstreamUnavailable(Exception):
     """No usable client for an API: no URL configured, or its TLS set-up failed."""
 
 
-# Request extension set by :class:`_ReuseAwareConnection`: True when the request went out
-# on a connection that had served an earlier request (a pooled, kept-alive one).
-REUSED = "charter.reused_connection"
 # Methods safe to send twice (RFC 9110 9.2.2); any request with an Idempotency-Key too.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 # httpcore's words when the server closed the connection before any byte of a response.
@@ -95,53 +95,34 @@ def stale_connection_failure(request: httpx.Request, exc: Exception) -> str | No
     return None
 
 
-class _ReuseAwareConnection(httpcore.AsyncHTTPConnection):
-    """httpcore's connection, marking each request with whether it reuses the connection
-    (``request.extensions[REUSED]``): one attribute and one dict write per request."""
-
-    _served = False
-
-    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
-        request.extensions[REUSED] = self._served
-        self._served = True
-        return await super().handle_async_request(request)
-
-
-class _ReuseAwarePool(httpcore.AsyncConnectionPool):
-    """httpcore's pool whose connections are :class:`_ReuseAwareConnection` (through the
-    pool's ``create_connection`` hook)."""
-
-    def __init__(self, ssl_context: Any, limits: httpx.Limits) -> None:
-        self._charter_ssl = ssl_context
-        self._charter_expiry = limits.keepalive_expiry
-        self._charter_backend = httpcore.AnyIOBackend()
-        super().__init__(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=self._charter_backend,
-        )
-
-    def create_connection(self, origin: httpcore.Origin) -> httpcore.AsyncConnectionInterface:
-        return _ReuseAwareConnection(origin=origin, ssl_context=self._charter_ssl,
-                                     keepalive_expiry=self._charter_expiry,
-                                     network_backend=self._charter_backend)
-
-
 class ReuseAwareTransport(httpx.AsyncHTTPTransport):
-    """``httpx.AsyncHTTPTransport`` (HTTP/1.1, no proxy, no env) over
-    :class:`_ReuseAwarePool`, so a failed request tells whether its connection was reused.
+    """``httpx.AsyncHTTPTransport`` (HTTP/1.1, no proxy, no env) over an
+    :class:`~services.gateway.pool.UpstreamPool` for ``url``'s origin: O(1) pool work per
+    request, and a failed request tells whether its connection was reused.
 
-    httpx builds its httpcore pool itself and offers no hook for the connection class;
-    ``_pool`` is the one attribute its request path uses (httpx 0.28, pinned; the
-    keep-alive tests fail if that changes).
+    httpx builds its httpcore pool itself and offers no hook for it; ``_pool`` is the one
+    attribute its request path uses (httpx 0.28, pinned; the keep-alive and pool tests
+    fail if that changes). httpx still converts requests, responses and errors.
     """
 
-    def __init__(self, verify: Any, limits: httpx.Limits) -> None:
+    def __init__(self, url: str, verify: Any, limits: httpx.Limits) -> None:
         # Not super().__init__(): it would build a second pool (and TLS context) unused.
         ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        self._pool = _ReuseAwarePool(ssl_context, limits)  # type: ignore[assignment]
+        parsed = httpx.URL(url)
+        origin = httpcore.Origin(parsed.raw_scheme, parsed.raw_host,
+                                 parsed.port or (443 if parsed.scheme == "https" else 80))
+        most = limits.max_connections or 100  # None (unbounded) is not offered here
+        keep = limits.max_keepalive_connections
+        self._pool = UpstreamPool(  # type: ignore[assignment]
+            origin, ssl_context=ssl_context, max_connections=most,
+            max_keepalive=most if keep is None else keep,
+            keepalive_expiry=limits.keepalive_expiry, network_backend=AsyncioBackend())
+
+    @property
+    def pool(self) -> UpstreamPool:
+        """The connection pool (``stats()`` for tests)."""
+        assert isinstance(self._pool, UpstreamPool)
+        return self._pool
 
 
 def tls_context() -> Any:
@@ -227,7 +208,7 @@ class Upstreams:
         limits = httpx.Limits(max_connections=s.max_connections,
                               max_keepalive_connections=s.max_keepalive if keepalive else 0,
                               keepalive_expiry=s.upstream_keepalive_expiry)
-        return ReuseAwareTransport(verify, limits)
+        return ReuseAwareTransport(url, verify, limits)
 
     def _fresh_pool(self, api: str) -> httpx.AsyncBaseTransport:
         pool = self._fresh.get(api)

@@ -9,6 +9,7 @@ import connexion
 from charter import config, service
 from charter.db import Database, SqlUnitOfWork
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 
 from .services import LoyaltyService
 from .settings import LoyaltyConfig, load_config
@@ -46,6 +47,7 @@ def create_app(
     )
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
     load_config()  # fails closed: every missing or bad variable in one message

@@ -11,6 +11,7 @@ from charter import config, service
 from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 
 from .clients import make_provider
 from .ports import NotificationProvider
@@ -47,6 +48,7 @@ def create_app(
     )
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database and provider."""
     load_config()  # fails closed: every missing or bad variable in one message

@@ -22,6 +22,7 @@ from charter.db import Database, utcnow
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 from services.catalog_client.client import HttpCatalogClient
@@ -197,6 +198,7 @@ def start_recovery(service: OrderService, interval: float,
     return thread
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, configured database and services, recovery."""
     load_config()  # fails closed: every missing or bad variable in one message

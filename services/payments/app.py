@@ -10,6 +10,7 @@ from charter import config
 from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.security.tokens import TokenVerifier
+from charter.serve import fails_fast
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
 
@@ -51,6 +52,7 @@ def create_app(
     )
 
 
+@fails_fast
 def create_asgi() -> connexion.FlaskApp:
     """The production entry point: JSON logs, the configured database and provider."""
     load_config()  # fails closed: every missing or bad variable in one message
