@@ -48,6 +48,14 @@ class Decision:
         return out
 
 
+def bucket_shape(rate: float, burst: int) -> tuple[float, int, int]:
+    """``(rate, burst, window)`` of a token bucket; ``window`` is the seconds the full
+    quota spans (``RateLimit-Policy``). Raises ``ValueError`` unless both are positive."""
+    if rate <= 0 or burst <= 0:
+        raise ValueError("rate and burst must be positive")
+    return rate, burst, max(1, math.ceil(burst / rate))
+
+
 class RateLimiter:
     """Token buckets by client key, bounded in number (least recently used evicted)."""
 
@@ -58,11 +66,7 @@ class RateLimiter:
         max_clients: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rate <= 0 or burst <= 0:
-            raise ValueError("rate and burst must be positive")
-        self.rate = rate
-        self.burst = burst
-        self.window = max(1, math.ceil(burst / rate))
+        self.rate, self.burst, self.window = bucket_shape(rate, burst)
         self._buckets: OrderedDict[str, list[float]] = OrderedDict()  # key -> [tokens, at]
         self._max = max_clients
         self._clock = clock
@@ -173,13 +177,9 @@ class RedisRateLimiter:
         on_error: Callable[[], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if rate <= 0 or burst <= 0:
-            raise ValueError("rate and burst must be positive")
+        self.rate, self.burst, self.window = bucket_shape(rate, burst)
         import redis.asyncio as aioredis  # only with REDIS_URL
 
-        self.rate = rate
-        self.burst = burst
-        self.window = max(1, math.ceil(burst / rate))
         self.fallback = fallback
         self.prefix = prefix
         self.on_error = on_error

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from charter import config
+from charter import config, serve
 from charter.migrations import upgrade
 from charter.security.revocation import RevocationPoller
 
@@ -60,13 +60,24 @@ def test_component_refuses_to_start_naming_every_missing_setting(
     _production(monkeypatch)
     app = importlib.import_module(f"{COMPONENTS[name]}.app")
     with pytest.raises(config.ConfigError) as caught:
-        app.create_asgi()
+        app.create_asgi.__wrapped__()  # the factory itself (charter.serve.fails_fast)
     message = str(caught.value)
     assert "AUTH_ISSUER" in message
     assert ("CHARTER_PKI_DIR" in message) is (name != "auth")
     assert (f"{name.upper()}_DATABASE_URL or DATABASE_URL" in message) is (name != "gateway")
     if name in SECRETS:
         assert SECRETS[name] in message
+
+
+@pytest.mark.parametrize("name", ["gateway", "catalog"])
+def test_uvicorn_factory_stops_the_server_with_the_message(
+        name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _production(monkeypatch)
+    app = importlib.import_module(f"{COMPONENTS[name]}.app")
+    with pytest.raises(SystemExit) as stopped:
+        app.create_asgi()  # what uvicorn --factory calls
+    assert stopped.value.code == serve.STARTUP_FAILURE
+    assert "AUTH_ISSUER" in capsys.readouterr().err
 
 
 @pytest.fixture

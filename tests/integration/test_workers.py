@@ -46,9 +46,31 @@ def metrics_dir(platform: Platform, component: str) -> Path:
     return Path(platform.env["CHARTER_VAR_DIR"]) / "metrics" / component
 
 
+def _children(pid: int) -> list[int]:
+    """Child process ids of ``pid`` (from ``/proc``)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 def worker_pids(platform: Platform, component: str) -> set[int]:
-    """Processes that have written metrics files (each worker does at start)."""
-    return {int(p.stem.rsplit("_", 1)[1]) for p in metrics_dir(platform, component).glob("*.db")}
+    """The uvicorn worker processes of ``component`` (children of its uvicorn parent)."""
+    factory = "auth.app" if component == "auth" else f"services.{component}.app"
+    parents = [p for p in _children(platform.proc.pid) if factory in _cmdline(p)]
+    return {w for p in parents for w in _children(p) if "spawn_main" in _cmdline(w)}
 
 
 def per_worker(platform: Platform, component: str, sample: str,
@@ -106,7 +128,9 @@ def product_url(platform: Platform, token: str) -> str:
     def all_started() -> bool:
         return all(len(worker_pids(platform, c)) >= WORKERS for c in ("catalog", "gateway"))
 
-    wait_until(all_started, timeout=30, interval=0.2, what=f"{WORKERS} workers each")
+    # The second worker of each may start well after the first answered /health/ready
+    # on a loaded machine (CI): allow for it.
+    wait_until(all_started, timeout=120, interval=0.2, what=f"{WORKERS} workers each")
     with platform.client("charter-cli", timeout=10) as http:
         r = http.get(f"{platform.url('catalog')}/v1/products", params={"page_size": 1},
                      headers={"Authorization": f"Bearer {token}"})
