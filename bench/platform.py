@@ -57,21 +57,15 @@ class Platform:
         return (self.var_dir / "secrets" / name).read_text().strip()
 
     def catalog_workers(self) -> int:
-        """How many worker processes ``charter up`` gives the catalog (its uvicorn command
-        line, asked of the runner itself so the peers follow any change there)."""
+        """How many worker processes ``charter up`` gives the catalog (asked of the
+        runner itself, in the platform's environment, so the peers follow any change)."""
         code = ("from charterctl import registry, runner; "
-                "print(' '.join(runner.command(registry.COMPONENTS['catalog'])))")
+                "print(runner.worker_count(registry.COMPONENTS['catalog']))")
         done = subprocess.run([sys.executable, "-c", code], env=self.env, cwd=ROOT,
                               capture_output=True, text=True, timeout=60, check=False)
         if done.returncode != 0:
-            raise BenchError(f"cannot read the catalog's command line: {done.stderr[-400:]}")
-        argv = done.stdout.split()
-        for i, arg in enumerate(argv):  # uvicorn's/gunicorn's --workers N, --workers=N, -w N
-            if arg in ("--workers", "-w") and i + 1 < len(argv):
-                return int(argv[i + 1])
-            if arg.startswith("--workers="):
-                return int(arg.partition("=")[2])
-        return 1
+            raise BenchError(f"cannot read the catalog's worker count: {done.stderr[-400:]}")
+        return int(done.stdout.split()[-1])
 
 
 def _log_tail(log: Path) -> str:

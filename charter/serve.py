@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import socket
 import ssl
 import sys
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -188,11 +190,54 @@ def probe(url: str, identity: str | None = None, timeout: float = 2.0) -> bool:
         return False
 
 
+def reuseport_listener(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` that other processes may bind as well.
+
+    With ``SO_REUSEPORT`` every worker process listens on a socket of its own and the
+    kernel spreads new connections over them by their address hash. uvicorn's
+    ``--workers`` shares one listening socket instead, and whichever worker wakes first
+    accepts every connection waiting (uvloop accepts until the queue is empty): measured
+    under ``wrk -c20``, one worker could take most of the 20 kept-alive connections
+    while the other idled (docs/performance.md).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def worker_config(service: str, factory: str, host: str, port: int) -> uvicorn.Config:
+    """The ``uvicorn.Config`` of one worker process of ``service`` (what ``charter up``
+    gives a single process on uvicorn's command line)."""
+    return uvicorn.Config(
+        factory, factory=True, host=host, port=port, access_log=False,
+        log_level="warning", timeout_graceful_shutdown=5,
+        **uvicorn_keepalive_config(), **uvicorn_proxy_config(service),
+        **uvicorn_tls_config(service))
+
+
+def run_worker(service: str, factory: str, host: str, port: int) -> int:
+    """Serve ``factory`` as one of several worker processes on ``host:port``."""
+    sock = reuseport_listener(host, port)
+    uvicorn.Server(worker_config(service, factory, host, port)).run(sockets=[sock])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m charter.serve probe URL [IDENTITY]``: exit 0 when ``URL`` answers 200."""
+    """``python -m charter.serve probe URL [IDENTITY]``: exit 0 when ``URL`` answers 200.
+
+    ``python -m charter.serve worker SERVICE FACTORY HOST PORT``: one worker process of
+    ``SERVICE`` (``charter up`` starts several, see :func:`reuseport_listener`).
+    """
     args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) == 5 and args[0] == "worker":
+        return run_worker(args[1], args[2], args[3], int(args[4]))
     if len(args) not in (2, 3) or args[0] != "probe":
-        print("usage: python -m charter.serve probe URL [IDENTITY]", file=sys.stderr)
+        print("usage: python -m charter.serve probe URL [IDENTITY]\n"
+              "       python -m charter.serve worker SERVICE FACTORY HOST PORT",
+              file=sys.stderr)
         return 2
     return 0 if probe(args[1], args[2] if len(args) == 3 else None) else 1
 

@@ -1,8 +1,10 @@
 """``charter up``: migrate, seed and run the platform's processes in the foreground.
 
 Each component runs as its own uvicorn process (as in production, where each is its
-own container), with as many worker processes as :mod:`charterctl.workers` gives it
-(``CHARTER_WORKERS``, default one per core; auth always one). A component with several
+own container), or as several worker processes on the same port when
+:mod:`charterctl.workers` gives it more than one (``CHARTER_WORKERS``, default one per
+core; auth always one): each worker binds the port with ``SO_REUSEPORT`` and the kernel
+spreads connections over them (:func:`charter.serve.reuseport_listener`). A component with several
 workers gets an empty ``<var>/metrics/<component>`` directory as
 ``PROMETHEUS_MULTIPROC_DIR``, so its ``/metrics`` sums every worker. The runner waits
 for each one's ``/health/ready``, prints where everything is, and on Ctrl-C (SIGINT) or
@@ -108,15 +110,22 @@ def worker_count(comp: Component) -> int:
 
 
 def command(comp: Component, count: int | None = None) -> list[str]:
-    """The uvicorn command line that runs ``comp`` with ``count`` workers (default:
-    :func:`worker_count`); start it with :func:`child_env`'s environment."""
+    """The command line of one process of ``comp`` with ``count`` workers (default:
+    :func:`worker_count`); start it with :func:`child_env`'s environment.
+
+    One worker: uvicorn's own command line. Several: ``python -m charter.serve worker``,
+    started ``count`` times; each binds the port with ``SO_REUSEPORT`` so the kernel
+    spreads connections over the workers (:func:`charter.serve.reuseport_listener`).
+    """
     normalise_workers_env()
     count = worker_count(comp) if count is None else count
+    host = config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1"
+    if count > 1:
+        return [sys.executable, "-m", "charter.serve", "worker", comp.name,
+                comp.asgi_factory, host, str(comp.port)]
     return [
         sys.executable, "-m", "uvicorn", "--factory", comp.asgi_factory,
-        "--host", config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1",
-        "--port", str(comp.port),
-        *(["--workers", str(count)] if count > 1 else []),
+        "--host", host, "--port", str(comp.port),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
         *serve.uvicorn_keepalive_args(),  # longer than the gateway's pool keeps one idle
@@ -144,9 +153,11 @@ def child_env(comp: Component, count: int) -> dict[str, str]:
     return env
 
 
-def _spawn(comp: Component) -> subprocess.Popen[bytes]:
+def _spawn(comp: Component) -> list[subprocess.Popen[bytes]]:
+    """Start ``comp``'s worker processes (one command each, the same environment)."""
     count = worker_count(comp)
-    return subprocess.Popen(command(comp, count), env=child_env(comp, count))
+    argv, env = command(comp, count), child_env(comp, count)
+    return [subprocess.Popen(argv, env=env) for _ in range(count)]
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -200,7 +211,8 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
         rest = [c for c in components if c.name != "auth"]
         for batch in (first, rest):
             for comp in batch:
-                procs[comp.name] = _spawn(comp)
+                for n, proc in enumerate(_spawn(comp), start=1):
+                    procs[comp.name if n == 1 else f"{comp.name} (worker {n})"] = proc
             for comp in batch:
                 wait_ready(f"{config.service_url(comp.name)}/health/ready", procs[comp.name])
         _banner(components, seeded)

@@ -4,6 +4,7 @@ and child environment, the cache choice and the multiprocess ``/metrics`` page."
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,26 +90,32 @@ def runner_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return tmp_path / "var"
 
 
-def workers_option(argv: list[str]) -> int:
-    return int(argv[argv.index("--workers") + 1]) if "--workers" in argv else 1
+def worker_argv(name: str) -> list[str]:
+    comp = COMPONENTS[name]
+    return [sys.executable, "-m", "charter.serve", "worker", name, comp.asgi_factory,
+            "127.0.0.1", str(comp.port)]
 
 
 def test_command_passes_the_count(runner_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CHARTER_HOST", raising=False)
     monkeypatch.setenv("CHARTER_WORKERS", "3")
-    assert workers_option(runner.command(COMPONENTS["catalog"])) == 3
-    assert workers_option(runner.command(COMPONENTS["auth"])) == 1
-    assert workers_option(runner.command(COMPONENTS["gateway"])) == 1  # rate limit, no Redis
+    assert runner.worker_count(COMPONENTS["catalog"]) == 3
+    # several workers: one `charter.serve worker` command, started 3 times (SO_REUSEPORT)
+    assert runner.command(COMPONENTS["catalog"]) == worker_argv("catalog")
+    assert runner.worker_count(COMPONENTS["auth"]) == 1
+    assert runner.command(COMPONENTS["auth"])[1:3] == ["-m", "uvicorn"]
+    assert runner.worker_count(COMPONENTS["gateway"]) == 1  # rate limit, no Redis
     monkeypatch.setenv("CHARTER_WORKERS", "1")
-    assert "--workers" not in runner.command(COMPONENTS["catalog"])
+    argv = runner.command(COMPONENTS["catalog"])
+    assert argv[1:3] == ["-m", "uvicorn"] and "--workers" not in argv
 
 
 def test_command_defaults_to_the_cores(runner_env: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARTER_WORKERS", "auto")
-    argv = runner.command(COMPONENTS["orders"])
-    assert workers_option(argv) == workers.available_cores()
+    assert runner.worker_count(COMPONENTS["orders"]) == workers.available_cores()
     monkeypatch.delenv("CHARTER_WORKERS")
-    assert workers_option(runner.command(COMPONENTS["orders"])) == workers.available_cores()
+    assert runner.worker_count(COMPONENTS["orders"]) == workers.available_cores()
 
 
 def test_child_env_gives_each_multi_worker_component_a_fresh_metrics_dir(

@@ -67,10 +67,12 @@ def _cmdline(pid: int) -> str:
 
 
 def worker_pids(platform: Platform, component: str) -> set[int]:
-    """The uvicorn worker processes of ``component`` (children of its uvicorn parent)."""
+    """The worker processes of ``component``: the runner's children running its factory
+    (``charter.serve worker``), or the workers of a uvicorn ``--workers`` parent."""
     factory = "auth.app" if component == "auth" else f"services.{component}.app"
-    parents = [p for p in _children(platform.proc.pid) if factory in _cmdline(p)]
-    return {w for p in parents for w in _children(p) if "spawn_main" in _cmdline(w)}
+    own = [p for p in _children(platform.proc.pid) if factory in _cmdline(p)]
+    spawned = {w for p in own for w in _children(p) if "spawn_main" in _cmdline(w)}
+    return spawned or set(own)
 
 
 def per_worker(platform: Platform, component: str, sample: str,
