@@ -93,6 +93,26 @@ def stats(t: ReuseAwareTransport) -> dict[str, int]:
     return t.pool.stats()
 
 
+async def busy_single_slot(url: str, delay: float) -> tuple[ReuseAwareTransport,
+                                                              asyncio.Task[httpx.Request]]:
+    """A transport of one connection, taken by a request the service answers after
+    ``delay`` seconds."""
+    t = transport(url, max_connections=1)
+    slow = asyncio.create_task(get(t, url, delay=delay))
+    await until(lambda: stats(t)["in_use"] == 1)
+    return t, slow
+
+
+async def assert_one_connection_left(t: ReuseAwareTransport, recorder: PortRecorder,
+                                     url: str, slow: asyncio.Task[httpx.Request]) -> None:
+    """After ``slow`` finished: no slot lost, its connection idle and reused next."""
+    await slow
+    assert stats(t) == {"idle": 1, "in_use": 0, "waiters": 0}
+    assert (await get(t, url, pool_timeout=0.5)).extensions[REUSED] is True
+    assert recorder.connections == 1
+    await t.aclose()
+
+
 async def test_sequential_requests_reuse_one_connection(
         upstream: tuple[PortRecorder, str]) -> None:
     recorder, url = upstream
@@ -170,17 +190,11 @@ async def test_max_connections_is_respected_and_waiters_are_served_in_order(
 async def test_pool_timeout_raises_pool_timeout_and_loses_no_slot(
         upstream: tuple[PortRecorder, str]) -> None:
     recorder, url = upstream
-    t = transport(url, max_connections=1)
-    slow = asyncio.create_task(get(t, url, delay=0.4))
-    await until(lambda: stats(t)["in_use"] == 1)
+    t, slow = await busy_single_slot(url, delay=0.4)
     with pytest.raises(httpx.PoolTimeout):
         await get(t, url, pool_timeout=0.05)
     assert stats(t)["waiters"] == 0
-    await slow
-    assert stats(t) == {"idle": 1, "in_use": 0, "waiters": 0}
-    assert (await get(t, url, pool_timeout=0.05)).extensions[REUSED] is True
-    assert recorder.connections == 1
-    await t.aclose()
+    await assert_one_connection_left(t, recorder, url, slow)
 
 
 async def test_gateway_answers_504_when_the_pool_stays_full(
@@ -260,20 +274,14 @@ async def test_cancelled_mid_request_frees_the_slot(
 async def test_cancelled_while_waiting_frees_its_place(
         upstream: tuple[PortRecorder, str]) -> None:
     recorder, url = upstream
-    t = transport(url, max_connections=1)
-    slow = asyncio.create_task(get(t, url, delay=0.3))
-    await until(lambda: stats(t)["in_use"] == 1)
+    t, slow = await busy_single_slot(url, delay=0.3)
     waiter = asyncio.create_task(get(t, url))
     await until(lambda: stats(t)["waiters"] == 1)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
     assert stats(t)["waiters"] == 0
-    await slow
-    assert stats(t) == {"idle": 1, "in_use": 0, "waiters": 0}
-    assert (await get(t, url, pool_timeout=0.5)).extensions[REUSED] is True
-    assert recorder.connections == 1
-    await t.aclose()
+    await assert_one_connection_left(t, recorder, url, slow)
 
 
 async def test_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(
