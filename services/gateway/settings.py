@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -28,6 +28,9 @@ class GatewayConfig(ComponentSettings):
     # Idle upstream connections are dropped after this many seconds: keep it below the
     # services' keep-alive (uvicorn's default 5 s; charter up: charter.serve.KEEP_ALIVE).
     gateway_upstream_keepalive_expiry: float = Field(4.0, gt=0)
+    # The upstream HTTP client: aiohttp (default, cheaper per request) or httpx/httpcore
+    # on the gateway's own pool (services/gateway/pool.py); docs/gateway.md.
+    gateway_upstream_client: Literal["aiohttp", "httpcore"] = "aiohttp"
     gateway_public_url: str | None = None
     gateway_expose_internal: bool = False
     gateway_access_log: bool = True
@@ -113,6 +116,7 @@ class GatewaySettings:
     max_connections: int = 200
     max_keepalive: int = 50
     upstream_keepalive_expiry: float = 4.0
+    upstream_client: str = "aiohttp"
     public_url: str | None = None
     swagger_client_id: str = "swagger-ui"
     expose_internal: bool = False
@@ -133,6 +137,7 @@ class GatewaySettings:
             max_connections=cfg.gateway_max_connections,
             max_keepalive=cfg.gateway_max_keepalive,
             upstream_keepalive_expiry=cfg.gateway_upstream_keepalive_expiry,
+            upstream_client=cfg.gateway_upstream_client,
             public_url=(cfg.gateway_public_url or "").rstrip("/") or None,
             swagger_client_id=cfg.swagger_ui_client_id,
             expose_internal=cfg.gateway_expose_internal,

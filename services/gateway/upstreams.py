@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import importlib.util
 import logging
+import ssl
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -26,6 +27,7 @@ import httpx
 
 from charter import config
 
+from .aiohttp_transport import AiohttpTransport
 from .network import AsyncioBackend
 from .pool import REUSED, UpstreamPool
 from .settings import GatewaySettings
@@ -208,6 +210,11 @@ class Upstreams:
         limits = httpx.Limits(max_connections=s.max_connections,
                               max_keepalive_connections=s.max_keepalive if keepalive else 0,
                               keepalive_expiry=s.upstream_keepalive_expiry)
+        if s.upstream_client == "aiohttp":
+            context = (verify if isinstance(verify, ssl.SSLContext)
+                       else ssl.create_default_context() if url.startswith("https://")
+                       else None)
+            return AiohttpTransport(url, context, limits)
         return ReuseAwareTransport(url, verify, limits)
 
     def _fresh_pool(self, api: str) -> httpx.AsyncBaseTransport:

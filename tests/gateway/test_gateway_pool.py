@@ -392,7 +392,8 @@ async def test_a_request_for_another_origin_is_refused(
 async def test_upstreams_send_goes_through_the_pool(
         upstream: tuple[PortRecorder, str]) -> None:
     recorder, url = upstream
-    ups = Upstreams(["catalog"], GatewaySettings(rate_limit=0), {"catalog": url})
+    settings = GatewaySettings(rate_limit=0, upstream_client="httpcore")
+    ups = Upstreams(["catalog"], settings, {"catalog": url})
     for _ in range(3):
         response = await ups.send("catalog", httpx.Request("GET", f"{url}/x"))
         await response.aread()
