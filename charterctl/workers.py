@@ -8,7 +8,7 @@ cores this process may run on. Each component then gets:
   key (two workers could create two). It is off the hot path: tokens are verified locally.
 * **gateway:** ``services.gateway.settings.gateway_workers(requested)`` — the requested
   count when its rate limit is shared in Redis or off, else 1 (in-process buckets are
-  exact only in one process); 1 while that function does not exist.
+  exact only in one process).
 * **every other service:** the requested count.
 
 The runner passes the count as ``--workers N`` and as ``CHARTER_WORKERS=N`` in the
@@ -78,11 +78,11 @@ def environment(overrides: Mapping[str, str]) -> Iterator[None]:
 GatewayPolicy = Callable[[int], int]
 
 
-def gateway_policy() -> GatewayPolicy | None:
-    """``services.gateway.settings.gateway_workers`` when it exists."""
-    module = importlib.import_module("services.gateway.settings")
-    policy = getattr(module, "gateway_workers", None)
-    return policy if callable(policy) else None
+def gateway_policy() -> GatewayPolicy:
+    """``services.gateway.settings.gateway_workers`` (imported when asked: the runner
+    loads component settings lazily)."""
+    policy: GatewayPolicy = importlib.import_module("services.gateway.settings").gateway_workers
+    return policy
 
 
 def component_workers(name: str, count: int,

@@ -67,8 +67,6 @@ def test_gateway_policy_sees_a_numeric_count(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_real_gateway_policy(monkeypatch: pytest.MonkeyPatch) -> None:
-    if workers.gateway_policy() is None:
-        pytest.skip("services.gateway.settings.gateway_workers does not exist yet")
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("CHARTER_WORKERS", "2")
     monkeypatch.setenv("GATEWAY_RATE_LIMIT", "100")
