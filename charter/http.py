@@ -14,20 +14,25 @@ process's certificate and trusts only the platform CA
 (:func:`charter.security.mtls.verify_for`). The identity is ``identity=`` when given, else
 ``CHARTER_SERVICE`` (set by ``charter up`` for each service), else ``charter-cli``.
 
-Not here yet (see DESIGN.md "Resilience"): circuit breaker, bulkhead, fault injection,
-retry metrics. :class:`HttpClient` is the single place where they will be added.
+Resilience (:mod:`charter.resilience`, ``docs/resilience.md``): every
+:class:`HttpClient` call goes through the dependency's bulkhead (excess calls fail fast),
+its circuit breaker (connection errors, timeouts and 5xx answers count as failures, 4xx
+answers do not; while open, calls fail fast) and a tenacity retry policy; all of them are
+logged and exported as ``charter_client_*`` Prometheus metrics. A refused call raises
+:class:`~charter.problems.ServiceUnavailable` (kind ``upstream-unavailable``) like an
+unreachable upstream, so existing fallbacks (exchange's last known rates) apply.
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
 
+from charter import resilience
 from charter.observability.logs import correlation_id
 from charter.problem_types import slug_of
 from charter.problems import ServiceUnavailable
@@ -40,7 +45,26 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 DEFAULT_TIMEOUT = 2.0
 
+IDEMPOTENCY_HEADER = "idempotency-key"
+
 TokenSource = Callable[[], str]
+
+
+class _DeadlineExceeded(Exception):
+    """The call's overall deadline passed before another attempt could start."""
+
+
+def _origin(url: httpx.URL) -> str:
+    """``scheme://host:port`` of ``url`` (empty for an empty base URL)."""
+    if not url.host:
+        return ""
+    return f"{url.scheme}://{url.netloc.decode('ascii')}"
+
+
+def _outcome(status: int) -> str:
+    if status < 400:
+        return "success"
+    return "client_error" if status < 500 else "server_error"
 
 
 def current_correlation_id() -> str | None:
@@ -162,10 +186,16 @@ class HttpClient:
     """Calls one upstream service with the platform policy (see the module docstring).
 
     ``retries`` is the number of extra attempts for idempotent requests (and for others
-    only when the caller passes ``retry=True``, e.g. with an idempotency key). Every call
-    is bounded by ``deadline`` seconds in total (default: ``timeout``), retries included.
-    ``identity`` names the client certificate presented to mTLS services (default: this
-    process's, ``CHARTER_SERVICE``, else ``charter-cli``).
+    only when the caller passes ``retry=True``, or sends an ``Idempotency-Key`` header).
+    Every call is bounded by ``deadline`` seconds in total (default: ``timeout``), retries
+    included. ``identity`` names the client certificate presented to mTLS services
+    (default: this process's, ``CHARTER_SERVICE``, else ``charter-cli``).
+
+    ``name`` is the dependency: its breaker and bulkhead are shared by every client of
+    this process with the same name and upstream origin. ``fail_max``/``reset_timeout``
+    (breaker, default 5 failures / 10 s) and ``max_concurrent`` (bulkhead, default 20)
+    apply when this client is the first of its dependency;
+    ``CHARTER_BREAKER_<NAME>``/``CHARTER_BULKHEAD_<NAME>`` override them.
     """
 
     def __init__(
@@ -181,6 +211,9 @@ class HttpClient:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         identity: str | None = None,
+        fail_max: int | None = None,
+        reset_timeout: float | None = None,
+        max_concurrent: int | None = None,
     ) -> None:
         self.name = name
         self.timeout = timeout
@@ -190,6 +223,23 @@ class HttpClient:
         self.token = token
         self.client = client or create_client(base_url, timeout=timeout, identity=identity)
         self._sleep = sleep
+        self._fail_max = fail_max
+        self._reset_timeout = reset_timeout
+        self._max_concurrent = max_concurrent
+        # Fail closed on a malformed CHARTER_BREAKER_/CHARTER_BULKHEAD_ variable now,
+        # not at the first call.
+        resilience.settings_for(name, fail_max=fail_max, reset_timeout=reset_timeout,
+                                max_concurrent=max_concurrent)
+        self._base_origin = _origin(self.client.base_url)
+
+    def policy(self, url: str = "") -> resilience.Policy:
+        """The breaker and bulkhead guarding calls to ``url`` (relative: the base URL)."""
+        origin = self._base_origin
+        if url.startswith(("http://", "https://")):
+            origin = _origin(httpx.URL(url))
+        return resilience.policy_for(self.name, origin, fail_max=self._fail_max,
+                                     reset_timeout=self._reset_timeout,
+                                     max_concurrent=self._max_concurrent)
 
     def request(
         self,
@@ -202,9 +252,11 @@ class HttpClient:
     ) -> httpx.Response:
         """Send a request; any HTTP status is returned, transport failures raise 503.
 
-        When the upstream answers 401 and the token source can ``invalidate()`` its cached
-        token (as :class:`ClientCredentialsTokenProvider` can), the request is sent once
-        more with a fresh token.
+        Raises :class:`ServiceUnavailable` (kind ``upstream-unavailable``) when the
+        upstream cannot be reached in time, and at once when the dependency's breaker is
+        open or its bulkhead is full. When the upstream answers 401 and the token source
+        can ``invalidate()`` its cached token (as :class:`ClientCredentialsTokenProvider`
+        can), the request is sent once more with a fresh token.
         """
         response = self._send(method, url, retry=retry, headers=headers, **kwargs)
         invalidate = getattr(self.token, "invalidate", None)
@@ -238,45 +290,69 @@ class HttpClient:
         **kwargs: Any,
     ) -> httpx.Response:
         method = method.upper()
-        may_retry = method in IDEMPOTENT_METHODS if retry is None else retry
-        attempts = 1 + (self.retries if may_retry else 0)
-        started = time.monotonic()
         out_headers = {**dict(headers or {}), **self._bearer()}
-        last_error: str = "no attempt"
-        for attempt in range(1, attempts + 1):
+        if retry is None:
+            keyed = any(k.lower() == IDEMPOTENCY_HEADER for k in out_headers)
+            may_retry = method in IDEMPOTENT_METHODS or keyed
+        else:
+            may_retry = retry
+        policy = self.policy(url)
+        try:
+            policy.bulkhead.acquire()
+        except resilience.Rejected as exc:
+            resilience.reject(exc)
+            raise ServiceUnavailable(f"{self.name} is unavailable: {exc.detail}",
+                                     kind="upstream-unavailable") from None
+        started = time.monotonic()
+
+        def attempt() -> httpx.Response:
             remaining = self.deadline - (time.monotonic() - started)
             if remaining <= 0:
-                break
+                raise _DeadlineExceeded("deadline exceeded")
             per_try = min(self.timeout, remaining)
+            ticket = policy.breaker.admit()
+            failed: bool | None = None  # None: neither (a bug of ours, not an outage)
             try:
                 response = self.client.request(
-                    method,
-                    url,
-                    headers=out_headers,
-                    timeout=httpx.Timeout(per_try, connect=min(per_try, 1.0)),
-                    **kwargs,
+                    method, url, headers=out_headers,
+                    timeout=httpx.Timeout(per_try, connect=min(per_try, 1.0)), **kwargs,
                 )
+                failed = response.status_code >= 500  # a 4xx answer is not an outage
+                return response
             except httpx.TimeoutException as exc:
-                last_error = f"timeout ({type(exc).__name__})"
+                failed = True
+                raise resilience.AttemptFailed(f"timeout ({type(exc).__name__})") from exc
             except httpx.TransportError as exc:
-                last_error = f"connection failed ({type(exc).__name__})"
-            else:
-                if response.status_code not in RETRYABLE_STATUSES or attempt == attempts:
-                    return response
-                last_error = f"status {response.status_code}"
-                response.close()
-            log.warning(
-                "%s %s %s: %s (attempt %d/%d)", self.name, method, url, last_error, attempt,
-                attempts,
-            )
-            if attempt < attempts:
-                pause = self.backoff * (2 ** (attempt - 1)) * (0.5 + random.random())
-                remaining = self.deadline - (time.monotonic() - started)
-                if pause >= remaining:
-                    break
-                self._sleep(pause)
-        raise ServiceUnavailable(f"{self.name} is unavailable: {last_error}",
-                                 kind="upstream-unavailable")
+                failed = True
+                raise resilience.AttemptFailed(
+                    f"connection failed ({type(exc).__name__})") from exc
+            finally:
+                policy.breaker.record(ticket, failed)
+
+        retrying = resilience.retrying(
+            self.name,
+            attempts=1 + (self.retries if may_retry else 0),
+            deadline=self.deadline,
+            backoff=self.backoff,
+            sleep=self._sleep,
+            retry_result=lambda r: r.status_code in RETRYABLE_STATUSES,
+            discard_result=lambda r: r.close(),
+        )
+        try:
+            response: httpx.Response = retrying(attempt)
+        except resilience.Rejected as exc:
+            resilience.reject(exc)
+            raise ServiceUnavailable(f"{self.name} is unavailable: {exc.detail}",
+                                     kind="upstream-unavailable") from None
+        except (resilience.AttemptFailed, _DeadlineExceeded) as exc:
+            resilience.REQUESTS.labels(self.name, "unavailable").inc()
+            log.warning("%s %s %s: unavailable: %s", self.name, method, url, exc)
+            raise ServiceUnavailable(f"{self.name} is unavailable: {exc}",
+                                     kind="upstream-unavailable") from None
+        finally:
+            policy.bulkhead.release()
+        resilience.REQUESTS.labels(self.name, _outcome(response.status_code)).inc()
+        return response
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:
         """``GET`` with the policy."""

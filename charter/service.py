@@ -250,6 +250,12 @@ def create_app(
         position=MiddlewarePosition.BEFORE_EXCEPTION,
         metrics=RequestMetrics(registry, name),
     )
+    # Fault injection (charter.faults): inside the observability middleware, so injected
+    # answers are logged and counted like real ones, and after routing (BEFORE_SECURITY),
+    # where the operationId is known; inert without a profile outside development mode.
+    from charter.faults import FaultMiddleware
+    app.add_middleware(FaultMiddleware, position=MiddlewarePosition.BEFORE_SECURITY,
+                       service=name)
     # Versions listed in governance/deprecation.yaml: headers, 410 after the sunset,
     # calls counted per client (charter.deprecation); ``clock`` lets tests pass the sunset.
     retiring = deprecation.middleware_options(spec_name or name, versions, name, registry,

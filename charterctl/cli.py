@@ -10,7 +10,7 @@ import sys
 import httpx
 
 from charter import config
-from charterctl import gov
+from charterctl import dlq, gov, projections, registry
 
 
 def client_secret(client: str, given: str | None) -> str:
@@ -269,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pki_init)
 
     gov.register(sub)
+    projections.register(sub)
+    dlq.register(sub, known_queues=registry.consumer_queues)
     return parser
 
 

@@ -73,3 +73,18 @@ def select(only: str | None) -> list[Component]:
         raise SystemExit(f"unknown component(s): {', '.join(unknown)}; "
                          f"known: {', '.join(COMPONENTS)}")
     return [c for c in COMPONENTS.values() if c.name in names]
+
+
+def consumer_queues() -> list[str]:
+    """The queue of every consumer on the platform: each component's
+    ``<package>.messaging.SUBSCRIPTIONS`` (a component without that module has none)."""
+    queues: list[str] = []
+    for comp in COMPONENTS.values():
+        try:
+            module = importlib.import_module(f"{comp.package}.messaging")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{comp.package}.messaging":
+                raise
+            continue
+        queues.extend(sub.queue for sub in getattr(module, "SUBSCRIPTIONS", ()))
+    return queues

@@ -8,12 +8,16 @@ spreads connections over them (:func:`charter.serve.reuseport_listener`). A comp
 workers gets an empty ``<var>/metrics/<component>`` directory as
 ``PROMETHEUS_MULTIPROC_DIR``, so its ``/metrics`` sums every worker. The runner waits
 for each one's ``/health/ready``, prints where everything is, and on Ctrl-C (SIGINT) or
-SIGTERM stops every child cleanly; if one child dies, the others are stopped too and
-the exit code says so.
+SIGTERM stops every child cleanly. Meanwhile :mod:`charterctl.supervisor` restarts any
+child that exits, with an exponential back-off, while the others keep serving; only a
+component that keeps crashing at start-up stops everything (exit code 1, the component
+named). Restarts are logged and counted in ``<var>/supervisor.json``
+(``docs/operations.md``, *Supervision*).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -21,13 +25,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+
+from prometheus_client import multiprocess
 
 from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
-from charterctl import pki, workers
+from charterctl import pki, supervisor, workers
 from charterctl.registry import Component
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -153,42 +159,70 @@ def child_env(comp: Component, count: int) -> dict[str, str]:
     return env
 
 
-def _spawn(comp: Component) -> list[subprocess.Popen[bytes]]:
-    """Start ``comp``'s worker processes (one command each, the same environment)."""
-    count = worker_count(comp)
+STATUS_FILE = "supervisor.json"
+READY_TIMEOUT = 90.0  # seconds for a batch of components to answer /health/ready
+POLL_INTERVAL = 0.3
+
+
+def status_path() -> Path:
+    """``<var>/supervisor.json``: each component's restarts, last exit and pids."""
+    return config.var_dir() / STATUS_FILE
+
+
+def _spawner(comp: Component, count: int) -> supervisor.Spawn:
+    """Start one process of ``comp``: the same command and environment every time (a
+    restarted worker reuses the port and the metrics directory, which is emptied once)."""
     argv, env = command(comp, count), child_env(comp, count)
-    return [subprocess.Popen(argv, env=env) for _ in range(count)]
+
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(argv, env=env)
+
+    return spawn
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    """Poll ``url`` until it answers 200; fail if the process exits or time runs out."""
+def metrics_reaper(comp: Component, count: int) -> Callable[[int], None] | None:
+    """``on_exit`` for ``comp``'s processes: mark an exited worker's multiprocess metrics
+    dead (its ``live*`` gauges leave the sum; a killed worker cannot do it itself).
+    ``None`` with one worker (no multiprocess directory)."""
+    if count < 2:
+        return None
+    directory = str(metrics_dir(comp))
+
+    def mark_dead(pid: int) -> None:
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid, directory)
+
+    return mark_dead
+
+
+def _await_ready(sup: supervisor.Supervisor, batch: list[Component],
+                 stopping: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+    """Supervise until every component of ``batch`` answers ``/health/ready``.
+
+    A process that exits meanwhile is restarted (:meth:`Supervisor.check`), so a crash
+    loop raises :class:`supervisor.CrashLoop`; RuntimeError when time runs out.
+    """
+    pending = {c.name: f"{config.service_url(c.name)}/health/ready" for c in batch}
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before {url} was ready")
-        if serve.probe(url, timeout=1.0):  # presents the charter-cli certificate on mTLS
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} not ready after {timeout:.0f}s")
+    while pending and not stopping():
+        sup.check()
+        for name, url in list(pending.items()):
+            # presents the charter-cli certificate on mTLS
+            if sup.alive(name) and serve.probe(url, timeout=1.0):
+                del pending[name]
+        if pending and time.monotonic() >= deadline:
+            raise RuntimeError(f"{', '.join(pending)} not ready after {timeout:.0f}s")
+        if pending:
+            time.sleep(0.2)
 
 
-def stop(procs: dict[str, subprocess.Popen[bytes]], grace: float = 8.0) -> None:
-    """SIGTERM every child, then SIGKILL whatever is still running after ``grace``."""
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.terminate()
-    deadline = time.monotonic() + grace
-    for proc in procs.values():
-        remaining = max(0.1, deadline - time.monotonic())
-        try:
-            proc.wait(timeout=remaining)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True,
+       policy: supervisor.Policy | None = None) -> int:
+    """Run and supervise the platform until interrupted; returns the process exit code.
 
-
-def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True) -> int:
-    """Run the platform until interrupted; returns the process exit code."""
+    0 after Ctrl-C/SIGTERM; 1 when a component keeps crashing at start-up
+    (:class:`supervisor.CrashLoop`) or never becomes ready; 2 for a bad worker count.
+    """
     try:
         normalise_workers_env()
     except config.ConfigError as exc:
@@ -196,12 +230,14 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
         return 2
     pki.ensure_pki()  # first start: a development CA and one certificate per service
     seeded = migrate(components, seed=seed) if migrate_first else []
-    procs: dict[str, subprocess.Popen[bytes]] = {}
+    sup = supervisor.Supervisor(policy, status_path=status_path())
+    sup.write_status()  # nothing running yet: never a previous run's pids
     stopping = False
 
     def _on_signal(signum: int, _frame: object) -> None:
         nonlocal stopping
         stopping = True
+        sup.begin_shutdown()  # children that exit from now on are not restarted
 
     old_int = signal.signal(signal.SIGINT, _on_signal)
     old_term = signal.signal(signal.SIGTERM, _on_signal)
@@ -211,24 +247,25 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
         rest = [c for c in components if c.name != "auth"]
         for batch in (first, rest):
             for comp in batch:
-                for n, proc in enumerate(_spawn(comp), start=1):
-                    procs[comp.name if n == 1 else f"{comp.name} (worker {n})"] = proc
-            for comp in batch:
-                wait_ready(f"{config.service_url(comp.name)}/health/ready", procs[comp.name])
-        _banner(components, seeded)
+                if stopping:
+                    break
+                count = worker_count(comp)
+                sup.start(comp.name, _spawner(comp, count), count,
+                          on_exit=metrics_reaper(comp, count))
+            _await_ready(sup, batch, lambda: stopping)
+        if not stopping:
+            _banner(components, seeded)
         while not stopping:
-            for name, proc in procs.items():
-                if proc.poll() is not None:
-                    print(f"charter: {name} exited with {proc.returncode}; stopping", flush=True)
-                    return 1
-            time.sleep(0.3)
+            sup.check()
+            due = sup.next_restart_in()
+            time.sleep(POLL_INTERVAL if due is None else min(POLL_INTERVAL, max(0.05, due)))
         print("charter: stopping…", flush=True)
         return 0
-    except RuntimeError as exc:
+    except (supervisor.SupervisionError, RuntimeError) as exc:
         print(f"charter: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
-        stop(procs)
+        sup.shutdown()
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
 

@@ -1,4 +1,5 @@
-"""JSON logs carrying ``service`` and ``correlation_id`` on every line."""
+"""JSON logs carrying ``service`` and ``correlation_id`` on every line (and ``saga_id``
+while a saga step runs)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Any
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
 )
+saga_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("saga_id", default=None)
+"""The checkout saga a line belongs to (set while a saga step or its message runs)."""
 
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
@@ -33,6 +36,9 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
             "correlation_id": correlation_id.get(),
         }
+        saga = saga_id.get()
+        if saga is not None:
+            doc["saga_id"] = saga
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 doc[key] = value

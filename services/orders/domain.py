@@ -33,6 +33,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from charter.clock import parse_rfc3339, rfc3339
+
 MAX_QUANTITY = 999
 MAX_LINES = 100
 DEFAULT_CURRENCY = "EUR"
@@ -178,9 +180,51 @@ def build_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLine]:
     return list(lines)
 
 
+@dataclass(frozen=True)
+class DomainEvent:
+    """One change of an order, as stored on its stream (``type`` is ``OrderPlaced``, …).
+
+    ``data`` holds everything replay needs and nothing personal (no e-mail, name or
+    address): the customer is an id. :func:`public_event` turns it into the audit-trail
+    entry the API shows.
+    """
+
+    type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+
+
+PAYMENT_EVENTS: dict[str, str] = {
+    "authorized": "PaymentAuthorised",
+    "declined": "PaymentDeclined",
+    "captured": "PaymentCaptured",
+    "voided": "PaymentVoided",
+    "refunded": "PaymentRefunded",
+}
+"""The event type of each payment status the checkout records (others: PaymentRecorded)."""
+
+
+def _line_doc(line: OrderLine) -> dict[str, Any]:
+    return {"product_id": line.product_id, "sku": line.sku, "name": line.name,
+            "unit_price": line.unit_price, "currency": line.currency,
+            "quantity": line.quantity}
+
+
+def _enum_or_none(kind: Any, value: Any) -> Any:
+    return None if value is None else kind(value)
+
+
 @dataclass
 class Order:
-    """The aggregate. Change it only through its methods; they enforce :data:`TRANSITIONS`."""
+    """The aggregate, event-sourced: every change is a :class:`DomainEvent` applied to it.
+
+    Change it only through its methods: they check :data:`TRANSITIONS` and the rules,
+    then raise the event, which :meth:`_apply` folds into the state. The same fold
+    rebuilds an order from its stored stream (:meth:`from_events`). ``version`` counts the
+    events applied (stored and new); ``stored_version`` those that came from the store
+    (the ``expected_version`` of the next append). ``customer_email`` is not in any event:
+    the store keeps it apart so it can be erased.
+    """
 
     id: str
     customer_id: str
@@ -200,10 +244,107 @@ class Order:
     release_status: FollowUp | None = None
     payment_status: str | None = None  # the payment as payments last reported it (v2)
     loyalty_reversal_status: FollowUp | None = None  # taking the points back (v2 refund)
-    new_events: list[OrderEvent] = field(default_factory=list, compare=False, repr=False)
+    version: int = field(default=0, compare=False)
+    stored_version: int = field(default=0, compare=False)
+    new_events: list[DomainEvent] = field(default_factory=list, compare=False, repr=False)
 
-    def _event(self, kind: str, now: datetime, **data: Any) -> None:
-        self.new_events.append(OrderEvent(kind, now, data))
+    # -- events --------------------------------------------------------------------------
+    def _raise(self, kind: str, now: datetime, **data: Any) -> None:
+        """Record a new event and apply it."""
+        event = DomainEvent(kind, now, data)
+        self._apply(event)
+        self.new_events.append(event)
+
+    def _apply(self, event: DomainEvent) -> None:
+        handler = getattr(self, f"_on_{event.type}", None)
+        if handler is None:
+            raise ValueError(f"unknown order event {event.type!r}")
+        handler(event.data, event.occurred_at)
+        self.version += 1
+
+    @classmethod
+    def from_events(cls, order_id: str, events: Iterable[DomainEvent]) -> Order:
+        """Rebuild an order by replaying its stream (the first event creates it)."""
+        stream = iter(events)
+        first = next(stream, None)
+        if first is None or first.type not in ("OrderPlaced", "OrderImported"):
+            raise ValueError(f"order {order_id}: a stream must start with OrderPlaced")
+        order = cls(id=order_id, customer_id="", lines=[], currency=DEFAULT_CURRENCY,
+                    created_at=first.occurred_at, updated_at=first.occurred_at)
+        order._apply(first)
+        for event in stream:
+            order._apply(event)
+        order.stored_version = order.version
+        return order
+
+    def _on_OrderPlaced(self, d: dict[str, Any], at: datetime) -> None:
+        self.customer_id = d["customer_id"]
+        self.currency = d["currency"]
+        self.source = Source(d["source"])
+        self.lines = [OrderLine(**line) for line in d["lines"]]
+        self.status = OrderStatus.PENDING
+        self.created_at = self.updated_at = at
+
+    def _on_OrderImported(self, d: dict[str, Any], at: datetime) -> None:
+        """An order that existed before orders were event-sourced: its whole state."""
+        self._on_OrderPlaced(d, at)
+        self.created_at = parse_rfc3339(d["created_at"])
+        self.status = OrderStatus(d["status"])
+        self.reason = d.get("reason")
+        self.rejection_code = _enum_or_none(RejectionCode, d.get("rejection_code"))
+        self.shortages = d.get("shortages")
+        self.payment_id = d.get("payment_id")
+        self.payment_status = d.get("payment_status")
+        for what in ("loyalty", "notification", "release", "loyalty_reversal"):
+            setattr(self, f"{what}_status", _enum_or_none(FollowUp, d.get(f"{what}_status")))
+
+    def _on_StockReserved(self, d: dict[str, Any], at: datetime) -> None:
+        self.status, self.updated_at = OrderStatus.RESERVED, at
+
+    def _on_OrderRejected(self, d: dict[str, Any], at: datetime) -> None:
+        self.status, self.updated_at = OrderStatus.REJECTED, at
+        self.rejection_code = RejectionCode(d["code"])
+        self.reason = d["detail"]
+        self.shortages = d.get("shortages")
+
+    def _on_ConfirmationStarted(self, d: dict[str, Any], at: datetime) -> None:
+        self.payment_id, self.updated_at = d["payment_id"], at
+
+    def _on_ConfirmationAbandoned(self, d: dict[str, Any], at: datetime) -> None:
+        self.payment_id, self.updated_at = None, at
+
+    def _on_OrderConfirmed(self, d: dict[str, Any], at: datetime) -> None:
+        self.status, self.updated_at = OrderStatus.CONFIRMED, at
+        self.loyalty_status = FollowUp.PENDING
+        self.notification_status = FollowUp.PENDING
+
+    def _on_OrderCancelled(self, d: dict[str, Any], at: datetime) -> None:
+        self.status, self.updated_at = OrderStatus.CANCELLED, at
+        if d.get("code") is not None:
+            self.rejection_code, self.reason = RejectionCode(d["code"]), d.get("detail")
+        if d.get("refunded"):
+            if d.get("reverse_loyalty"):
+                self.loyalty_reversal_status = FollowUp.PENDING
+        else:
+            self.release_status = FollowUp.PENDING
+
+    def _on_payment(self, d: dict[str, Any], at: datetime) -> None:
+        self.payment_status, self.updated_at = d["status"], at
+
+    _on_PaymentAuthorised = _on_PaymentDeclined = _on_PaymentCaptured = _on_payment
+    _on_PaymentVoided = _on_PaymentRefunded = _on_PaymentRecorded = _on_payment
+
+    def _on_FollowUpRecorded(self, d: dict[str, Any], at: datetime) -> None:
+        setattr(self, f"{d['what']}_status", FollowUp(d["outcome"]))
+        self.updated_at = at
+
+    _on_StockReleased = _on_FollowUpRecorded
+
+    def _on_LoyaltyReversalReopened(self, d: dict[str, Any], at: datetime) -> None:
+        self.loyalty_reversal_status, self.updated_at = FollowUp.PENDING, at
+
+    def _on_LoyaltyReversalRecorded(self, d: dict[str, Any], at: datetime) -> None:
+        self.loyalty_reversal_status, self.updated_at = FollowUp(d["outcome"]), at
 
     @classmethod
     def place(
@@ -218,19 +359,33 @@ class Order:
         customer_email: str | None = None,
     ) -> Order:
         """A new ``pending`` order (the lines are validated)."""
-        order = cls(
-            id=order_id,
-            customer_id=customer_id,
-            lines=build_lines(lines, currency),
-            currency=currency,
-            created_at=now,
-            updated_at=now,
-            source=source,
-            customer_email=customer_email,
-        )
-        order._event("order.placed", now, status="pending", item_count=order.item_count,
-                     amount={"amount_minor": order.total, "currency": currency})
+        checked = build_lines(lines, currency)
+        order = cls(id=order_id, customer_id=customer_id, lines=[], currency=currency,
+                    created_at=now, updated_at=now, source=source,
+                    customer_email=customer_email)
+        order._raise("OrderPlaced", now, customer_id=customer_id, currency=currency,
+                     source=source.value, lines=[_line_doc(line) for line in checked],
+                     total=sum(line.line_total for line in checked),
+                     item_count=sum(line.quantity for line in checked))
         return order
+
+    def snapshot_event(self) -> DomainEvent:
+        """The ``OrderImported`` event that recreates this order's whole state (used once,
+        to move orders stored before event sourcing onto a stream)."""
+        def value(x: Any) -> Any:
+            return x.value if x is not None and hasattr(x, "value") else x
+
+        return DomainEvent("OrderImported", self.updated_at, {
+            "customer_id": self.customer_id, "currency": self.currency,
+            "source": self.source.value, "lines": [_line_doc(ln) for ln in self.lines],
+            "total": self.total, "item_count": self.item_count,
+            "created_at": rfc3339(self.created_at), "status": self.status.value,
+            "reason": self.reason, "rejection_code": value(self.rejection_code),
+            "shortages": self.shortages, "payment_id": self.payment_id,
+            "payment_status": self.payment_status,
+            **{f"{w}_status": value(getattr(self, f"{w}_status"))
+               for w in ("loyalty", "notification", "release", "loyalty_reversal")},
+        })
 
     # -- derived -------------------------------------------------------------------------
     @property
@@ -254,16 +409,14 @@ class Order:
         return [(line.product_id, line.quantity) for line in self.lines]
 
     # -- transitions ---------------------------------------------------------------------
-    def _move(self, target: OrderStatus, now: datetime) -> None:
+    def _check_move(self, target: OrderStatus) -> None:
         if target not in TRANSITIONS[self.status]:
             raise InvalidTransition(f"a {self.status} order cannot become {target}")
-        self.status = target
-        self.updated_at = now
 
     def mark_reserved(self, now: datetime) -> None:
         """The catalog holds the stock."""
-        self._move(OrderStatus.RESERVED, now)
-        self._event("stock.reserved", now)
+        self._check_move(OrderStatus.RESERVED)
+        self._raise("StockReserved", now)
 
     def reject(
         self,
@@ -273,12 +426,8 @@ class Order:
         shortages: list[dict[str, Any]] | None = None,
     ) -> None:
         """The catalog refused the reservation."""
-        self._move(OrderStatus.REJECTED, now)
-        self.rejection_code = code
-        self.reason = reason
-        self.shortages = shortages
-        self._event("order.rejected", now, status="cancelled", code=code.value,
-                    detail=reason[:500])
+        self._check_move(OrderStatus.REJECTED)
+        self._raise("OrderRejected", now, code=code.value, detail=reason, shortages=shortages)
 
     def start_confirmation(self, payment_id: str, now: datetime) -> None:
         """Record the payment before the reservation is committed (blocks cancelling)."""
@@ -289,25 +438,19 @@ class Order:
                 f"order {self.id} is already being confirmed with payment {self.payment_id}"
             )
         if self.payment_id is None:
-            self._event("order.confirming", now, payment_id=payment_id)
-        self.payment_id = payment_id
-        self.updated_at = now
+            self._raise("ConfirmationStarted", now, payment_id=payment_id)
 
     def abandon_confirmation(self, now: datetime) -> None:
         """The confirmation could not go through: forget the payment, stay reserved."""
         if self.confirming:
-            self._event("order.confirmation_abandoned", now, payment_id=self.payment_id)
-            self.payment_id = None
-            self.updated_at = now
+            self._raise("ConfirmationAbandoned", now, payment_id=self.payment_id)
 
     def confirm(self, now: datetime) -> None:
         """The reservation is committed: confirmed; the follow-ups are due."""
         if self.payment_id is None:
             raise InvalidTransition("a confirmation needs a payment")
-        self._move(OrderStatus.CONFIRMED, now)
-        self.loyalty_status = FollowUp.PENDING
-        self.notification_status = FollowUp.PENDING
-        self._event("order.confirmed", now, status="confirmed", payment_id=self.payment_id)
+        self._check_move(OrderStatus.CONFIRMED)
+        self._raise("OrderConfirmed", now, payment_id=self.payment_id)
 
     def can_cancel(self) -> tuple[bool, str]:
         """Whether :meth:`cancel` would succeed (or be a no-op), and why not."""
@@ -317,8 +460,8 @@ class Order:
             return False, "a rejected order holds nothing to cancel"
         if self.status is OrderStatus.CONFIRMED:
             return False, (
-                "a confirmed order cannot be cancelled yet: its stock is committed and its "
-                "payment taken (refunds come with the checkout saga)"
+                "a confirmed order cannot be cancelled this way: its stock is committed and "
+                "its payment taken (the v2 cancel refunds it)"
             )
         if self.confirming:
             return False, (
@@ -327,7 +470,8 @@ class Order:
             )
         return True, ""
 
-    def cancel(self, now: datetime) -> bool:
+    def cancel(self, now: datetime, code: RejectionCode | None = None,
+               detail: str | None = None) -> bool:
         """Cancel; True if the state changed (False: it already was cancelled).
 
         The stock the order may hold is to be released: ``release_status`` becomes
@@ -338,27 +482,21 @@ class Order:
             raise InvalidTransition(why)
         if self.status is OrderStatus.CANCELLED:
             return False
-        self._move(OrderStatus.CANCELLED, now)
-        self.release_status = FollowUp.PENDING
-        self._event("order.cancelled", now, status="cancelled")
+        self._check_move(OrderStatus.CANCELLED)
+        extra = {} if code is None else {"code": code.value, "detail": (detail or "")[:500]}
+        self._raise("OrderCancelled", now, refunded=False, **extra)
         return True
 
     def cancel_for(self, code: RejectionCode, detail: str, now: datetime) -> bool:
         """Cancel (as :meth:`cancel`) and say why (``code``, ``detail``)."""
-        changed = self.cancel(now)
-        if changed:
-            self.rejection_code, self.reason = code, detail
-            self.new_events[-1].data.update(code=code.value, detail=detail[:500])
-        return changed
+        return self.cancel(now, code, detail)
 
     def record_payment(self, payment_id: str, status: str, now: datetime) -> None:
         """What the payments service answered about the order's payment (v2 checkout)."""
         if (payment_id, status) == (self.payment_id, self.payment_status):
             return
-        self.payment_status = status
-        self.updated_at = now
-        self._event(f"payment.{status}", now, payment_id=payment_id,
-                    amount={"amount_minor": self.total, "currency": self.currency})
+        self._raise(PAYMENT_EVENTS.get(status, "PaymentRecorded"), now, payment_id=payment_id,
+                    status=status, amount={"amount_minor": self.total, "currency": self.currency})
 
     def cancel_refunded(self, code: RejectionCode, detail: str, now: datetime) -> None:
         """A confirmed order whose payment was refunded becomes ``cancelled``.
@@ -369,43 +507,79 @@ class Order:
         """
         if self.status is not OrderStatus.CONFIRMED:
             raise InvalidTransition(f"only a confirmed order is refunded (it is {self.status})")
-        self.status = OrderStatus.CANCELLED
-        self.updated_at = now
-        if self.loyalty_status not in (None, FollowUp.FAILED):
-            # Also when the award is still open: an award whose answer was lost may exist.
-            self.loyalty_reversal_status = FollowUp.PENDING
-        self.rejection_code, self.reason = code, detail
-        self._event("order.cancelled", now, status="cancelled", code=code.value,
-                    detail=detail[:500])
+        # Also when the award is still open: an award whose answer was lost may exist.
+        reverse = self.loyalty_status not in (None, FollowUp.FAILED)
+        self._raise("OrderCancelled", now, refunded=True, reverse_loyalty=reverse,
+                    code=code.value, detail=detail[:500])
 
     def record(self, what: str, outcome: FollowUp, now: datetime) -> None:
         """Set the state of a follow-up: ``loyalty``, ``notification`` or ``release``."""
         if what not in ("loyalty", "notification", "release"):
             raise ValueError(what)
-        setattr(self, f"{what}_status", outcome)
-        self.updated_at = now
-        self._event(f"{what}.{outcome.value}", now, outcome=outcome.value)
+        kind = "StockReleased" if (what, outcome) == ("release", FollowUp.DONE) \
+            else "FollowUpRecorded"
+        self._raise(kind, now, what=what, outcome=outcome.value)
 
     def award_recorded_after_cancel(self, now: datetime) -> None:
         """An award that landed after a refunded cancel: its points must be taken back
         too (reopens the reversal; loyalty replays a reversal already made)."""
         if self.status is OrderStatus.CANCELLED and \
                 self.loyalty_reversal_status not in (FollowUp.PENDING, FollowUp.PENDING_RETRY):
-            self.loyalty_reversal_status = FollowUp.PENDING
-            self.updated_at = now
+            self._raise("LoyaltyReversalReopened", now)
 
     def record_reversal(self, outcome: FollowUp, now: datetime, *,
                         awarded: bool = True) -> None:
         """Set the state of taking the loyalty points back; ``awarded=False``: loyalty
         held no award, nothing was taken (``loyalty.not_awarded``)."""
-        self.loyalty_reversal_status = outcome
-        self.updated_at = now
-        kind = {FollowUp.DONE: "reversed" if awarded else "not_awarded"}.get(
-            outcome, f"reversal_{outcome.value}")
-        self._event(f"loyalty.{kind}", now, outcome=outcome.value)
+        self._raise("LoyaltyReversalRecorded", now, outcome=outcome.value, awarded=awarded)
 
     def copy(self) -> Order:
         return replace(self, lines=list(self.lines), new_events=list(self.new_events))
+
+
+def public_event(event: DomainEvent, sequence: int) -> OrderEvent:
+    """The audit-trail entry of a stored event, as ``GET /v2/orders/{id}/events`` shows
+    it (the v2 contract's dotted types and fields; replay-only fields left out)."""
+    d, kind = event.data, event.type
+    amount = d.get("amount")
+    if kind in ("OrderPlaced", "OrderImported"):
+        dotted = "order.placed" if kind == "OrderPlaced" else "order.imported"
+        data: dict[str, Any] = {"status": "pending" if kind == "OrderPlaced" else d["status"],
+                                "item_count": d["item_count"],
+                                "amount": {"amount_minor": d["total"],
+                                           "currency": d["currency"]}}
+        if kind == "OrderImported":  # the v2 names (rejected reads as cancelled)
+            data["status"] = "cancelled" if d["status"] == "rejected" else d["status"]
+    elif kind == "StockReserved":
+        dotted, data = "stock.reserved", {}
+    elif kind == "OrderRejected":
+        dotted, data = "order.rejected", {"status": "cancelled", "code": d["code"],
+                                          "detail": d["detail"][:500]}
+    elif kind == "ConfirmationStarted":
+        dotted, data = "order.confirming", {"payment_id": d["payment_id"]}
+    elif kind == "ConfirmationAbandoned":
+        dotted, data = "order.confirmation_abandoned", {"payment_id": d["payment_id"]}
+    elif kind == "OrderConfirmed":
+        dotted, data = "order.confirmed", {"status": "confirmed", "payment_id": d["payment_id"]}
+    elif kind == "OrderCancelled":
+        dotted, data = "order.cancelled", {"status": "cancelled"}
+        if d.get("code") is not None:
+            data.update(code=d["code"], detail=d.get("detail", "")[:500])
+    elif kind.startswith("Payment"):
+        dotted, data = f"payment.{d['status']}", {"payment_id": d["payment_id"],
+                                                  "amount": amount}
+    elif kind in ("FollowUpRecorded", "StockReleased"):
+        dotted, data = f"{d['what']}.{d['outcome']}", {"outcome": d["outcome"]}
+    elif kind == "LoyaltyReversalReopened":
+        dotted, data = "loyalty.reversal_reopened", {"outcome": "pending"}
+    elif kind == "LoyaltyReversalRecorded":
+        outcome = d["outcome"]
+        name = ("reversed" if d.get("awarded", True) else "not_awarded") \
+            if outcome == FollowUp.DONE.value else f"reversal_{outcome}"
+        dotted, data = f"loyalty.{name}", {"outcome": outcome}
+    else:
+        dotted, data = "order.changed", {}
+    return OrderEvent(dotted, event.occurred_at, data, sequence)
 
 
 def idempotency_key(order_id: str, step: str) -> str:

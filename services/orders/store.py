@@ -1,5 +1,15 @@
-"""Orders persistence: SQLAlchemy 2 Core tables and the repository (the adapter of
-:class:`services.orders.ports.OrderRepository`) mapping rows to the domain.
+"""Orders persistence: the event store (the truth), the read model (a projection), and the
+repository (the adapter of :class:`services.orders.ports.OrderRepository`).
+
+Orders are event-sourced: an order is its stream in ``events`` (``stream_id`` = the order
+id), rebuilt by replaying it (:meth:`services.orders.domain.Order.from_events`); a write
+appends the aggregate's new events with the version it was loaded at, so a stale writer
+gets :class:`charter.eventstore.ConcurrencyConflict` (a :class:`WriteConflict`), never a
+lost update. The ``orders`` and ``order_lines`` tables are the read model that lists and
+recovery query: the repository updates them in the same transaction as the append (read
+your writes), and :class:`OrdersProjection` rebuilds them from the events alone
+(``charter projections rebuild orders``). ``order_contacts`` keeps what is personal (the
+e-mail) outside the events, so it can be erased.
 
 The tables live in the service's own :data:`metadata` (with the shared idempotency-key
 table), so the orders' Alembic history only ever sees orders tables. Writers run in a
@@ -35,16 +45,24 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.orm import Session
 
 from charter.db import (
     NAMING_CONVENTION_FK_REFERRED,
     UtcDateTime,
     service_metadata,
+    utcnow,
     write_conflicts,
 )
+from charter.eventstore.store import EventMetadata, EventStore, NewEvent, RecordedEvent
+from charter.eventstore.tables import add_event_store_tables
 from charter.idempotency_store import KeyedSqlRepository, idempotency_table
+from charter.messaging.envelope import Envelope
+from charter.messaging.outbox import Outbox, add_outbox_table
+from charter.observability.logs import correlation_id, saga_id
 
 from .domain import (
+    DomainEvent,
     FollowUp,
     Order,
     OrderEvent,
@@ -52,6 +70,7 @@ from .domain import (
     OrderStatus,
     RejectionCode,
     Source,
+    public_event,
 )
 from .ports import OrderFilter
 
@@ -62,7 +81,6 @@ orders = Table(
     metadata,
     Column("id", String(36), primary_key=True),
     Column("customer_id", String(128), nullable=False),
-    Column("customer_email", String(320), nullable=True),
     Column("status", String(16), nullable=False),
     Column("source", String(8), nullable=False),
     Column("currency", String(3), nullable=False),
@@ -103,16 +121,20 @@ order_lines = Table(
     CheckConstraint("unit_price >= 0", name="unit_price_positive"),
 )
 
-order_events = Table(
-    "order_events",
+order_contacts = Table(
+    "order_contacts",
     metadata,
-    Column("order_id", String(36), ForeignKey("orders.id", ondelete="CASCADE"),
-           primary_key=True),
-    Column("sequence", Integer, primary_key=True),
-    Column("type", String(64), nullable=False),
-    Column("occurred_at", UtcDateTime(), nullable=False),
-    Column("data", JSON, nullable=False),
+    Column("order_id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False),
 )
+"""What is personal about an order (never in an event): erasable on its own."""
+
+event_tables = add_event_store_tables(metadata)
+event_store = EventStore(event_tables)
+PROJECTION = "orders"
+outbox = Outbox(add_outbox_table(metadata))
+"""What orders publishes (``OrderConfirmed``, ``OrderCancelled``), written in the same
+transaction as the events that caused it; the relay sends it (``charter.messaging``)."""
 
 idempotency_keys = idempotency_table(metadata)
 
@@ -122,6 +144,111 @@ OPEN_FOLLOW_UPS = (FollowUp.PENDING.value, FollowUp.PENDING_RETRY.value)
 
 def _enum(kind: Any, value: str | None) -> Any:
     return kind(value) if value is not None else None
+
+
+def domain_event(stored: RecordedEvent) -> DomainEvent:
+    """A stored event as the aggregate replays it."""
+    return DomainEvent(stored.type, stored.metadata.occurred_at, dict(stored.data))
+
+
+def _row_values(order: Order) -> dict[str, Any]:
+    def value(x: Any) -> Any:
+        return x.value if x is not None and hasattr(x, "value") else x
+
+    return {
+        "customer_id": order.customer_id,
+        "status": order.status.value,
+        "source": order.source.value,
+        "currency": order.currency,
+        "total": order.total,
+        "reason": order.reason,
+        "rejection_code": value(order.rejection_code),
+        "shortages": order.shortages,
+        "payment_id": order.payment_id,
+        "loyalty_status": value(order.loyalty_status),
+        "notification_status": value(order.notification_status),
+        "release_status": value(order.release_status),
+        "payment_status": order.payment_status,
+        "loyalty_reversal_status": value(order.loyalty_reversal_status),
+        "created_at": order.created_at,
+        "updated_at": order.updated_at,
+    }
+
+
+def integration_events(order: Order, new: Sequence[DomainEvent]) -> list[Envelope]:
+    """The events other services hear about (ids and amounts only, nothing personal)."""
+    found: list[Envelope] = []
+    for event in new:
+        if event.type not in ("OrderConfirmed", "OrderCancelled"):
+            continue
+        data: dict[str, Any] = {
+            "order_id": order.id, "customer_id": order.customer_id,
+            "total": {"amount_minor": order.total, "currency": order.currency},
+            "item_count": order.item_count,
+        }
+        if event.type == "OrderConfirmed":
+            data["payment_id"] = event.data["payment_id"]
+        else:
+            data["code"] = event.data.get("code")
+            data["after_confirmation"] = bool(event.data.get("refunded"))
+        found.append(Envelope.new(event.type, data, source="orders",
+                                  occurred_at=event.occurred_at,
+                                  correlation_id=correlation_id.get(),
+                                  saga_id=saga_id.get() or order.id))
+    return found
+
+
+def write_read_model(session: Session, order: Order, *, new: bool) -> None:
+    """The order's row (and, when ``new``, its lines) in the read model."""
+    if not new:
+        session.execute(update(orders).where(orders.c.id == order.id)
+                        .values(**_row_values(order)))
+        return
+    session.execute(insert(orders).values(id=order.id, **_row_values(order)))
+    session.execute(insert(order_lines), [
+        {"order_id": order.id, "product_id": line.product_id, "position": position,
+         "sku": line.sku, "name": line.name, "unit_price": line.unit_price,
+         "currency": line.currency, "quantity": line.quantity}
+        for position, line in enumerate(order.lines, start=1)
+    ])
+
+
+def move_checkpoint(session: Session, position: int) -> None:
+    """The read model now holds every event up to ``position`` (appends are serialised by
+    the event store, so inline updates arrive in position order)."""
+    checkpoints = event_tables.checkpoints
+    current = session.execute(
+        select(checkpoints.c.position).where(checkpoints.c.name == PROJECTION)
+    ).scalar_one_or_none()
+    if current is None:
+        session.execute(insert(checkpoints).values(name=PROJECTION, position=position,
+                                                   updated_at=utcnow()))
+    elif current < position:
+        session.execute(update(checkpoints).where(checkpoints.c.name == PROJECTION)
+                        .values(position=position, updated_at=utcnow()))
+
+
+class OrdersProjection:
+    """The read model (``orders``, ``order_lines``) as a projection of the event store.
+
+    The repository keeps it current inline; this class is what rebuilds it from zero
+    (``charter projections rebuild orders``): each event replays its order's stream up
+    to that event and writes the row as it stood then.
+    """
+
+    name = PROJECTION
+
+    def reset(self, session: Session) -> None:
+        session.execute(order_lines.delete())
+        session.execute(orders.delete())
+
+    def apply(self, session: Session, event: RecordedEvent) -> None:
+        history = [e for e in event_store.load(session, event.stream_id)
+                   if e.version <= event.version]
+        order = Order.from_events(event.stream_id, [domain_event(e) for e in history])
+        exists = session.execute(select(orders.c.id).where(orders.c.id == order.id)
+                                 ).first() is not None
+        write_read_model(session, order, new=not exists)
 
 
 class SqlOrderRepository(KeyedSqlRepository):
@@ -137,86 +264,76 @@ class SqlOrderRepository(KeyedSqlRepository):
 
     # -- writes --------------------------------------------------------------------------
     def add(self, order: Order) -> None:
+        """Store a new order: its first events, its read-model row, its contact."""
         with write_conflicts():
-            self._insert(order)
-
-    def _insert(self, order: Order) -> None:
-        self.session.execute(insert(orders).values(id=order.id, **self._values(order)))
-        self.session.execute(
-            insert(order_lines),
-            [
-                {
-                    "order_id": order.id,
-                    "product_id": line.product_id,
-                    "position": position,
-                    "sku": line.sku,
-                    "name": line.name,
-                    "unit_price": line.unit_price,
-                    "currency": line.currency,
-                    "quantity": line.quantity,
-                }
-                for position, line in enumerate(order.lines, start=1)
-            ],
-        )
-        self._append_events(order)
-
-    def _append_events(self, order: Order) -> None:
-        """Store the order's new events after its last one (the order row is locked)."""
-        if not order.new_events:
-            return
-        last = self.session.execute(
-            select(func.max(order_events.c.sequence)).where(order_events.c.order_id == order.id)
-        ).scalar_one()
-        start = int(last or 0) + 1
-        self.session.execute(insert(order_events), [
-            {"order_id": order.id, "sequence": start + i, "type": e.type,
-             "occurred_at": e.occurred_at, "data": e.data}
-            for i, e in enumerate(order.new_events)
-        ])
-        order.new_events.clear()
+            self._append(order)
+            write_read_model(self.session, order, new=True)
+            self._save_contact(order)
 
     def save(self, order: Order) -> None:
-        """Store the order's state (its lines never change after placement)."""
-        self.session.execute(
-            update(orders).where(orders.c.id == order.id).values(**self._values(order))
-        )
-        self._append_events(order)
+        """Append the order's new events (a stale order: ``ConcurrencyConflict``) and
+        update its read model in the same transaction."""
+        if not self._append(order):
+            self._save_contact(order)
+            return
+        write_read_model(self.session, order, new=False)
+        self._save_contact(order)
 
-    @staticmethod
-    def _values(order: Order) -> dict[str, Any]:
-        def value(x: Any) -> Any:
-            return x.value if x is not None and hasattr(x, "value") else x
+    def _append(self, order: Order) -> bool:
+        if not order.new_events:
+            return False
+        cid, saga = correlation_id.get(), saga_id.get()
+        recorded = event_store.append(
+            self.session, order.id, order.stored_version,
+            [NewEvent(e.type, e.data, EventMetadata(occurred_at=e.occurred_at,
+                                                    correlation_id=cid, saga_id=saga))
+             for e in order.new_events])
+        published = integration_events(order, order.new_events)
+        if published:
+            outbox.add(self.session, *published)
+        order.stored_version = order.version
+        order.new_events.clear()
+        move_checkpoint(self.session, recorded[-1].position)
+        return True
 
-        return {
-            "customer_id": order.customer_id,
-            "customer_email": order.customer_email,
-            "status": order.status.value,
-            "source": order.source.value,
-            "currency": order.currency,
-            "total": order.total,
-            "reason": order.reason,
-            "rejection_code": value(order.rejection_code),
-            "shortages": order.shortages,
-            "payment_id": order.payment_id,
-            "loyalty_status": value(order.loyalty_status),
-            "notification_status": value(order.notification_status),
-            "release_status": value(order.release_status),
-            "payment_status": order.payment_status,
-            "loyalty_reversal_status": value(order.loyalty_reversal_status),
-            "created_at": order.created_at,
-            "updated_at": order.updated_at,
-        }
+    def _save_contact(self, order: Order) -> None:
+        if not order.customer_email:
+            return
+        found = self.session.execute(
+            select(order_contacts.c.email).where(order_contacts.c.order_id == order.id)
+        ).scalar_one_or_none()
+        if found is None:
+            self.session.execute(insert(order_contacts).values(order_id=order.id,
+                                                               email=order.customer_email))
+        elif found != order.customer_email:
+            self.session.execute(update(order_contacts)
+                                 .where(order_contacts.c.order_id == order.id)
+                                 .values(email=order.customer_email))
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, order_id: str, *, lock: bool = False) -> Order | None:
-        """The order (``lock``: ``SELECT … FOR UPDATE``), ``None`` if it does not exist."""
-        query = select(orders).where(orders.c.id == order_id)
+        """The order rebuilt from its events, ``None`` if it does not exist.
+
+        ``lock``: its read-model row ``SELECT … FOR UPDATE`` first (PostgreSQL; SQLite's
+        write transaction already holds the database lock), so writers of one order queue
+        up instead of failing on the version check.
+        """
         if lock:
-            query = query.with_for_update()
-        row = self.session.execute(query).mappings().first()
-        if row is None:
+            self.session.execute(select(orders.c.id).where(orders.c.id == order_id)
+                                 .with_for_update())
+        stored = event_store.load(self.session, order_id)
+        if not stored:
             return None
-        return self._order(row, self._lines([order_id]).get(order_id, []))
+        order = Order.from_events(order_id, [domain_event(e) for e in stored])
+        order.customer_email = self.session.execute(
+            select(order_contacts.c.email).where(order_contacts.c.order_id == order_id)
+        ).scalar_one_or_none()
+        return order
+
+    def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
+        """The order's audit trail after version ``after``, oldest first."""
+        stored = event_store.load(self.session, order_id, after_version=after)
+        return [public_event(domain_event(e), e.version) for e in stored[:limit]]
 
     def page(self, flt: OrderFilter, offset: int, limit: int) -> tuple[list[Order], int]:
         """One page, newest first, and the total count."""
@@ -260,16 +377,6 @@ class SqlOrderRepository(KeyedSqlRepository):
         ).mappings())
         lines = self._lines([row["id"] for row in rows])
         return [self._order(row, lines.get(row["id"], [])) for row in rows]
-
-    def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
-        """The order's events with ``sequence > after``, oldest first."""
-        rows = self.session.execute(
-            select(order_events)
-            .where(order_events.c.order_id == order_id, order_events.c.sequence > after)
-            .order_by(order_events.c.sequence).limit(limit)
-        ).mappings()
-        return [OrderEvent(r["type"], r["occurred_at"], dict(r["data"] or {}), int(r["sequence"]))
-                for r in rows]
 
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:
         """Ids of orders with unfinished work, last changed at or before ``before``.
@@ -334,7 +441,6 @@ class SqlOrderRepository(KeyedSqlRepository):
             updated_at=row["updated_at"],
             status=OrderStatus(row["status"]),
             source=Source(row["source"]),
-            customer_email=row["customer_email"],
             reason=row["reason"],
             rejection_code=_enum(RejectionCode, row["rejection_code"]),
             shortages=row["shortages"],
