@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from auth import passwords
+from auth.events import user_registered
 from auth.scopes import ROLES
-from auth.store import User, last_subject_revocation, now, revoke_subject
+from auth.store import User, last_subject_revocation, now, outbox, revoke_subject
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,10 @@ def find_by_email(session: Session, email: str) -> User | None:
 
 
 def create_user(session: Session, email: str, password: str, role: str = "customer") -> User:
-    """Register a user; raises an ``AccountError`` subclass when the input is refused."""
+    """Register a user; raises an ``AccountError`` subclass when the input is refused.
+
+    ``auth.UserRegistered`` goes to the outbox in the caller's transaction: it commits
+    with the new user or not at all."""
     if role not in ROLES:
         raise AccountError(f"Unknown role {role!r}.")
     email = check_new_credentials(email, password)
@@ -88,6 +92,7 @@ def create_user(session: Session, email: str, password: str, role: str = "custom
         session.flush()
     except IntegrityError as exc:  # a concurrent registration won the race
         raise EmailTaken("An account with this email address already exists.") from exc
+    outbox.add(session, user_registered(user.id, user.role))
     return user
 
 

@@ -4,6 +4,10 @@
 
 (``--no-proxy-headers``: auth trusts ``X-Forwarded-For`` only from ``AUTH_TRUSTED_PROXIES``;
 uvicorn's default would rewrite the client address from it first.)
+
+``create_asgi`` also starts auth's messaging (:func:`auth_messaging`: the relay of
+``auth.UserRegistered`` from the outbox, run by the worker holding the leader lock;
+``CHARTER_MESSAGING=off`` starts none).
 """
 
 from __future__ import annotations
@@ -18,10 +22,12 @@ from werkzeug.exceptions import HTTPException
 from auth import cors, passwords, revocations
 from auth.server import create_server
 from auth.settings import Settings, load_config, load_settings
+from auth.store import outbox
 from auth.views import bp
 from auth.web import EXTENSION, AuthContext, problem
 from charter import config
 from charter.db import Database
+from charter.messaging.runtime import Messaging
 from charter.serve import fails_fast
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -84,12 +90,20 @@ def _install_error_handlers(app: Flask) -> None:
         return problem(500, "Internal Server Error")
 
 
+def auth_messaging(db: Database, **options: Any) -> Messaging:
+    """Auth's relay (what :data:`auth.store.outbox` holds; no consumers), run by the
+    worker holding ``auth-messaging``; the broker is ``AMQP_URL`` (else, in development
+    mode, the embedded one). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
+    return Messaging("auth", db, outbox=outbox, **options)
+
+
 @fails_fast
 def create_asgi() -> Any:
     """ASGI app for uvicorn. In development mode the database is migrated on start."""
     from prometheus_client import CollectorRegistry
     from prometheus_flask_exporter import PrometheusMetrics
 
+    from charter.messaging import runtime
     from charter.migrations import upgrade
     from charter.observability.logs import configure
     from charter.observability.metrics_exposition import mark_dead_at_exit
@@ -112,6 +126,10 @@ def create_asgi() -> Any:
                       default_labels={"service": "auth"},
                       export_defaults=False)
     mark_dead_at_exit()  # several workers: /metrics sums them (PROMETHEUS_MULTIPROC_DIR)
+    if runtime.enabled():
+        messaging = auth_messaging(db)
+        registry.register(messaging.collector())  # relay metrics on this /metrics
+        messaging.start()  # in every worker; the one holding the lock leads
     return ObservabilityMiddleware(
         BufferedWSGIBridge(app),  # type: ignore[arg-type]
         RequestMetrics(registry, "auth"),

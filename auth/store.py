@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from auth import scopes
+from charter.messaging.outbox import Outbox, add_outbox_table
 
 
 class AuthBase(DeclarativeBase):
@@ -37,6 +38,9 @@ class AuthBase(DeclarativeBase):
 
 
 metadata = AuthBase.metadata
+
+outbox = Outbox(add_outbox_table(metadata))
+"""Auth's transactional outbox (``auth.UserRegistered``, see ``auth.events``)."""
 
 
 def now() -> int:

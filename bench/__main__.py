@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from bench import checkout, report, servers, tlsload, wrk
+from bench import checkout, checkout_v2, report, servers, tlsload, wrk
 from bench.platform import BenchError, Platform, free_ports, running
 from bench.stats import Result
 
@@ -49,8 +49,8 @@ def alice_token(platform: Platform) -> str:
 
 
 def checkout_products(platform: Platform, needed: int) -> list[int]:
-    """Active products with stock enough that ``needed`` one-unit checkouts spread over
-    them never run one out."""
+    """Active EUR products with stock enough that ``needed`` one-unit checkouts spread
+    over them never run one out (at least 4); :class:`BenchError` when there is not."""
     db = sqlite3.connect(f"file:{platform.var_dir / 'catalog.db'}?mode=ro", uri=True)
     try:
         rows = db.execute("SELECT s.product_id, s.on_hand - s.reserved FROM stock s "
@@ -62,8 +62,9 @@ def checkout_products(platform: Platform, needed: int) -> list[int]:
     for product_id, available in rows:
         chosen.append(int(product_id))
         if len(chosen) * min(available, 50) >= needed and len(chosen) >= 4:
-            break
-    return chosen
+            return chosen
+    raise BenchError(f"the catalog has too little stock for {needed} one-unit checkouts "
+                     f"spread over its products ({len(rows)} in stock)")
 
 
 def same_product(name: str, url: str, headers: dict[str, str], expected: dict[str, Any],
@@ -92,12 +93,17 @@ def main(argv: list[str] | None = None) -> int:
                         "with --quick)")
     parser.add_argument("--results", type=Path, default=report.RESULTS,
                         help="where the JSON and Markdown go (default bench/results/)")
+    parser.add_argument("--poll-ms", type=float, default=checkout_v2.POLL_INTERVAL * 1000,
+                        help="v2 checkout: ms between two reads of a pending order "
+                        "(default %(default)g)")
     args = parser.parse_args(argv)
+    if args.poll_ms <= 0:
+        parser.error("--poll-ms must be positive")
     if wrk.available() is None:
         print("bench: wrk is not installed (Debian package `wrk`; `make wrk`)", file=sys.stderr)
         return 2
     try:
-        doc, problems = measure(args.quick, args.seconds)
+        doc, problems = measure(args.quick, args.seconds, args.poll_ms / 1000)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(quick: bool, seconds: float | None) -> tuple[dict[str, Any], list[str]]:
+def measure(quick: bool, seconds: float | None,
+            poll_interval: float = checkout_v2.POLL_INTERVAL
+            ) -> tuple[dict[str, Any], list[str]]:
     """Start everything, measure every figure, stop everything; the document and problems."""
     levels = [20] if quick else [1, 20, 100]
     seconds = seconds or (2.0 if quick else 10.0)
@@ -126,7 +134,8 @@ def measure(quick: bool, seconds: float | None) -> tuple[dict[str, Any], list[st
               flush=True)
         platform = stack.enter_context(running(work))
         try:
-            return _measure_on(platform, stack, work, quick, levels, seconds, warm, checkouts)
+            return _measure_on(platform, stack, work, quick, levels, seconds, warm, checkouts,
+                               poll_interval)
         except BenchError as exc:  # the platform's own log says why; it goes with tmp
             tail = platform.log.read_text(errors="replace").splitlines()[-40:]
             raise BenchError(f"{exc}\n--- charter up log (last lines) ---\n"
@@ -134,7 +143,8 @@ def measure(quick: bool, seconds: float | None) -> tuple[dict[str, Any], list[st
 
 
 def _measure_on(platform: Platform, stack: ExitStack, work: Path, quick: bool,
-                levels: list[int], seconds: float, warm: float, checkouts: int
+                levels: list[int], seconds: float, warm: float, checkouts: int,
+                poll_interval: float = checkout_v2.POLL_INTERVAL
                 ) -> tuple[dict[str, Any], list[str]]:
     """Every figure against a started ``platform`` (servers it starts go on ``stack``)."""
     problems: list[str] = []
@@ -212,12 +222,29 @@ def _measure_on(platform: Platform, stack: ExitStack, work: Path, quick: bool,
             keep(figure(conns, seconds))
 
     print(f"bench: {checkouts} checkouts by 20 concurrent users (as alice)…", flush=True)
+    alice = alice_token(platform)
     products = checkout_products(platform, checkouts)
     checkout_result, checkout_errors = checkout.run(
-        platform.url("gateway"), alice_token(platform), products, 20, checkouts)
+        platform.url("gateway"), alice, products, 20, checkouts)
     problems += [f"checkout: {e}" for e in checkout_errors[:10]]
     print(f"  checkout: {checkout_result.rps:.1f}/s p50 {checkout_result.p50_ms:.0f} ms "
           f"p99 {checkout_result.p99_ms:.0f} ms errors {checkout_result.errors}", flush=True)
+
+    print(f"bench: {checkouts} v2 checkouts by 20 concurrent clients (POST, then poll every "
+          f"{poll_interval * 1000:g} ms until final)…", flush=True)
+    v2 = checkout_v2.run(platform.url("gateway"), alice,
+                         checkout_products(platform, checkouts), 20, checkouts,
+                         poll_interval=poll_interval)
+    problems += [f"checkout_v2: {e}" for e in v2.errors[:10]]
+    if v2.cancelled:  # every product chosen has the stock: a cancellation is a failure
+        problems.append(f"checkout_v2: {v2.cancelled} of {v2.result.requests} orders ended "
+                        "cancelled although the stock was there")
+    if v2.result.requests + v2.result.errors != checkouts:
+        problems.append(f"checkout_v2: {v2.result.requests} finished and {v2.result.errors} "
+                        f"failed of {checkouts}")
+    print(f"  checkout_v2: {v2.result.rps:.1f}/s p50 {v2.result.p50_ms:.0f} ms "
+          f"p99 {v2.result.p99_ms:.0f} ms errors {v2.result.errors} "
+          f"cancelled {v2.cancelled}", flush=True)
 
     basic = base64.b64encode(f"demo-cli:{platform.secret('DEMO_CLI_SECRET')}".encode())
     token_headers = {"Authorization": f"Basic {basic.decode()}",
@@ -229,9 +256,11 @@ def _measure_on(platform: Platform, stack: ExitStack, work: Path, quick: bool,
     results.remove(tokens)
     extra = {"catalog_workers": workers, "quick": quick, "seconds_per_figure": seconds,
              "levels": levels, "product_id": PRODUCT_ID,
+             "checkout_v2_poll_ms": round(poll_interval * 1000, 3),
+             "checkout_v2_timeout_s": checkout_v2.TIMEOUT,
              "load_generators": {"http": "wrk -t1 --latency (Lua status counts)",
                                  "mtls": "bench.tlsload (asyncio+uvloop, 2 processes)"}}
-    return report.summary(results, checkout_result, tokens, extra), problems
+    return report.summary(results, checkout_result, v2.result, tokens, extra), problems
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ def _ratio(a: float, b: float) -> float:
     return round(a / b, 3) if b else 0.0
 
 
-def summary(results: list[Result], checkout: Result, tokens: Result,
+def summary(results: list[Result], checkout: Result, checkout_v2: Result, tokens: Result,
             extra: dict[str, Any]) -> dict[str, Any]:
-    """The headline figures (at :data:`PRIMARY` connections; ratios from this run only)."""
+    """The headline figures (at :data:`PRIMARY` connections; ratios from this run only).
+    ``checkout_v2.statuses`` counts the final order statuses (``confirmed``/``cancelled``)."""
     governed = _at(results, "governed_read")
     direct = _at(results, "direct_read")
     fastapi = _at(results, "fastapi_jwt")
@@ -73,11 +74,17 @@ def summary(results: list[Result], checkout: Result, tokens: Result,
         "checkout_p99_ms": round(checkout.p99_ms, 1),
         "checkout_count": checkout.requests,
         "checkout_errors": checkout.errors,
+        "checkout_v2_rps": round(checkout_v2.rps, 2),
+        "checkout_v2_p50_ms": round(checkout_v2.p50_ms, 1),
+        "checkout_v2_p99_ms": round(checkout_v2.p99_ms, 1),
+        "checkout_v2_count": checkout_v2.requests,
+        "checkout_v2_errors": checkout_v2.errors,
+        "checkout_v2_cancelled": checkout_v2.statuses.get("cancelled", 0),
         "token_issuance_rps": round(tokens.rps, 1),
         "token_issuance_p99_ms": round(tokens.p99_ms, 2),
         "non_2xx_total": sum(r.non_2xx for r in [*results, tokens]),
         **extra,
-        "runs": [r.as_dict() for r in [*results, checkout, tokens]],
+        "runs": [r.as_dict() for r in [*results, checkout, checkout_v2, tokens]],
     }
 
 
@@ -88,6 +95,7 @@ LABELS = {
     "fastapi_jwt": "peer: FastAPI + PyJWT + pydantic, uvicorn",
     "plain_flask": "peer: plain Flask, gunicorn 2 × 4 threads, no auth",
     "checkout": "checkout: order → payment → confirm, as alice (checkouts/s)",
+    "checkout_v2": "checkout v2: POST → poll until confirmed/cancelled, as alice (checkouts/s)",
     "token_issuance": "token issuance, client credentials at auth",
 }
 
@@ -107,6 +115,11 @@ def table(doc: dict[str, Any]) -> str:
               f"**{doc['ratio_to_plain_flask']:.2f} ×** plain Flask; direct hop = "
               f"{doc['direct_ratio_to_fastapi']:.2f} × FastAPI peer. "
               f"Catalog and FastAPI peer workers: {doc['catalog_workers']}.",
+              f"Checkout v2 (POST → final status, polled every "
+              f"{doc.get('checkout_v2_poll_ms', '?')} ms): {doc['checkout_v2_count']} "
+              f"finished, **{doc['checkout_v2_cancelled']} cancelled**, "
+              f"{doc['checkout_v2_errors']} errors; p99 **{doc['checkout_v2_p99_ms']:,.1f} ms**"
+              " (target ≤ 150 ms, floor ≤ 2 s).",
               f"{doc['date']} · {m['cores']} cores · {m['cpu_model']} · "
               f"{'quick' if doc['quick'] else 'full'} run, {doc['seconds_per_figure']} s "
               "per figure"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import connexion
 from connexion.exceptions import OAuthProblem, OAuthScopeProblem, ProblemException
@@ -44,6 +44,9 @@ from charter.observability.middleware import ObservabilityMiddleware, RequestMet
 from charter.security import connexion_auth, mtls
 from charter.security.tokens import TokenVerifier, build_verifier
 
+if TYPE_CHECKING:
+    from charter.messaging.runtime import Messaging
+
 log = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], None]
@@ -57,6 +60,7 @@ class ServiceContext:
     db: Database
     deps: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    messaging: Messaging | None = None  # the relay and consumers (charter.messaging.runtime)
 
 
 def context() -> ServiceContext:
@@ -197,6 +201,7 @@ def create_app(
     spec_dir: Path | None = None,
     enforce_callers: bool | None = None,
     clock: Callable[[], datetime] | None = None,
+    messaging: Messaging | None = None,
 ) -> connexion.FlaskApp:
     """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``.
 
@@ -210,6 +215,10 @@ def create_app(
     (``{"v1": …, "v2": …}``). A version listed in ``governance/deprecation.yaml`` gets
     :class:`charter.deprecation.DeprecationMiddleware`, which asks ``clock`` (default
     the real time) whether its sunset has passed.
+
+    ``messaging`` (:class:`charter.messaging.runtime.Messaging`, not started here: the
+    ASGI factory starts it) adds the readiness check ``broker`` and its metrics to
+    ``/metrics``, and is kept on the :class:`ServiceContext`.
     """
     verifier = verifier or default_verifier()
     app = connexion.FlaskApp(name)
@@ -230,12 +239,17 @@ def create_app(
     checks = dict(checks or {})
     if verifier.poller is not None:  # stale revocation feed = not ready
         checks.setdefault("revocations", verifier.check_ready)
-    ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks)
+    if messaging is not None:
+        checks.setdefault("broker", messaging.check_ready)
+    ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks,
+                         messaging=messaging)
     flask_app = app.app
     wsgi_bridge.install(app)  # one thread hand-off per request, not a2wsgi's streaming
     flask_app.extensions["charter"] = ctx
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
     registry = CollectorRegistry()
+    if messaging is not None:  # one process: its relay/consumer metrics on this /metrics
+        registry.register(messaging.collector())
     # /metrics only: per-request metrics are ObservabilityMiddleware's (charter_http_*,
     # which also see answers made before Flask); the exporter's flask_http_* would
     # count every request a second time.

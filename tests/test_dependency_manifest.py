@@ -29,6 +29,7 @@ from services.orders.ports import (
     CartPort,
     CatalogPort,
     CheckoutPaymentsPort,
+    ExchangePort,
     LoyaltyPort,
     Notification,
     NotificationsPort,
@@ -51,7 +52,8 @@ DRIVERS: dict[str, list[Driver]] = {
     "orders": [
         (orders_app.default_catalog, CatalogPort,
          {"get_product": (1,), "reserve": ("order-1", [(1, 2)], "key-0001"),
-          "commit": ("order-1", "key-0002"), "release": ("order-1", "key-0003")}),
+          "commit": ("order-1", "key-0002"), "release": ("order-1", "key-0003"),
+          "return_stock": ("order-1", "key-0009")}),
         (orders_app.default_cart, CartPort,
          {"get_cart": (USER_AUTHORIZATION, "user-1"),
           "clear_cart": (USER_AUTHORIZATION, "user-1")}),
@@ -63,6 +65,7 @@ DRIVERS: dict[str, list[Driver]] = {
         (orders_app.default_loyalty, LoyaltyPort,
          {"award": ("user-1", "order-1", 990, "EUR"), "reverse_award": ("order-1",)}),
         (orders_app.default_notifications, NotificationsPort, {"send": (NOTE, "key-0004")}),
+        (orders_app.LazyExchange, ExchangePort, {"convert": (990, "USD", "EUR")}),
     ],
 }
 
@@ -185,8 +188,8 @@ def test_client_scopes_are_derived_from_the_specs() -> None:
     assert manifest.clients() == ("cart", "orders")
     assert manifest.client_scopes("cart") == ("catalog:read",)
     assert manifest.client_scopes("orders") == (
-        "catalog:read", "catalog:reserve", "loyalty:write", "notifications:write",
-        "payments:read", "payments:write")
+        "catalog:read", "catalog:reserve", "exchange:read", "loyalty:write",
+        "notifications:write", "payments:read", "payments:write")
     # On-behalf-of-user calls give the service no scope of their own.
     assert not any(s.startswith("cart:") for s in manifest.client_scopes("orders"))
     assert manifest.client_scopes("catalog") == ()

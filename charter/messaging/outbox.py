@@ -33,10 +33,15 @@ from sqlalchemy.orm import Session
 from charter.db import UtcDateTime, utcnow
 from charter.messaging.envelope import Envelope
 
-__all__ = ["LAST_ERROR_MAX", "Outbox", "OutboxRow", "add_outbox_table", "cutoff"]
+__all__ = ["LAST_ERROR_MAX", "OUTBOX_WRITTEN", "Outbox", "OutboxRow", "add_outbox_table",
+           "cutoff"]
 
 LAST_ERROR_MAX = 300
 """Length of the ``last_error`` column (longer messages are cut)."""
+
+OUTBOX_WRITTEN = "charter.outbox_written"
+"""Key :meth:`Outbox.add` sets in ``session.info``: after that session's commit,
+:func:`charter.messaging.runtime.watch` callbacks wake the relay."""
 
 
 def add_outbox_table(metadata: MetaData) -> Table:
@@ -101,6 +106,7 @@ class Outbox:
         """Insert ``envelopes`` in the caller's transaction (they commit with its change)."""
         if not envelopes:
             return
+        session.info[OUTBOX_WRITTEN] = True  # after the commit: wake the relay (runtime.watch)
         now = self.clock()
         session.execute(insert(self.table), [
             {"event_id": env.id, "routing_key": env.routing_key, "body": env.to_json(),

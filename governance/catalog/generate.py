@@ -61,6 +61,15 @@ class Redis(BaseModel):
     users: tuple[str, ...] = ()
 
 
+class EventContract(BaseModel):
+    """The AsyncAPI document of the platform's events (an API entity of type asyncapi)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME.pattern)
+    definition: str = Field(pattern=r"^[A-Za-z0-9_./-]+\.ya?ml$")
+
+
 class Platform(BaseModel):
     """``governance/catalog/platform.yaml``."""
 
@@ -73,6 +82,7 @@ class Platform(BaseModel):
     branch: str = Field(min_length=1)
     components: dict[str, ComponentInfo] = {}
     redis: Redis = Redis()
+    events: EventContract | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +124,39 @@ def load_specs(spec_dir: Path = config.OPENAPI_DIR) -> list[Spec]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         found.append(Spec(path.parent.name, path.stem, path, dict(doc.get("info") or {})))
     return sorted(found, key=lambda s: (s.api, int(s.version[1:])))
+
+
+@dataclass(frozen=True)
+class EventApi:
+    """The AsyncAPI document as the catalog sees it: who sends, who receives."""
+
+    name: str
+    definition: str
+    info: dict[str, Any]
+    producers: frozenset[str]
+    consumers: frozenset[str]
+
+
+def load_event_api(platform: Platform) -> EventApi | None:
+    """The platform's AsyncAPI document; producers and consumers are the operations'
+    ``x-charter-component`` (``send`` / ``receive``)."""
+    if platform.events is None:
+        return None
+    path = ROOT / platform.events.definition
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read {platform.events.definition}: {exc}") from None
+    sides: dict[str, set[str]] = {"send": set(), "receive": set()}
+    for name, op in (doc.get("operations") or {}).items():
+        component = op.get("x-charter-component")
+        if op.get("action") not in sides or not component:
+            raise CatalogError(f"{platform.events.definition}: operation {name} needs an "
+                               "action and x-charter-component")
+        sides[op["action"]].add(str(component))
+    return EventApi(platform.events.name, platform.events.definition,
+                    dict(doc.get("info") or {}), frozenset(sides["send"]),
+                    frozenset(sides["receive"]))
 
 
 def _first_paragraph(text: str) -> str:
@@ -203,17 +246,34 @@ def entities(platform: Platform | None = None, specs: list[Spec] | None = None,
             description=_first_paragraph(str(s.info.get("description") or "")),
             annotations=annotations, tags=tags))
 
+    events = load_event_api(platform)
+    if events is not None:
+        apis.append(_entity(
+            "API", events.name,
+            {"type": "asyncapi", "lifecycle": "production",
+             "owner": f"group:{events.info.get('x-owner') or platform.platform_owner.name}",
+             "system": system, "definition": {"$text": f"../{events.definition}"}},
+            title=str(events.info.get("title") or events.name),
+            description=_first_paragraph(str(events.info.get("description") or "")),
+            annotations={SOURCE: _source(platform, str(Path(events.definition).parent) + "/"),
+                         **techdocs},
+            tags=["asyncapi", "events"]))
+
     databases = _databases()
     redis_users = set(platform.redis.users)
     provided: dict[str, list[str]] = {}
     for s in specs:
         provided.setdefault(s.api, []).append(f"api:{s.entity}")
+    for producer in sorted(events.producers if events else ()):
+        provided.setdefault(producer, []).append(f"api:{events.name}")  # type: ignore[union-attr]
     components = []
     for name in sorted(config.PORTS):
         deps = manifest.services.get(name, dependencies.ServiceDependencies())
         calls = [*deps.calls, *deps.on_behalf_of_user]
         consumes = {f"api:{c.api}-{c.version}" for c in calls}
         depends = {f"component:{c.api}" for c in calls}
+        if events is not None and name in events.consumers:
+            consumes.add(f"api:{events.name}")
         if deps.proxy:  # the gateway forwards to every API it serves
             consumes |= {f"api:{s.entity}" for s in specs}
             depends |= {f"component:{s.api}" for s in specs}

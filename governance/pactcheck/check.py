@@ -424,7 +424,7 @@ def check_pact(path: Path, openapi_dir: Path) -> list[Result]:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return [Result(path.name, "(the pact file)", "", "", None,
                        errors=[f"not a readable pact: {exc}"])]
-    if path.stem != f"{consumer}-{provider}":
+    if path.stem not in (f"{consumer}-{provider}", f"{consumer}-{provider}-messages"):
         return [Result(path.name, "(the pact file)", "", "", None,
                        errors=[f"file name should be {consumer}-{provider}.json (its "
                                "consumer and provider)"])]

@@ -184,3 +184,7 @@ def commit_reservation(order_id: str) -> Any:
 
 def release_reservation(order_id: str) -> Any:
     return _answer(_svc().release_reservation(_idempotency_key(), order_id))
+
+
+def return_reservation(order_id: str) -> Any:
+    return _answer(_svc().return_reservation(_idempotency_key(), order_id))

@@ -6,8 +6,9 @@ them into JSON. Every rule that protects the stock lives here:
 
 * ``available = on_hand - reserved`` and never below zero;
 * a reservation holds all of its items or none (:func:`reserve_all`);
-* a reservation moves ``held → committed`` or ``held → released``, never back and never
-  across; repeating the transition it already made changes nothing.
+* a reservation moves ``held → committed`` or ``held → released``, and a committed one
+  ``committed → returned`` (the goods come back: :meth:`StockLevel.take_back`); never
+  back and never across; repeating the transition it already made changes nothing.
 """
 
 from __future__ import annotations
@@ -216,6 +217,13 @@ class StockLevel:
         self.reserved -= quantity
         self.on_hand -= quantity
 
+    def take_back(self, quantity: int) -> None:
+        """Committed units come back to the warehouse: on_hand goes up, reserved stays."""
+        _positive(quantity)
+        if self.on_hand + quantity > MAX_ON_HAND:
+            raise InvalidQuantity(f"on_hand must not exceed {MAX_ON_HAND}")
+        self.on_hand += quantity
+
     def set_on_hand(self, on_hand: int) -> None:
         """A stock take: the counted quantity replaces on_hand."""
         if on_hand < 0:
@@ -240,6 +248,7 @@ class ReservationStatus(enum.StrEnum):
     HELD = "held"
     COMMITTED = "committed"
     RELEASED = "released"
+    RETURNED = "returned"
 
 
 @dataclass
@@ -260,16 +269,28 @@ class Reservation:
         """held → released; True if it changed, False if it was already released."""
         return self._move(ReservationStatus.RELEASED)
 
+    def return_stock(self) -> bool:
+        """committed → returned; True if it changed, False if it was already returned."""
+        return self._move(ReservationStatus.RETURNED)
+
     def _move(self, target: ReservationStatus) -> bool:
         if self.status == target:
             return False
-        if self.status != ReservationStatus.HELD:
-            verb = "commit" if target == ReservationStatus.COMMITTED else "release"
+        source, verb = _MOVES[target]
+        if self.status != source:
             raise InvalidTransition(
                 f"cannot {verb} the reservation of order {self.order_id}: it is {self.status}"
             )
         self.status = target
         return True
+
+
+_MOVES = {
+    ReservationStatus.COMMITTED: (ReservationStatus.HELD, "commit"),
+    ReservationStatus.RELEASED: (ReservationStatus.HELD, "release"),
+    ReservationStatus.RETURNED: (ReservationStatus.COMMITTED, "return"),
+}
+"""target status → (the only status it can be reached from, the verb in refusals)."""
 
 
 def normalise_lines(items: Iterable[tuple[int, int]]) -> list[ReservationLine]:
@@ -312,6 +333,12 @@ def release_all(levels: Mapping[int, StockLevel], lines: Iterable[ReservationLin
 def commit_all(levels: Mapping[int, StockLevel], lines: Iterable[ReservationLine]) -> None:
     for line in lines:
         levels[line.product_id].commit(line.quantity)
+
+
+def return_all(levels: Mapping[int, StockLevel], lines: Iterable[ReservationLine]) -> None:
+    """Put every committed line back on hand."""
+    for line in lines:
+        levels[line.product_id].take_back(line.quantity)
 
 
 def _positive(quantity: int) -> None:

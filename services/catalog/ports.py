@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Protocol
 
 from charter.idempotency import IdempotencyKeys
+from charter.messaging.envelope import Envelope
 
 from . import domain
 from .domain import Category, Product, ProductFilter, Reservation, StockLevel
@@ -74,6 +75,9 @@ class CatalogRepository(Protocol):
         ...
     def save_stock(self, levels: Iterable[StockLevel]) -> None:
         """Store changed levels; the ``updated_at`` of a changed one moves."""
+        ...
+    def add_events(self, *events: Envelope) -> None:
+        """Write events to the outbox: they commit or roll back with this unit of work."""
         ...
 
     # reservations

@@ -21,7 +21,7 @@ only (checked by Connexion from the spec): the catalog has no customer-owned res
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, TypeVar
 
@@ -33,7 +33,8 @@ from charter.unit_of_work import UnitOfWork, WriteConflict
 from charter.usecases import Page, Refusals, run_once_as
 
 from . import domain
-from .domain import Category, Product, ProductFilter, Reservation, StockLevel
+from .domain import Category, Product, ProductFilter, Reservation, ReservationLine, StockLevel
+from .events import DEFAULT_LOW_STOCK_THRESHOLD, levels_before, stock_events
 from .ports import CatalogRepository
 
 log = logging.getLogger(__name__)
@@ -85,13 +86,21 @@ class _Cached(Generic[T]):
 
 
 class CatalogService:
-    """The catalog's use cases over one unit of work and one cache."""
+    """The catalog's use cases over one unit of work and one cache.
+
+    Every stock movement writes ``catalog.StockChanged`` (and ``catalog.LowStock`` when
+    available units cross down to ``low_stock_threshold``) in its own transaction.
+    """
 
     SCOPE = "catalog"
 
-    def __init__(self, uow: UnitOfWork[CatalogRepository], cache: Cache | None = None) -> None:
+    def __init__(self, uow: UnitOfWork[CatalogRepository], cache: Cache | None = None, *,
+                 low_stock_threshold: int = DEFAULT_LOW_STOCK_THRESHOLD) -> None:
+        if low_stock_threshold < 0:
+            raise ValueError("low_stock_threshold must be 0 or more")
         self.uow = uow
         self.cache = cache if cache is not None else TTLCache()
+        self.low_stock_threshold = low_stock_threshold
         # Snapshot namespaces (named apart from the earlier whole-document ones).
         self._categories = _Cached(self.cache.namespace("category"), CATEGORY)
         self._category_pages = _Cached(self.cache.namespace("category-page"), CATEGORY_PAGE)
@@ -235,25 +244,37 @@ class CatalogService:
             return _found(repo.stock(product_id), f"product {product_id} has no stock record")
 
     def set_stock(self, product_id: int, on_hand: int) -> StockLevel:
-        return self._change_stock(product_id, lambda level: level.set_on_hand(on_hand))
+        return self._change_stock(product_id, lambda level: level.set_on_hand(on_hand), "set")
 
     def adjust_stock(self, product_id: int, delta: int, reason: str | None = None) -> StockLevel:
-        level = self._change_stock(product_id, lambda level: level.adjust(delta))
+        """Add ``delta`` units (negative: remove), published as ``adjust`` whatever the
+        free-text ``reason`` says (a return is :meth:`return_reservation`); the text is
+        logged, never published."""
+        level = self._change_stock(product_id, lambda level: level.adjust(delta), "adjust")
         log.info("stock of product %s adjusted by %+d (%s)", product_id, delta, reason or "-")
         return level
 
-    def _change_stock(self, product_id: int,
-                      change: Callable[[StockLevel], None]) -> StockLevel:
+    def _change_stock(self, product_id: int, change: Callable[[StockLevel], None],
+                      reason: str) -> StockLevel:
         with self._write() as repo:
             if not repo.product_exists(product_id):
                 raise NotFound(f"product {product_id} does not exist")
             level = _found(repo.lock_stock([product_id]).get(product_id),
                            f"product {product_id} has no stock record")
+            before = levels_before([level])
             with business_rules():
                 change(level)
             repo.save_stock([level])
+            self._publish_movement(repo, before, [level], reason)
         self._invalidate()
         return level
+
+    def _publish_movement(self, repo: CatalogRepository, before: Mapping[int, tuple[int, int]],
+                          after: Iterable[StockLevel], reason: str) -> None:
+        """StockChanged (and LowStock on a crossing) in the movement's transaction."""
+        events = stock_events(before, after, reason, self.low_stock_threshold)
+        if events:
+            repo.add_events(*events)
 
     # reservations ------------------------------------------------------------------
     def get_reservation(self, order_id: str) -> Reservation:
@@ -284,9 +305,11 @@ class CatalogService:
                     product_ids=missing,
                 )
             levels = repo.lock_stock(wanted)
+            before = levels_before(levels.values())
             with business_rules():
                 domain.reserve_all(levels, lines)
             repo.save_stock(levels.values())
+            self._publish_movement(repo, before, levels.values(), "reserve")
             reservation = Reservation(order_id, lines)
             repo.add_reservation(reservation)
             return 201, reservation
@@ -295,20 +318,28 @@ class CatalogService:
 
     def commit_reservation(self, key: str, order_id: str) -> Outcome:
         """held → committed: the units leave on_hand and reserved."""
-        return self._transition(key, order_id, commit=True)
+        return self._transition(key, order_id, "commit")
 
     def release_reservation(self, key: str, order_id: str) -> Outcome:
         """held → released: the units become available again."""
-        return self._transition(key, order_id, commit=False)
+        return self._transition(key, order_id, "release")
 
-    def _transition(self, key: str, order_id: str, *, commit: bool) -> Outcome:
-        operation = "commit_reservation" if commit else "release_reservation"
+    def return_reservation(self, key: str, order_id: str) -> Outcome:
+        """committed → returned: the units go back on hand (a cancel or refund after the
+        commit). Returning a returned reservation changes nothing; a held or released one
+        is 409 ``invalid-reservation-state``."""
+        return self._transition(key, order_id, "return")
+
+    def _transition(self, key: str, order_id: str, verb: str) -> Outcome:
+        """Move the reservation and its stock (``_TRANSITIONS[verb]``) once per key; the
+        reservation row is locked first, so concurrent moves of one order serialise."""
+        move, apply = _TRANSITIONS[verb]
 
         def action(repo: CatalogRepository) -> tuple[int, Reservation]:
             reservation = _found(repo.reservation(order_id, lock=True),
                                  f"no reservation for order {order_id!r}")
             with business_rules():
-                changed = reservation.commit() if commit else reservation.release()
+                changed = move(reservation)
                 if changed:
                     lines = reservation.lines
                     levels = repo.lock_stock(ln.product_id for ln in lines)
@@ -316,15 +347,14 @@ class CatalogService:
                         raise domain.StockBelowReserved(
                             f"a product of order {order_id!r} no longer has a stock record"
                         )
-                    if commit:
-                        domain.commit_all(levels, lines)
-                    else:
-                        domain.release_all(levels, lines)
+                    before = levels_before(levels.values())
+                    apply(levels, lines)
                     repo.save_stock(levels.values())
                     repo.save_reservation(reservation)
+                    self._publish_movement(repo, before, levels.values(), verb)
             return 200, reservation
 
-        return self._idempotent(operation, key, {"order_id": order_id}, action)
+        return self._idempotent(f"{verb}_reservation", key, {"order_id": order_id}, action)
 
     def _idempotent(self, operation: str, key: str, request: Any,
                     action: Callable[[CatalogRepository], tuple[int, Reservation]]) -> Outcome:
@@ -334,6 +364,16 @@ class CatalogService:
         if not outcome.replayed:
             self._invalidate()
         return outcome
+
+
+_StockMove = Callable[[Mapping[int, StockLevel], list[ReservationLine]], None]
+_TRANSITIONS: dict[str, tuple[Callable[[Reservation], bool], _StockMove]] = {
+    "commit": (Reservation.commit, domain.commit_all),
+    "release": (Reservation.release, domain.release_all),
+    "return": (Reservation.return_stock, domain.return_all),
+}
+"""verb → (the reservation's move, the stock movement); the verb is also the
+``StockChanged`` reason and names the idempotency scope (``catalog.<verb>_reservation``)."""
 
 
 def _found(value: T | None, missing: str) -> T:

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import Field
+
 from charter.config import ComponentSettings
+
+from .events import DEFAULT_LOW_STOCK_THRESHOLD
 
 
 class CatalogConfig(ComponentSettings):
-    """The shared settings (``CACHE_TTL_SECONDS`` included) and ``CATALOG_DATABASE_URL``."""
+    """The shared settings (``CACHE_TTL_SECONDS`` included), ``CATALOG_DATABASE_URL`` and
+    ``CATALOG_LOW_STOCK_THRESHOLD`` (``catalog.LowStock`` when available units drop to or
+    below it; a whole number from 0 to 1,000,000, default 5)."""
 
     component: ClassVar[str] = "catalog"
 
     catalog_database_url: str | None = None
+    catalog_low_stock_threshold: int = Field(DEFAULT_LOW_STOCK_THRESHOLD, ge=0, le=1_000_000)
 
 
 def load_config() -> CatalogConfig:

@@ -36,6 +36,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from charter.db import UtcDateTime, service_metadata, utcnow, write_conflicts
 from charter.idempotency_store import KeyedSqlRepository, idempotency_table
+from charter.messaging.envelope import Envelope
+from charter.messaging.outbox import Outbox, add_outbox_table
 
 from . import domain
 from .domain import Category, Product, ProductFilter, Reservation, StockLevel
@@ -121,6 +123,8 @@ class ReservationItemRow(CatalogBase):
 
 
 idempotency_keys = idempotency_table(metadata)
+outbox = Outbox(add_outbox_table(metadata))
+"""The catalog's transactional outbox (``catalog.StockChanged``, ``catalog.LowStock``)."""
 
 
 def _category(row: CategoryRow) -> Category:
@@ -318,6 +322,10 @@ class SqlCatalogRepository(KeyedSqlRepository):
                 row.updated_at = utcnow()
             level.updated_at = row.updated_at
         self._flush()
+
+    def add_events(self, *events: Envelope) -> None:
+        """Write ``events`` to the outbox in this unit of work's transaction."""
+        outbox.add(self.session, *events)
 
     # reservations -----------------------------------------------------------------
     def reservation(self, order_id: str, *, lock: bool = False) -> Reservation | None:

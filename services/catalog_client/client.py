@@ -236,6 +236,10 @@ class HttpCatalogClient:
         """Release the order's reservation (the stock is available again)."""
         return self._transition(order_id, key, "release")
 
+    def return_stock(self, order_id: str, key: str) -> TransitionResult:
+        """Put a committed reservation back on hand (``POST …/return``)."""
+        return self._transition(order_id, key, "return")
+
     def close(self) -> None:
         """Close the pooled connections (shared by reads and reservations)."""
         self.http.close()

@@ -1,19 +1,30 @@
-"""The loyalty service's app factory (``uvicorn --factory services.loyalty.app:create_asgi``)."""
+"""The loyalty service's app factory (``uvicorn --factory services.loyalty.app:create_asgi``).
+
+:func:`create_asgi` also starts loyalty's messaging (:func:`loyalty_messaging`: the
+consumer of ``loyalty.orders`` and the relay of its replies, run by the worker holding
+the leader lock; ``CHARTER_MESSAGING=off`` starts none).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import connexion
 
 from charter import config, service
 from charter.db import Database, SqlUnitOfWork
+from charter.messaging import runtime
+from charter.messaging.broker import Broker
+from charter.messaging.runtime import Consumes, Messaging
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
 
+from .messaging import SUBSCRIPTIONS, OrderEvents
 from .services import LoyaltyService
 from .settings import LoyaltyConfig, load_config
-from .store import SqlLoyaltyRepository
+from .store import SqlLoyaltyRepository, outbox
 
 NAME = "loyalty"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -33,9 +44,12 @@ def create_app(
     db: Database | None = None,
     verifier: TokenVerifier | None = None,
     points_per_unit: int | None = None,
+    *,
+    messaging: Messaging | None = None,
 ) -> connexion.FlaskApp:
     """The loyalty app; defaults: configured database, JWKS verifier,
-    ``LOYALTY_POINTS_PER_UNIT`` (1 point per whole currency unit)."""
+    ``LOYALTY_POINTS_PER_UNIT`` (1 point per whole currency unit). ``messaging`` (see
+    :func:`loyalty_messaging`) adds the readiness check ``broker``; the caller starts it."""
     db = db or Database(config.database_url(NAME))
     loyalty = loyalty_service(db, points_per_unit)
     return service.create_app(
@@ -44,7 +58,19 @@ def create_app(
         db=db,
         verifier=verifier,
         deps={"loyalty": loyalty},
+        messaging=messaging,
     )
+
+
+def loyalty_messaging(db: Database, *, points_per_unit: int | None = None,
+                      broker: Broker | Callable[[], Broker] | None = None,
+                      **options: Any) -> Messaging:
+    """Loyalty's consumer of ``loyalty.orders`` (:class:`.messaging.OrderEvents`) and the
+    relay of its replies; ``broker`` ``None`` = ``AMQP_URL`` (else, in development mode,
+    the embedded broker). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
+    handler = OrderEvents(db, points_per_unit)
+    return Messaging(NAME, db, outbox=outbox, broker=broker,
+                     consumes=[Consumes(sub, handler) for sub in SUBSCRIPTIONS], **options)
 
 
 @fails_fast
@@ -52,4 +78,9 @@ def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
     load_config()  # fails closed: every missing or bad variable in one message
     service.configure_logging(NAME)
-    return create_app(Database(config.database_url(NAME)))
+    db = Database(config.database_url(NAME))
+    messaging = loyalty_messaging(db) if runtime.enabled() else None
+    app = create_app(db, messaging=messaging)
+    if messaging is not None:
+        messaging.start()  # in every worker; the one holding the lock leads
+    return app

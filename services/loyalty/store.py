@@ -44,6 +44,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from charter.db import UtcDateTime, service_metadata, utcnow
+from charter.messaging.inbox import Inbox, add_inbox_table
+from charter.messaging.outbox import Outbox, add_outbox_table
 from charter.unit_of_work import WriteConflict
 
 from .domain import Account, Entry, EntryType
@@ -59,6 +61,11 @@ class LoyaltyBase(DeclarativeBase):
 
 
 metadata = LoyaltyBase.metadata
+
+# Messaging (services/loyalty/messaging.py): processed message ids and the reply events,
+# both written in the transaction of the points they are about.
+inbox = Inbox(add_inbox_table(metadata))
+outbox = Outbox(add_outbox_table(metadata))
 
 
 class AccountRow(LoyaltyBase):

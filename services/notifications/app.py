@@ -1,23 +1,34 @@
 """The notifications service's app factory
-(``uvicorn --factory services.notifications.app:create_asgi``)."""
+(``uvicorn --factory services.notifications.app:create_asgi``).
+
+:func:`create_asgi` also starts notifications' messaging (:func:`notifications_messaging`:
+the consumer of ``notifications.events`` and the relay of ``NotificationSent``, run by the
+worker holding the leader lock; ``CHARTER_MESSAGING=off`` starts none).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import connexion
 
 from charter import config, service
 from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
+from charter.messaging import runtime
+from charter.messaging.broker import Broker
+from charter.messaging.runtime import Consumes, Messaging
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
 
 from .clients import make_provider
+from .messaging import SUBSCRIPTIONS, EventNotifications
 from .ports import NotificationProvider
 from .services import NotificationService
 from .settings import load_config
-from .store import SqlNotificationRepository, idempotency_keys
+from .store import SqlNotificationRepository, idempotency_keys, outbox
 
 NAME = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -32,10 +43,14 @@ def create_app(
     db: Database | None = None,
     verifier: TokenVerifier | None = None,
     provider: NotificationProvider | None = None,
+    *,
+    messaging: Messaging | None = None,
 ) -> connexion.FlaskApp:
     """The notifications app; defaults: configured database, JWKS verifier, and the
     provider from the environment (SMTP for email when ``SMTP_HOST`` is set, else the
-    file sink; SMS always to the file sink)."""
+    file sink; SMS always to the file sink). ``messaging`` (see
+    :func:`notifications_messaging`) adds the readiness check ``broker``; the caller
+    starts it."""
     db = db or Database(config.database_url(NAME))
     provider = provider or make_provider()
     notifications = notification_service(db, provider)
@@ -45,7 +60,20 @@ def create_app(
         db=db,
         verifier=verifier,
         deps={"notifications": notifications, "provider": provider},
+        messaging=messaging,
     )
+
+
+def notifications_messaging(db: Database, provider: NotificationProvider, *,
+                            broker: Broker | Callable[[], Broker] | None = None,
+                            **options: Any) -> Messaging:
+    """Notifications' consumer of ``notifications.events``
+    (:class:`.messaging.EventNotifications`, sending through ``provider``) and the relay
+    of ``NotificationSent``; ``broker`` ``None`` = ``AMQP_URL`` (else, in development mode,
+    the embedded broker). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
+    handler = EventNotifications(db, provider)
+    return Messaging(NAME, db, outbox=outbox, broker=broker,
+                     consumes=[Consumes(sub, handler) for sub in SUBSCRIPTIONS], **options)
 
 
 @fails_fast
@@ -54,6 +82,10 @@ def create_asgi() -> connexion.FlaskApp:
     load_config()  # fails closed: every missing or bad variable in one message
     service.configure_logging(NAME)
     db = Database(config.database_url(NAME))
-    app = create_app(db)
+    provider = make_provider()
+    messaging = notifications_messaging(db, provider) if runtime.enabled() else None
+    app = create_app(db, provider=provider, messaging=messaging)
     start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
+    if messaging is not None:
+        messaging.start()  # in every worker; the one holding the lock leads
     return app

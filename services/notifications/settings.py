@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from charter.config import ComponentSettings
+from charter.config import ComponentSettings, ConfigError
+
+from .domain import Channel, InvalidNotification, normalise_recipient
+
+DEVELOPMENT_STAFF_ADDRESS = "staff@charter.local"
 
 
 class NotificationsConfig(ComponentSettings):
@@ -26,6 +30,30 @@ class NotificationsConfig(ComponentSettings):
     smtp_starttls: bool = False
     smtp_timeout: float = Field(10.0, gt=0, allow_inf_nan=False)
     smtp_ca_file: str | None = None
+    notifications_staff_address: str | None = None
+
+    @field_validator("notifications_staff_address")
+    @classmethod
+    def _staff_address(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return normalise_recipient(Channel.EMAIL, value)
+        except InvalidNotification as exc:
+            raise ValueError(str(exc)) from exc
+
+    def staff_address(self) -> str:
+        """Where staff alerts (low stock) go: ``NOTIFICATIONS_STAFF_ADDRESS``; in development
+        mode ``staff@charter.local`` when unset; else :class:`ConfigError` (fail closed)."""
+        if self.notifications_staff_address:
+            return self.notifications_staff_address
+        if not self.development:
+            raise ConfigError(STAFF_ADDRESS_MISSING)
+        return DEVELOPMENT_STAFF_ADDRESS
+
+
+STAFF_ADDRESS_MISSING = ("NOTIFICATIONS_STAFF_ADDRESS must be set outside development mode "
+                         "(the e-mail address staff alerts such as low stock go to)")
 
 
 def load_config() -> NotificationsConfig:

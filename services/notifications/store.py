@@ -30,6 +30,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from charter.db import UtcDateTime, service_metadata
 from charter.idempotency import IN_PROGRESS
 from charter.idempotency_store import KeyedSqlRepository, idempotency_table
+from charter.messaging.inbox import Inbox, add_inbox_table
+from charter.messaging.outbox import Outbox, add_outbox_table
 from charter.unit_of_work import WriteConflict
 
 from .domain import Channel, Notification, NotificationFilter, Status
@@ -73,6 +75,10 @@ class NotificationRow(NotificationsBase):
 
 
 idempotency_keys = idempotency_table(metadata)
+# Messaging (services/notifications/messaging.py): processed message ids and the
+# NotificationSent replies, written in the transactions of the records they are about.
+inbox = Inbox(add_inbox_table(metadata))
+outbox = Outbox(add_outbox_table(metadata))
 
 _OUTCOME = ("status", "provider", "provider_reference", "failure_reason", "sent_at")
 

@@ -66,9 +66,9 @@ def reason(order: Order) -> dict[str, Any] | None:
 def order_json(order: Order) -> dict[str, Any]:
     """The order as v2 shows it."""
     payment = None
-    if order.payment_status is not None and order.payment_id is not None:
+    if order.payment_status not in (None, "requested") and order.payment_id is not None:
         payment = {"id": order.payment_id, "status": order.payment_status,
-                   "amount": money(order.total, order.currency)}
+                   "amount": money(*order.amount_due)}
     return {
         "id": order.id,
         "customer_id": order.customer_id,

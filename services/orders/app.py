@@ -4,22 +4,29 @@ Outbound dependencies default to the HTTP adapters (URLs from ``charter.config.s
 timeouts from ``<NAME>_TIMEOUT``, tokens of the orders client: one token with the scopes
 the dependency manifest derives);
 tests pass in-memory fakes. :func:`create_asgi` also starts the recovery loop: once at
-start-up, then every ``ORDERS_RECOVERY_INTERVAL`` seconds (default 30; 0 = only at start).
+start-up, then every ``ORDERS_RECOVERY_INTERVAL`` seconds (default 30; 0 = only at start),
+and orders' messaging (:func:`orders_messaging`: the relay of ``OrderConfirmed`` and
+``OrderCancelled`` from the outbox, run by the worker holding the leader lock;
+``CHARTER_MESSAGING=off`` starts none).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import connexion
 
 from charter import config
 from charter.db import Database, utcnow
 from charter.idempotency_store import keyed_unit_of_work, start_purger
+from charter.messaging import runtime
+from charter.messaging.broker import Broker
+from charter.messaging.runtime import Consumes, Messaging
 from charter.security.client_credentials import service_token_provider
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
@@ -28,19 +35,23 @@ from charter.service import create_app as create_service_app
 from services.catalog_client.client import HttpCatalogClient
 
 from .checkout import CheckoutService
-from .clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from .clients import HttpCart, HttpExchange, HttpLoyalty, HttpNotifications, HttpPayments
+from .messaging import SUBSCRIPTIONS, OrderReplies
 from .ports import (
     CartPort,
     CatalogPort,
     CheckoutPaymentsPort,
+    ConversionOutcome,
+    ExchangePort,
     LoyaltyPort,
     NotificationsPort,
     PaymentOutcome,
     PaymentsPort,
 )
+from .saga_runner import SagaRunner, ThreadSagaRunner
 from .services import OrderService
 from .settings import OrdersConfig, load_config
-from .store import SqlOrderRepository, idempotency_keys
+from .store import SqlOrderRepository, idempotency_keys, outbox
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +72,27 @@ def create_app(
     loyalty: LoyaltyPort | None = None,
     notifications: NotificationsPort | None = None,
     checkout_payments: CheckoutPaymentsPort | None = None,
+    exchange: ExchangePort | None = None,
     *,
     clock: Callable[[], datetime] = utcnow,
+    messaging: Messaging | None = None,
+    runner: SagaRunner | None = None,
 ) -> connexion.FlaskApp:
     """The orders app (v1 and v2 side by side); every dependency not given is the
     configured HTTP adapter (``checkout_payments``: ``payments`` when it is one).
 
     ``clock`` is the service's time (orders, idempotency keys and v1's sunset alike;
-    tests move it).
+    tests move it). ``messaging`` (see :func:`orders_messaging`) adds the readiness
+    check ``broker``; starting it is the caller's job (:func:`create_asgi` does).
+    ``runner`` runs the checkout saga's passes (default: in the request,
+    :class:`.saga_runner.InlineSagaRunner`; :func:`create_asgi` uses threads).
     """
     db = db or Database(config.database_url(NAME))
     payments = payments or default_payments()
     if checkout_payments is None:
-        checkout_payments = (payments if isinstance(payments, HttpPayments)
+        checkout_payments = (payments if isinstance(payments, CheckoutPaymentsPort)
                              else LazyCheckoutPayments())
+    settings = OrdersConfig.parse()
     service = CheckoutService(
         keyed_unit_of_work(db, SqlOrderRepository, clock=clock),  # keys on the same clock
         catalog or default_catalog(),
@@ -83,7 +101,10 @@ def create_app(
         loyalty or default_loyalty(),
         notifications or default_notifications(),
         checkout_payments,
+        exchange or LazyExchange(),
         clock=clock,
+        deadline=timedelta(seconds=settings.orders_checkout_deadline),
+        runner=runner,
     )
     return create_service_app(
         NAME,
@@ -93,7 +114,19 @@ def create_app(
         verifier=verifier,
         deps={"orders": service},
         clock=clock,
+        messaging=messaging,
     )
+
+
+def orders_messaging(db: Database, *, consumes: Sequence[Consumes] = (),
+                     broker: Broker | Callable[[], Broker] | None = None,
+                     **options: Any) -> Messaging:
+    """Orders' relay (what :data:`services.orders.store.outbox` holds) and ``consumes``,
+    run by the worker holding ``orders-messaging``; ``broker`` ``None`` = ``AMQP_URL``
+    (else, in development mode, the embedded broker). ``options``: see
+    :class:`charter.messaging.runtime.Messaging`."""
+    return Messaging(NAME, db, outbox=outbox, consumes=consumes, broker=broker,
+                     **options)
 
 
 class LazyCheckoutPayments(CheckoutPaymentsPort):
@@ -126,9 +159,35 @@ class LazyCheckoutPayments(CheckoutPaymentsPort):
             self._http.close()
 
 
+class LazyExchange(ExchangePort):
+    """The HTTP exchange adapter, built on first use (only orders in another currency
+    than EUR need it)."""
+
+    def __init__(self) -> None:
+        self._http: HttpExchange | None = None
+
+    def convert(self, amount: int, source: str, target: str) -> ConversionOutcome:
+        if self._http is None:
+            timeout = OrdersConfig.parse().exchange_timeout
+            self._http = HttpExchange(config.service_url("exchange"),
+                                      service_token_provider(NAME, timeout=timeout),
+                                      timeout=timeout)
+        return self._http.convert(amount, source, target)
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+
+
 def order_service(app: connexion.FlaskApp) -> OrderService:
     """The :class:`OrderService` behind an app made by :func:`create_app`."""
     service: OrderService = app.app.extensions["charter"].deps["orders"]
+    return service
+
+
+def checkout_service(app: connexion.FlaskApp) -> CheckoutService:
+    """The :class:`CheckoutService` behind an app made by :func:`create_app`."""
+    service: CheckoutService = app.app.extensions["charter"].deps["orders"]
     return service
 
 
@@ -204,7 +263,13 @@ def create_asgi() -> connexion.FlaskApp:
     load_config()  # fails closed: every missing or bad variable in one message
     configure_logging(NAME)
     db = Database(config.database_url(NAME))
-    app = create_app(db=db)
+    messaging = orders_messaging(db, consumes=[
+        Consumes(sub, OrderReplies(db)) for sub in SUBSCRIPTIONS]) if runtime.enabled() else None
+    runner = ThreadSagaRunner(lambda order: checkout_service(app).settled(order),
+                              workers=OrdersConfig.parse().orders_saga_workers)
+    app = create_app(db=db, messaging=messaging, runner=runner)
     start_recovery(order_service(app), recovery_interval())
     start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys
+    if messaging is not None:
+        messaging.start()  # in every worker; the one holding the lock leads
     return app

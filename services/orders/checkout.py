@@ -1,23 +1,26 @@
-"""The v2 checkout: one call places and pays; a cancel refunds. Runs synchronously today.
+"""The checkout saga, orchestrated by orders, and the other v2 use cases.
 
-:class:`CheckoutService` is the :class:`.services.OrderService` (v1 keeps using it as is)
-plus the v2 use cases. A checkout is the v1 placement (price, store ``pending``, reserve
-the stock) followed by the payment steps, each keyed by the order id so any repetition
-(the client retrying with its ``Idempotency-Key``, a read, recovery) acts at most once::
+:class:`CheckoutService` is the :class:`.services.OrderService` plus the saga that both
+API versions drive. The saga's state is the order's event stream (``docs/saga.md``)::
 
-    reserve stock → authorise payment → commit stock (confirm) → capture payment
-                      │ declined             │ reservation lost
-                      ▼                      ▼
-              cancel + release stock   void payment + cancel
+    reserve stock → convert to EUR → authorise → commit stock → capture → confirm
+         │ short        │ no rate        │ declined    │ lost          │ refused
+         ▼              ▼                ▼             ▼               ▼
+      rejected      cancel, release  cancel, release  cancel, void   cancel, void,
+                                                                     return stock
 
-Every step is recorded on the order and in its audit trail (``order_events``). The
-checkout saga (event-sourced, outbox, RabbitMQ) will run the same steps asynchronously
-behind the same v2 contract; until then they run inside the request (the answer is
-``202`` with the order as far as it got: a step whose service is down is resumed by
-repeating the request with the same key). Compensation for a confirmed order is a
-refund: its committed stock is not put back (the goods left the warehouse), and its
-loyalty points are taken back (``reverse_award``) after the refund — best effort like the
-award: a loyalty failure never undoes the refund; it is recorded
+v2 (``POST /v2/orders``) places the order, reserves its stock when the catalog answers
+and hands the rest to a :class:`.saga_runner.SagaRunner`, answering ``202`` at once. v1
+keeps its contract: placing runs the saga to ``reserved``; ``confirm`` checks the
+client's payment and continues from the commit and capture steps. Every call to another
+service carries a key derived from the order and the step (``order-<id>-<step>``), so a
+repeated step never acts twice; every write checks the stream's version. A step whose
+service is unreachable is retried (the runner, then the recovery sweep); past
+``ORDERS_CHECKOUT_DEADLINE`` it counts as a refusal and the saga compensates. While a
+pass runs, every log line carries ``saga_id`` (the order id).
+
+A confirmed order is cancelled by a refund (its committed stock is not put back: the
+goods left), and its loyalty points are taken back — best effort, tracked
 (``loyalty_reversal_status``) and retried by recovery, a read or a repeated cancel.
 """
 
@@ -29,28 +32,38 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from charter.clock import parse_rfc3339, rfc3339, utcnow
+from charter.observability.logs import saga_id
 from charter.problems import Conflict, Forbidden, ServiceUnavailable, Unprocessable
 from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork
 
 from . import domain
-from .domain import FollowUp, Order, OrderEvent, OrderStatus, RejectionCode
+from .domain import (
+    SETTLEMENT_CURRENCY,
+    FollowUp,
+    Order,
+    OrderEvent,
+    OrderStatus,
+    RejectionCode,
+)
 from .ports import (
     CartPort,
     CatalogPort,
     CheckoutPaymentsPort,
     DependencyUnavailable,
+    ExchangePort,
     LoyaltyPort,
     NotificationsPort,
     OrderFilter,
     OrderRepository,
     PaymentOutcome,
     PaymentsPort,
-    Reversal,
+    TransitionOutcome,
 )
+from .saga_runner import InlineSagaRunner, SagaRunner
 from .services import (
     OPEN,
     Answer,
@@ -109,7 +122,7 @@ def decode_cursor(cursor: str, flt: OrderFilter) -> tuple[datetime, str]:
 
 
 class CheckoutService(OrderService):
-    """The orders use cases of v1 and v2 (v2: checkout with payment, refunding cancel)."""
+    """The orders use cases of v1 and v2, and the checkout saga that both drive."""
 
     def __init__(
         self,
@@ -120,40 +133,112 @@ class CheckoutService(OrderService):
         loyalty: LoyaltyPort,
         notifications: NotificationsPort,
         checkout_payments: CheckoutPaymentsPort,
+        exchange: ExchangePort | None = None,
         *,
         clock: Callable[[], datetime] = utcnow,
+        deadline: timedelta = timedelta(seconds=60),
+        runner: SagaRunner | None = None,
     ) -> None:
         super().__init__(uow, catalog, cart, payments, loyalty, notifications, clock=clock)
         self.checkout_payments = checkout_payments
+        self.exchange = exchange
+        self.deadline = deadline
+        self.runner: SagaRunner = runner or InlineSagaRunner()
 
     # -- checkout ------------------------------------------------------------------------
     def checkout(self, caller: Caller, key: str, request: PlaceRequest, method: str) -> Answer:
-        """Place the order, then pay and confirm it (as far as the services allow now)."""
+        """Place the order (its stock reserved now when the catalog answers), then hand it
+        to the saga, which pays and confirms it (or compensates): 202 at once."""
         try:
             answer = self.place(caller, key, request, operation=V2_PLACE,
-                                also={"payment_method": method})
+                                also={"payment_method": method}, checkout_method=method)
         except Rejected as rejected:  # v2: a final ``cancelled`` order, not a problem
             return Answer(rejected.order, 202, rejected.replayed)
-        return Answer(self._pay(answer.order.id, method), 202, answer.replayed)
+        self.runner.submit(answer.order.id, self.advance)
+        return Answer(self._load(answer.order.id), 202, answer.replayed)
 
-    def _pay(self, order_id: str, method: str) -> Order:
-        """Drive a placed order through payment and confirmation; stops where a service
-        is unavailable (repeating with the same method resumes there)."""
-        order = self._load(order_id)
-        if order.status is OrderStatus.PENDING:
-            order = self._drive_reservation(order.id)
-        if order.status is OrderStatus.RESERVED and not order.confirming:
-            order = self._authorize(order, method)
-        if order.confirming:
-            order = self._confirm_paid(order)
-        if order.status is OrderStatus.CONFIRMED and order.payment_status == "authorized":
-            order = self._capture(order)
+    def advance(self, order_id: str) -> Order:
+        """One pass of the checkout saga: every step the services allow now, in order;
+        a step whose service is unreachable stops the pass (the runner comes back).
+
+        reserve → convert (not EUR) → authorise → commit stock → capture → confirm; a
+        refusal compensates in reverse (void the authorisation, return committed stock,
+        release held stock) and cancels with the reason; past the deadline an
+        unreachable service counts as a refusal.
+        """
+        token = saga_id.set(order_id)
+        try:
+            order = self._load(order_id)
+            if order.status is OrderStatus.PENDING:
+                order = self._drive_reservation(order.id)
+            if order.checkout and order.status is OrderStatus.RESERVED and not order.confirming:
+                if order.needs_conversion:
+                    order = self._convert(order)
+                if order.status is OrderStatus.RESERVED and not order.needs_conversion \
+                        and not order.confirming:
+                    order = self._authorize(order)
+            if order.confirming:
+                order = self._finish(order)
+            if self._late(order):
+                order = self._give_up(order)
+            if order.status is OrderStatus.CANCELLED:
+                order = self._compensate(order)
+            return order
+        finally:
+            saga_id.reset(token)
+
+    def settled(self, order: Order) -> bool:
+        """Nothing left for the saga to do: final, paid if confirmed, compensated if not."""
+        if order.status is OrderStatus.CONFIRMED:
+            return order.payment_status != "authorized"
+        if order.status is OrderStatus.REJECTED:
+            return True
+        if order.status is not OrderStatus.CANCELLED:
+            return False
+        return (order.release_status not in OPEN and order.stock_returned not in OPEN
+                and order.payment_status not in ("requested", "authorized"))
+
+    def _late(self, order: Order) -> bool:
+        return (order.checkout and not order.is_final
+                and self.clock() - order.created_at > self.deadline)
+
+    # -- the steps -----------------------------------------------------------------------
+    def _convert(self, order: Order) -> Order:
+        """The total in the settlement currency (EUR), before authorising."""
+        if self.exchange is None:
+            raise ServiceUnavailable("orders has no exchange client configured",
+                                     kind="upstream-unavailable")
+        try:
+            outcome = self.exchange.convert(order.total, order.currency, SETTLEMENT_CURRENCY)
+        except DependencyUnavailable as exc:
+            log.warning("order %s: conversion postponed: %s", order.id, exc.detail)
+            return order
+        now = self.clock()
+        conversion = outcome.conversion
+        if conversion is None:
+            why = f"no exchange rate from {order.currency} to EUR: {outcome.refused}"
+            order, _ = self._change(order.id, lambda o: o.cancel_for(
+                RejectionCode.RATE_UNAVAILABLE, why, now) if not o.is_final else None)
+            log.info("order %s cancelled: %s", order.id, why)
+            return order
+        order, _ = self._change(order.id, lambda o: o.record_conversion(
+            conversion.amount, conversion.currency, conversion.rate, conversion.stale, now))
+        log.info("order %s: %s %s is %s %s (rate %s%s)", order.id, order.total, order.currency,
+                 conversion.amount, conversion.currency, conversion.rate,
+                 ", stale" if conversion.stale else "")
         return order
 
-    def _authorize(self, order: Order, method: str) -> Order:
+    def _authorize(self, order: Order) -> Order:
+        method = self._method(order.id)
+        if method is None:  # pragma: no cover - a v2 order always has its method
+            log.error("order %s: no payment method stored", order.id)
+            return order
+        now = self.clock()
+        order, _ = self._change(order.id, lambda o: o.request_payment(now))
+        amount, currency = order.amount_due
         try:
             outcome = self.checkout_payments.authorize(
-                order.id, order.customer_id, order.total, order.currency, method,
+                order.id, order.customer_id, amount, currency, method,
                 domain.idempotency_key(order.id, "authorize"))
         except DependencyUnavailable as exc:
             log.warning("order %s: payment not authorised yet: %s", order.id, exc.detail)
@@ -169,9 +254,9 @@ class CheckoutService(OrderService):
                 if o.status in (OrderStatus.PENDING, OrderStatus.RESERVED) and not o.confirming:
                     o.cancel_for(RejectionCode.PAYMENT_DECLINED, f"payment declined: {why}", now)
 
-            self._change(order.id, declined)
+            order, _ = self._change(order.id, declined)
             log.info("order %s cancelled: payment declined (%s)", order.id, why)
-            return self._drive_release(order.id)
+            return order
 
         def authorized(o: Order) -> None:
             o.record_payment(payment.id, "authorized", now)
@@ -179,48 +264,53 @@ class CheckoutService(OrderService):
                 o.start_confirmation(payment.id, now)
 
         changed, _ = self._change(order.id, authorized)
+        log.info("order %s: payment %s authorised", order.id, payment.id)
         return changed
 
-    def _confirm_paid(self, order: Order) -> Order:
-        try:
-            return self._drive_confirmation(order.id)
-        except DependencyUnavailable as exc:  # recovery or a retry finishes it
-            log.warning("order %s: confirmation postponed: %s", order.id, exc.detail)
-            return self._load(order.id)
-        except Conflict:  # the catalog no longer holds the stock: give the money back
-            order = self._load(order.id)
-            if order.payment_id is None and order.payment_status == "authorized":
-                return self._compensate(order)
-            raise
+    def _finish(self, order: Order) -> Order:
+        """Commit the stock, capture the payment, confirm (v1's confirm joins here)."""
+        if not order.stock_committed:
+            try:
+                result = self.catalog.commit(order.id, domain.idempotency_key(order.id, "commit"))
+            except DependencyUnavailable as exc:
+                log.warning("order %s: stock not committed yet: %s", order.id, exc.detail)
+                return order
+            now = self.clock()
+            if result.outcome is not TransitionOutcome.DONE:
+                log.error("catalog refused to commit the stock of order %s: %s %s", order.id,
+                          result.outcome, result.detail)
+                if not order.checkout:  # v1: the client may retry with another payment
+                    self._change(order.id, lambda o: o.abandon_confirmation(now))
+                    raise Conflict(f"the catalog no longer holds the stock of order {order.id}",
+                                   kind="reservation-not-held")
+                order, _ = self._change(order.id, lambda o: o.abort_confirmation(
+                    RejectionCode.INSUFFICIENT_STOCK,
+                    "the stock could not be committed; the payment was voided", now)
+                    if o.confirming else None)
+                return order
+            order, _ = self._change(order.id, lambda o: o.mark_committed(now)
+                                    if o.confirming else None)
+        if order.confirming and order.payment_status == "authorized":
+            order = self._capture(order)
+        if order.confirming and order.stock_committed and order.payment_status != "authorized":
+            now = self.clock()
+            order, _ = self._change(order.id, lambda o: o.confirm(now) if o.confirming else None)
+            log.info("order %s confirmed with payment %s", order.id, order.payment_id)
+            order = self._drive_follow_ups(order.id)
+        return order
 
-    def _compensate(self, order: Order) -> Order:
-        """Void the authorisation of an order that could not be confirmed; cancel it."""
-        payment_id = self._payment_id(order)
-        if payment_id is not None:
-            outcome = self._payment_step(lambda: self.checkout_payments.void(
-                payment_id, domain.idempotency_key(order.id, "void")))
-            if outcome.refused is not None:
-                log.error("order %s: void refused: %s", order.id, outcome.refused)
-        now = self.clock()
-
-        def cancel(o: Order) -> None:
-            if payment_id is not None:
-                o.record_payment(payment_id, "voided", now)
-            if o.status in (OrderStatus.PENDING, OrderStatus.RESERVED) and not o.confirming:
-                o.cancel_for(RejectionCode.INSUFFICIENT_STOCK,
-                             "the stock could not be committed; the payment was voided", now)
-
-        self._change(order.id, cancel)
-        return self._drive_release(order.id)
-
-    def _payment_id(self, order: Order) -> str | None:
-        """The payment of the order (its events remember it after an abandoned confirm)."""
-        if order.payment_id is not None:
-            return order.payment_id
-        with self.uow.read() as repo:
-            events = repo.events(order.id, 0, 1000)
-        ids = [str(e.data["payment_id"]) for e in events if e.data.get("payment_id")]
-        return ids[-1] if ids else None
+    def _drive_confirmation(self, order_id: str) -> Order:
+        """v1's confirm and recovery continue the saga here (commit, capture, confirm);
+        :class:`DependencyUnavailable` when it could not finish now."""
+        order = self._load(order_id)
+        if not order.confirming:
+            return self._drive_follow_ups(order.id) if order.status is OrderStatus.CONFIRMED \
+                else order
+        order = self._finish(order)
+        if order.confirming:
+            raise DependencyUnavailable(f"order {order.id}: the catalog or payments could not "
+                                        "finish the confirmation now")
+        return order
 
     def _capture(self, order: Order) -> Order:
         assert order.payment_id is not None
@@ -231,13 +321,123 @@ class CheckoutService(OrderService):
         except DependencyUnavailable as exc:
             log.warning("order %s: capture postponed: %s", order.id, exc.detail)
             return order
+        now = self.clock()
         if outcome.refused is not None:
             log.error("order %s: capture refused: %s", order.id, outcome.refused)
+            order, _ = self._change(order.id, lambda o: o.abort_confirmation(
+                RejectionCode.PAYMENT_FAILED, f"the payment could not be captured: "
+                f"{outcome.refused}", now) if o.confirming else None)
             return order
-        now = self.clock()
         changed, _ = self._change(order.id,
                                   lambda o: o.record_payment(payment_id, "captured", now))
         return changed
+
+    def _give_up(self, order: Order) -> Order:
+        """Past the deadline: what is still waiting for an unreachable service ends."""
+        now = self.clock()
+        if order.status is OrderStatus.PENDING:
+            code, why = RejectionCode.CHECKOUT_TIMEOUT, "the catalog did not answer in time"
+        elif order.confirming:
+            code, why = RejectionCode.PAYMENT_FAILED, "the checkout could not finish in time"
+        elif order.needs_conversion:
+            code, why = RejectionCode.RATE_UNAVAILABLE, "no exchange rate in time"
+        else:
+            code, why = RejectionCode.PAYMENT_FAILED, "the payment was not authorised in time"
+
+        def end(o: Order) -> None:
+            if o.confirming:
+                o.abort_confirmation(code, why, now)
+            elif not o.is_final:
+                o.cancel_for(code, why, now)
+
+        order, _ = self._change(order.id, end)
+        log.warning("order %s cancelled: %s", order.id, why)
+        return order
+
+    # -- compensation --------------------------------------------------------------------
+    def _compensate(self, order: Order) -> Order:
+        """Undo what a cancelled order still holds: the authorisation, committed stock,
+        held stock. Each is keyed and tracked; what cannot be done now is retried."""
+        if order.payment_status in ("requested", "authorized"):
+            order = self._void(order)
+        if order.stock_returned in OPEN:
+            order = self._drive_return(order.id)
+        if order.release_status in OPEN:
+            order = self._drive_release(order.id)
+        return order
+
+    def _void(self, order: Order) -> Order:
+        """Release the order's authorisation. One requested but never answered is asked
+        for again with the same key (payments replays it, or makes it) and then voided."""
+        payment_id = self._payment_id(order)
+        try:
+            if payment_id is None:
+                amount, currency = order.amount_due
+                method = self._method(order.id) or "tok_unknown"
+                found = self.checkout_payments.authorize(
+                    order.id, order.customer_id, amount, currency, method,
+                    domain.idempotency_key(order.id, "authorize"))
+                if found.payment is None or found.payment.status != "authorized":
+                    now = self.clock()
+                    status = found.payment.status if found.payment else "declined"
+                    pid = found.payment.id if found.payment else ""
+                    order, _ = self._change(order.id,
+                                            lambda o: o.record_payment(pid, status, now))
+                    return order
+                payment_id = found.payment.id
+            outcome = self.checkout_payments.void(payment_id,
+                                                  domain.idempotency_key(order.id, "void"))
+        except DependencyUnavailable as exc:
+            log.warning("order %s: authorisation not voided yet: %s", order.id, exc.detail)
+            return order
+        if outcome.refused is not None:
+            log.error("order %s: void refused: %s", order.id, outcome.refused)
+        now = self.clock()
+        final = outcome.payment.status if outcome.payment is not None else "voided"
+        pid = payment_id
+        order, _ = self._change(order.id, lambda o: o.record_payment(pid, final, now))
+        return order
+
+    def _drive_return(self, order_id: str) -> Order:
+        """Put a cancelled order's committed stock back on hand (keyed: never twice)."""
+        order = self._load(order_id)
+        if order.stock_returned not in OPEN:
+            return order
+        try:
+            result = self.catalog.return_stock(order.id,
+                                               domain.idempotency_key(order.id, "return"))
+        except DependencyUnavailable as exc:
+            log.warning("order %s: committed stock not returned yet: %s", order.id,
+                        exc.detail or exc)
+            outcome = FollowUp.PENDING_RETRY
+        else:
+            if result.outcome is TransitionOutcome.CONFLICT:
+                log.error("catalog refused to take back the stock of order %s: %s", order.id,
+                          result.detail)
+                outcome = FollowUp.FAILED
+            else:
+                outcome = FollowUp.DONE
+        now = self.clock()
+
+        def record(o: Order) -> None:
+            if o.stock_returned in OPEN:
+                o.record_return(outcome, now)
+
+        order, _ = self._change(order.id, record)
+        return order
+
+    def _payment_id(self, order: Order) -> str | None:
+        """The payment of the order (its events remember it after an abandoned confirm)."""
+        if order.payment_id is not None:
+            return order.payment_id
+        with self.uow.read() as repo:
+            events = repo.events(order.id, 0, 1000)
+        ids = [str(e.data["payment_id"]) for e in events if e.data.get("payment_id")]
+        return ids[-1] if ids else None
+
+    def _method(self, order_id: str) -> str | None:
+        with self.uow.read() as repo:
+            return repo.payment_method(order_id)
 
     @staticmethod
     def _payment_step(call: Callable[[], PaymentOutcome]) -> PaymentOutcome:
@@ -250,34 +450,63 @@ class CheckoutService(OrderService):
                 kind="upstream-unavailable") from exc
 
     # -- recovery ------------------------------------------------------------------------
-    def resume_pending(self, now: datetime | None = None) -> dict[str, int]:
-        """v1's recovery (:meth:`OrderService.resume_pending`), then the captures still due
-        on v2 orders confirmed meanwhile and the loyalty reversals of refunded ones."""
-        report = super().resume_pending(now)
+    def resume_pending(self, now: datetime | None = None,
+                       only: list[str] | None = None) -> dict[str, int]:
+        """v1's recovery (:meth:`OrderService.resume_pending`) for v1 orders, the saga for
+        checkouts, and the loyalty reversals of refunded orders."""
         before = now or self.clock()
-        with self.uow.read() as repo:
-            ids = repo.needing_recovery(before, self.recovery_batch)
+        if only is None:
+            with self.uow.read() as repo:
+                ids = repo.needing_recovery(before, self.recovery_batch)
+        else:
+            ids = only
+        report: dict[str, int] = {}
+        v1: list[str] = []
         for order_id in ids:
-            order = self._load(order_id)
-            if order.status is OrderStatus.CONFIRMED and order.payment_status == "authorized":
-                order = self._capture(order)
-                report[f"capture:{order.payment_status}"] = \
-                    report.get(f"capture:{order.payment_status}", 0) + 1
-            elif order.status is OrderStatus.CANCELLED \
-                    and order.loyalty_reversal_status in OPEN:
-                order = self._drive_reversal(order_id)
-                what = f"reversal:{order.loyalty_reversal_status}"
-                report[what] = report.get(what, 0) + 1
+            try:
+                order = self._load(order_id)
+                if order.checkout and not self.settled(order):
+                    order = self.advance(order_id)
+                    what = f"saga:{order.status}"
+                elif order.status is OrderStatus.CONFIRMED \
+                        and order.payment_status == "authorized":
+                    order = self._capture_confirmed(order)
+                    what = f"capture:{order.payment_status}"
+                else:
+                    v1.append(order_id)
+                    continue
+            except Exception:  # one bad order must not stop the others
+                log.exception("recovery of order %s failed", order_id)
+                what = "errors"
+            report[what] = report.get(what, 0) + 1
+        if v1:
+            for what, count in super().resume_pending(now, only=v1).items():
+                report[what] = report.get(what, 0) + count
         return report
+
+    def _capture_confirmed(self, order: Order) -> Order:
+        """A legacy order confirmed before its capture (the capture came after, then)."""
+        assert order.payment_id is not None
+        payment_id = order.payment_id
+        try:
+            outcome = self.checkout_payments.capture(
+                payment_id, domain.idempotency_key(order.id, "capture"))
+        except DependencyUnavailable:
+            return order
+        if outcome.refused is not None:
+            log.error("order %s: capture refused: %s", order.id, outcome.refused)
+            return order
+        now = self.clock()
+        changed, _ = self._change(order.id,
+                                  lambda o: o.record_payment(payment_id, "captured", now))
+        return changed
 
     # -- reads ---------------------------------------------------------------------------
     def read(self, caller: Caller, order_id: str) -> Order:
-        """The order; a capture or loyalty reversal still due is attempted first."""
+        """The order (v1's unfinished stock work on it is retried first)."""
         order = self.get(caller, order_id)
         if order.status is OrderStatus.CONFIRMED and order.payment_status == "authorized":
-            order = self._capture(order)
-        elif order.status is OrderStatus.CANCELLED and order.loyalty_reversal_status in OPEN:
-            order = self._drive_reversal(order.id)
+            order = self._capture_confirmed(order)
         return order
 
     def list_after(self, principal: Principal, *, status: str | None = None,
@@ -360,43 +589,6 @@ class CheckoutService(OrderService):
         return changed
 
     def _drive_reversal(self, order_id: str) -> Order:
-        """Take back the loyalty points of a refunded order and record how it went.
-
-        Never raises for loyalty: the refund stands whatever loyalty answers. Unavailable:
-        ``pending_retry`` (retried); refused for good: ``failed`` (logged); no award at
-        loyalty: done, nothing taken — unless this order recorded its award as done, which
-        is a contradiction to look at (``failed``), not a success.
-        """
-        order = self._load(order_id)
-        if order.status is not OrderStatus.CANCELLED \
-                or order.loyalty_reversal_status not in OPEN:
-            return order
-        awarded = True
-        try:
-            result = self.loyalty.reverse_award(order.id)
-        except DependencyUnavailable as exc:
-            log.warning("loyalty reversal for order %s failed, will retry: %s", order.id,
-                        exc.detail or exc)
-            outcome = FollowUp.PENDING_RETRY
-        except Exception:  # best effort: never let it break the cancel
-            log.exception("loyalty reversal for order %s failed, will retry", order.id)
-            outcome = FollowUp.PENDING_RETRY
-        else:
-            outcome = FollowUp.DONE
-            if result is Reversal.NOT_AWARDED:
-                awarded = False
-                if order.loyalty_status is FollowUp.DONE:
-                    log.error("loyalty has no award for order %s, which recorded one",
-                              order.id)
-                    outcome = FollowUp.FAILED
-            elif result is Reversal.REFUSED:
-                log.error("loyalty refused to reverse the award of order %s", order.id)
-                outcome = FollowUp.FAILED
-        now = self.clock()
-
-        def record(o: Order) -> None:
-            if o.loyalty_reversal_status in OPEN:
-                o.record_reversal(outcome, now, awarded=awarded)
-
-        order, _ = self._change(order.id, record)
-        return order
+        """Loyalty takes the points back on ``orders.OrderCancelled`` (``after_confirmation``)
+        and replies; :mod:`.messaging` records it (``loyalty_reversal_status``)."""
+        return self._load(order_id)

@@ -11,6 +11,8 @@ correlation id, bounded retries — keyed POSTs are retried too, they cannot act
 * payments — ``GET /v1/payments/{payment_id}`` (internal token ``payments:read``);
 * loyalty — ``POST /v1/awards`` and ``POST /v1/awards/{order_id}/reversal`` (internal
   token ``loyalty:write``; both idempotent by order, so both are retried);
+* exchange — ``GET /v1/convert`` (internal token ``exchange:read``): a 503 ``NoRates``
+  answer (no rate, not even a last known one) is a refusal, not an outage;
 * notifications — ``POST /v1/notifications`` (internal token ``notifications:write``,
   ``Idempotency-Key``).
 
@@ -20,6 +22,7 @@ Anything that prevents an answer raises the port's ``…Unavailable`` (503).
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -35,8 +38,12 @@ from .ports import (
     CartSnapshot,
     CartUnavailable,
     CheckoutPaymentsPort,
+    Conversion,
+    ConversionOutcome,
     Delivery,
     DependencyUnavailable,
+    ExchangePort,
+    ExchangeUnavailable,
     LoyaltyPort,
     LoyaltyUnavailable,
     Notification,
@@ -49,7 +56,7 @@ from .ports import (
     Reversal,
 )
 
-__all__ = ["HttpCart", "HttpLoyalty", "HttpNotifications", "HttpPayments"]
+__all__ = ["HttpCart", "HttpExchange", "HttpLoyalty", "HttpNotifications", "HttpPayments"]
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +299,49 @@ class HttpNotifications(NotificationsPort):
         return _delivery(response, NotificationsUnavailable, "notifications service", "send",
                          retry=frozenset({"request-in-progress", "concurrent-update"}),
                          refuse=frozenset({"notification-not-sent"}))
+
+    def close(self) -> None:
+        self.http.close()
+
+
+_RATE = re.compile(r"[0-9]{1,21}\.[0-9]{10}")  # the exchange spec's DecimalRate
+
+
+def _conversion(body: Any, target: str) -> Conversion:
+    """A 200 answer's conversion; the fields must have the spec's types — nothing is
+    coerced (``5000.5`` is no amount of minor units, ``"false"`` no flag)."""
+    amount = body.get("converted_amount") if isinstance(body, dict) else None
+    rate = body.get("rate") if isinstance(body, dict) else None
+    stale = body.get("stale") if isinstance(body, dict) else None
+    if (type(amount) is not int or amount < 0 or not isinstance(rate, str)
+            or not _RATE.fullmatch(rate) or not isinstance(stale, bool)):
+        raise ExchangeUnavailable("the exchange service sent an invalid conversion")
+    return Conversion(amount, target, rate, stale)
+
+
+class HttpExchange(ExchangePort):
+    """The exchange API's conversion (the checkout settles orders in EUR)."""
+
+    def __init__(self, base_url: str, token: TokenSource, *, timeout: float = DEFAULT_TIMEOUT,
+                 retries: int = 1) -> None:
+        self.http = HttpClient(base_url.rstrip("/"), name="exchange", timeout=timeout,
+                               retries=retries, token=token)
+
+    def convert(self, amount: int, source: str, target: str) -> ConversionOutcome:
+        response = _call(self.http, ExchangeUnavailable, "exchange service", "GET",
+                         "/v1/convert", params={"from": source, "to": target,
+                                                "amount": str(amount)},
+                         headers=JSON_HEADERS)
+        status = response.status_code
+        if status == 200:
+            body = _json(response, ExchangeUnavailable, "exchange service")
+            return ConversionOutcome(_conversion(body, target))
+        kind = problem_kind(response)
+        if (status, kind) in ((404, "unknown-currency"), (503, "no-exchange-rates")):
+            log.warning("exchange refused to convert %s %s to %s: %s %s", amount, source,
+                        target, status, kind)
+            return ConversionOutcome(None, f"no rate from {source} to {target} ({kind})")
+        raise _unexpected(response, ExchangeUnavailable, "exchange service", "convert")
 
     def close(self) -> None:
         self.http.close()

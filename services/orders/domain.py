@@ -84,6 +84,12 @@ class RejectionCode(StrEnum):
     PAYMENT_FAILED = "payment_failed"
     CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
     CANCELLED_BY_STAFF = "cancelled_by_staff"
+    RATE_UNAVAILABLE = "rate_unavailable"  # no exchange rate to settle the order in EUR
+    CHECKOUT_TIMEOUT = "checkout_timeout"  # a service stayed unreachable past the deadline
+
+
+SETTLEMENT_CURRENCY = "EUR"
+"""Payments settle in euros: an order in another currency is converted first."""
 
 
 @dataclass(frozen=True)
@@ -175,7 +181,7 @@ def build_lines(lines: Sequence[OrderLine], currency: str) -> list[OrderLine]:
         if line.currency != currency:
             raise InvalidOrder(
                 f"product {line.product_id} is priced in {line.currency}, the order is in "
-                f"{currency} (currency conversion comes with the checkout saga)"
+                f"{currency} (an order has one currency; payments settle it in EUR)"
             )
     return list(lines)
 
@@ -223,7 +229,8 @@ class Order:
     rebuilds an order from its stored stream (:meth:`from_events`). ``version`` counts the
     events applied (stored and new); ``stored_version`` those that came from the store
     (the ``expected_version`` of the next append). ``customer_email`` is not in any event:
-    the store keeps it apart so it can be erased.
+    the store keeps it apart so it can be erased, with the checkout's ``payment_method``
+    (a provider token).
     """
 
     id: str
@@ -244,6 +251,11 @@ class Order:
     release_status: FollowUp | None = None
     payment_status: str | None = None  # the payment as payments last reported it (v2)
     loyalty_reversal_status: FollowUp | None = None  # taking the points back (v2 refund)
+    checkout: bool = False  # a v2 checkout: the saga pays and confirms it by itself
+    settlement: tuple[int, str] | None = None  # (amount, currency) to pay, once converted
+    stock_committed: bool = False  # the catalog committed the reservation (goods sold)
+    stock_returned: FollowUp | None = None  # giving committed stock back (refund, capture failed)
+    payment_method: str | None = field(default=None, compare=False, repr=False)
     version: int = field(default=0, compare=False)
     stored_version: int = field(default=0, compare=False)
     new_events: list[DomainEvent] = field(default_factory=list, compare=False, repr=False)
@@ -298,6 +310,20 @@ class Order:
         for what in ("loyalty", "notification", "release", "loyalty_reversal"):
             setattr(self, f"{what}_status", _enum_or_none(FollowUp, d.get(f"{what}_status")))
 
+    def _on_CheckoutRequested(self, d: dict[str, Any], at: datetime) -> None:
+        self.checkout, self.updated_at = True, at
+
+    def _on_CurrencyConverted(self, d: dict[str, Any], at: datetime) -> None:
+        money = d["settlement"]
+        self.settlement = (int(money["amount_minor"]), str(money["currency"]))
+        self.updated_at = at
+
+    def _on_StockCommitted(self, d: dict[str, Any], at: datetime) -> None:
+        self.stock_committed, self.updated_at = True, at
+
+    def _on_StockReturnRecorded(self, d: dict[str, Any], at: datetime) -> None:
+        self.stock_returned, self.updated_at = FollowUp(d["outcome"]), at
+
     def _on_StockReserved(self, d: dict[str, Any], at: datetime) -> None:
         self.status, self.updated_at = OrderStatus.RESERVED, at
 
@@ -322,10 +348,11 @@ class Order:
         self.status, self.updated_at = OrderStatus.CANCELLED, at
         if d.get("code") is not None:
             self.rejection_code, self.reason = RejectionCode(d["code"]), d.get("detail")
-        if d.get("refunded"):
-            if d.get("reverse_loyalty"):
-                self.loyalty_reversal_status = FollowUp.PENDING
-        else:
+        if d.get("refunded") and d.get("reverse_loyalty"):
+            self.loyalty_reversal_status = FollowUp.PENDING
+        if d.get("return_stock"):  # committed stock goes back on hand
+            self.stock_returned = FollowUp.PENDING
+        elif not d.get("refunded"):  # held stock is released
             self.release_status = FollowUp.PENDING
 
     def _on_payment(self, d: dict[str, Any], at: datetime) -> None:
@@ -333,6 +360,7 @@ class Order:
 
     _on_PaymentAuthorised = _on_PaymentDeclined = _on_PaymentCaptured = _on_payment
     _on_PaymentVoided = _on_PaymentRefunded = _on_PaymentRecorded = _on_payment
+    _on_PaymentRequested = _on_payment
 
     def _on_FollowUpRecorded(self, d: dict[str, Any], at: datetime) -> None:
         setattr(self, f"{d['what']}_status", FollowUp(d["outcome"]))
@@ -418,6 +446,47 @@ class Order:
         self._check_move(OrderStatus.RESERVED)
         self._raise("StockReserved", now)
 
+    def request_checkout(self, now: datetime) -> None:
+        """This order is a v2 checkout: the saga authorises, captures and confirms it."""
+        if not self.checkout:
+            self._raise("CheckoutRequested", now, settlement_currency=SETTLEMENT_CURRENCY)
+
+    @property
+    def needs_conversion(self) -> bool:
+        """Paid in another currency than the order's, and not converted yet."""
+        return self.currency != SETTLEMENT_CURRENCY and self.settlement is None
+
+    @property
+    def amount_due(self) -> tuple[int, str]:
+        """What the payment is for: the converted amount, else the order's total."""
+        return self.settlement or (self.total, self.currency)
+
+    def record_conversion(self, amount: int, currency: str, rate: str, stale: bool,
+                          now: datetime) -> None:
+        """The total converted to the settlement currency (before authorising)."""
+        if self.settlement is None:
+            self._raise("CurrencyConverted", now, rate=rate, stale=stale,
+                        settlement={"amount_minor": amount, "currency": currency})
+
+    def request_payment(self, now: datetime) -> None:
+        """Write the intent down before asking payments to authorise (recovery then knows an
+        authorisation may exist, even if its answer was lost)."""
+        if self.payment_status is None:
+            amount, currency = self.amount_due
+            self._raise("PaymentRequested", now, status="requested",
+                        amount={"amount_minor": amount, "currency": currency})
+
+    def mark_committed(self, now: datetime) -> None:
+        """The catalog committed the reservation (recorded before the capture)."""
+        if not self.confirming:
+            raise InvalidTransition("only an order being confirmed commits its stock")
+        if not self.stock_committed:
+            self._raise("StockCommitted", now)
+
+    def record_return(self, outcome: FollowUp, now: datetime) -> None:
+        """How giving the committed stock back went (refund, or a capture that failed)."""
+        self._raise("StockReturnRecorded", now, outcome=outcome.value)
+
     def reject(
         self,
         code: RejectionCode,
@@ -495,10 +564,20 @@ class Order:
         """What the payments service answered about the order's payment (v2 checkout)."""
         if (payment_id, status) == (self.payment_id, self.payment_status):
             return
+        amount, currency = self.amount_due
         self._raise(PAYMENT_EVENTS.get(status, "PaymentRecorded"), now, payment_id=payment_id,
-                    status=status, amount={"amount_minor": self.total, "currency": self.currency})
+                    status=status, amount={"amount_minor": amount, "currency": currency})
 
-    def cancel_refunded(self, code: RejectionCode, detail: str, now: datetime) -> None:
+    def abort_confirmation(self, code: RejectionCode, detail: str, now: datetime) -> None:
+        """A confirmation that cannot finish (the payment could not be captured, or the
+        saga ran out of time): cancelled; held stock is released, committed stock returned."""
+        if not self.confirming:
+            raise InvalidTransition("only an order being confirmed can be aborted")
+        self._raise("OrderCancelled", now, refunded=False, code=code.value,
+                    detail=detail[:500], return_stock=self.stock_committed)
+
+    def cancel_refunded(self, code: RejectionCode, detail: str, now: datetime,
+                        *, return_stock: bool = False) -> None:
         """A confirmed order whose payment was refunded becomes ``cancelled``.
 
         Its stock was committed (the goods left): nothing is released, so
@@ -510,7 +589,7 @@ class Order:
         # Also when the award is still open: an award whose answer was lost may exist.
         reverse = self.loyalty_status not in (None, FollowUp.FAILED)
         self._raise("OrderCancelled", now, refunded=True, reverse_loyalty=reverse,
-                    code=code.value, detail=detail[:500])
+                    code=code.value, detail=detail[:500], return_stock=return_stock)
 
     def record(self, what: str, outcome: FollowUp, now: datetime) -> None:
         """Set the state of a follow-up: ``loyalty``, ``notification`` or ``release``."""
@@ -552,6 +631,14 @@ def public_event(event: DomainEvent, sequence: int) -> OrderEvent:
             data["status"] = "cancelled" if d["status"] == "rejected" else d["status"]
     elif kind == "StockReserved":
         dotted, data = "stock.reserved", {}
+    elif kind == "CheckoutRequested":
+        dotted, data = "checkout.requested", {}
+    elif kind == "CurrencyConverted":
+        dotted, data = "currency.converted", {"amount": d["settlement"]}
+    elif kind == "StockCommitted":
+        dotted, data = "stock.committed", {}
+    elif kind == "StockReturnRecorded":
+        dotted, data = f"stock.return_{d['outcome']}", {"outcome": d["outcome"]}
     elif kind == "OrderRejected":
         dotted, data = "order.rejected", {"status": "cancelled", "code": d["code"],
                                           "detail": d["detail"][:500]}
@@ -565,6 +652,8 @@ def public_event(event: DomainEvent, sequence: int) -> OrderEvent:
         dotted, data = "order.cancelled", {"status": "cancelled"}
         if d.get("code") is not None:
             data.update(code=d["code"], detail=d.get("detail", "")[:500])
+    elif kind == "PaymentRequested":
+        dotted, data = "payment.requested", {"amount": amount}
     elif kind.startswith("Payment"):
         dotted, data = f"payment.{d['status']}", {"payment_id": d["payment_id"],
                                                   "amount": amount}

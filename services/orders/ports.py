@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from charter.idempotency import IdempotencyKeys
 from charter.problems import Forbidden, UpstreamUnavailable
@@ -39,7 +39,8 @@ from .domain import Order, OrderEvent
 
 __all__ = [
     "CartForbidden", "CartLine", "CartPort", "CartSnapshot", "CartUnavailable",
-    "CatalogPort", "CatalogUnavailable", "Delivery", "DependencyUnavailable",
+    "CatalogPort", "CatalogUnavailable", "Conversion", "ConversionOutcome", "Delivery",
+    "DependencyUnavailable", "ExchangePort", "ExchangeUnavailable",
     "LoyaltyPort", "LoyaltyUnavailable", "Notification", "NotificationsPort",
     "NotificationsUnavailable", "OrderFilter", "OrderRepository", "Payment", "PaymentsPort",
     "PaymentOutcome", "CheckoutPaymentsPort", "PaymentsUnavailable", "Product",
@@ -65,6 +66,10 @@ class LoyaltyUnavailable(DependencyUnavailable):
 
 class NotificationsUnavailable(DependencyUnavailable):
     """The notifications service could not answer."""
+
+
+class ExchangeUnavailable(DependencyUnavailable):
+    """The exchange service could not answer."""
 
 
 class CartForbidden(Forbidden):
@@ -154,6 +159,11 @@ class CatalogPort(Protocol):
         """Release the order's reservation."""
         ...
 
+    def return_stock(self, order_id: str, key: str) -> TransitionResult:
+        """Put a committed reservation's quantities back on hand (a refund, or a checkout
+        whose payment could not be captured after its stock was committed)."""
+        ...
+
     def close(self) -> None:
         """Release resources (connections)."""
 
@@ -208,6 +218,7 @@ class PaymentOutcome:
     refused: str | None = None
 
 
+@runtime_checkable
 class CheckoutPaymentsPort(Protocol):
     """Payments moved by the v2 checkout (each call keyed by the order id: never twice)."""
 
@@ -226,6 +237,36 @@ class CheckoutPaymentsPort(Protocol):
 
     def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
         """Refund everything still refundable of a captured payment."""
+        ...
+
+    def close(self) -> None:
+        """Release resources (connections)."""
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """An amount converted by the exchange service (``stale``: its last known rate)."""
+
+    amount: int
+    currency: str
+    rate: str
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class ConversionOutcome:
+    """The conversion, or ``refused`` with why (no rate at all, unknown currency)."""
+
+    conversion: Conversion | None
+    refused: str | None = None
+
+
+class ExchangePort(Protocol):
+    """Currency conversion for the checkout (orders settle in EUR)."""
+
+    def convert(self, amount: int, source: str, target: str) -> ConversionOutcome:
+        """``amount`` minor units of ``source`` in ``target``; refused when there is no
+        rate (not even a last known one); :class:`ExchangeUnavailable` when unreachable."""
         ...
 
     def close(self) -> None:
@@ -304,6 +345,10 @@ class OrderRepository(Protocol):
 
     def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
         """The order's audit trail: events with ``sequence > after``, oldest first."""
+        ...
+
+    def payment_method(self, order_id: str) -> str | None:
+        """The payment token a v2 checkout pays with (``None`` for v1 orders)."""
         ...
 
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:

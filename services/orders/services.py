@@ -49,7 +49,6 @@ from .domain import FollowUp, Order, OrderLine, OrderStatus, RejectionCode, Sour
 from .ports import (
     CartPort,
     CatalogPort,
-    Delivery,
     DependencyUnavailable,
     LoyaltyPort,
     Notification,
@@ -246,11 +245,13 @@ class OrderService:
     # -- placing -------------------------------------------------------------------------
     def place(self, caller: Caller, key: str, request: PlaceRequest, *,
               operation: str = "place_order",
-              also: Mapping[str, Any] | None = None) -> Answer:
+              also: Mapping[str, Any] | None = None,
+              checkout_method: str | None = None) -> Answer:
         """Price, store ``pending`` (with the key), reserve; see the module docstring.
 
         ``operation`` names the key's scope (v2 keys never collide with v1's); ``also``
-        joins the request's fingerprint (v2: the payment method).
+        joins the request's fingerprint (v2: the payment method). ``checkout_method``
+        makes the order a v2 checkout that pays with it (the saga takes it from there).
         """
         principal = caller.principal
         scope = idempotency_scope(operation, principal.sub)
@@ -270,6 +271,9 @@ class OrderService:
                 source=request.source,
                 customer_email=caller.email,
             )
+            if checkout_method is not None:
+                order.request_checkout(order.created_at)
+                order.payment_method = checkout_method
 
         def store(repo: OrderRepository) -> tuple[int, dict[str, Any]]:
             repo.add(order)
@@ -445,54 +449,10 @@ class OrderService:
         return self._drive_follow_ups(order.id)
 
     def _drive_follow_ups(self, order_id: str) -> Order:
-        """Loyalty points and the confirmation message: best effort, tracked, retried."""
-        order = self._load(order_id)
-        if order.status is not OrderStatus.CONFIRMED:
-            return order
-        outcomes: dict[str, FollowUp] = {}
-        if order.loyalty_status in OPEN:
-            outcomes["loyalty"] = self._attempt(
-                "loyalty award", order.id,
-                lambda: self.loyalty.award(order.customer_id, order.id, order.total,
-                                           order.currency),
-            )
-        if order.notification_status in OPEN:
-            outcomes["notification"] = self._attempt(
-                "confirmation message", order.id,
-                lambda: self.notifications.send(
-                    confirmation_message(order),
-                    domain.idempotency_key(order.id, "confirmation"),
-                ),
-            )
-        if not outcomes:
-            return order
-        now = self.clock()
-
-        def record(o: Order) -> None:
-            for what, outcome in outcomes.items():
-                if getattr(o, f"{what}_status") in OPEN:
-                    o.record(what, outcome, now)
-            if outcomes.get("loyalty") is FollowUp.DONE:  # refunded meanwhile (v2 cancel)?
-                o.award_recorded_after_cancel(now)
-
-        order, _ = self._change(order.id, record)
-        return order
-
-    @staticmethod
-    def _attempt(what: str, order_id: str, call: Callable[[], Delivery]) -> FollowUp:
-        try:
-            delivery = call()
-        except DependencyUnavailable as exc:
-            log.warning("%s for order %s failed, will retry: %s", what, order_id,
-                        exc.detail or exc)
-            return FollowUp.PENDING_RETRY
-        except Exception:  # best effort: never let a follow-up break the confirmation
-            log.exception("%s for order %s failed, will retry", what, order_id)
-            return FollowUp.PENDING_RETRY
-        if delivery is Delivery.DONE:
-            return FollowUp.DONE
-        log.error("%s for order %s was refused", what, order_id)
-        return FollowUp.FAILED
+        """The follow-ups of a confirmation (loyalty points, the confirmation message) are
+        the participants' own: they act on ``orders.OrderConfirmed`` and their replies
+        close ``loyalty_status`` / ``notification_status`` (:mod:`.messaging`)."""
+        return self._load(order_id)
 
     # -- cancelling ----------------------------------------------------------------------
     def cancel(self, caller: Caller, order_id: str, key: str) -> Answer:
@@ -546,11 +506,14 @@ class OrderService:
                            kind="invalid-order-state")
 
         if order.payment_id is None:
-            check_payment(order, self.payments.get_payment(payment_id), payment_id)
+            payment = self.payments.get_payment(payment_id)
+            check_payment(order, payment, payment_id)
+            assert payment is not None
             email = caller.email if principal.sub == order.customer_id else None
             now = self.clock()
 
             def start(o: Order) -> None:
+                o.record_payment(payment_id, payment.status, now)
                 o.start_confirmation(payment_id, now)
                 if email and not o.customer_email:
                     o.customer_email = email
@@ -569,8 +532,10 @@ class OrderService:
         return Answer(order, 200, replayed)
 
     # -- recovery ------------------------------------------------------------------------
-    def resume_pending(self, now: datetime | None = None) -> dict[str, int]:
-        """Finish the unfinished work of every order last changed at or before ``now``.
+    def resume_pending(self, now: datetime | None = None,
+                       only: list[str] | None = None) -> dict[str, int]:
+        """Finish the unfinished work of every order last changed at or before ``now``
+        (``only``: of these orders).
 
         Pending reservations are asked again (same key: never reserved twice), started
         confirmations committed, releases of cancelled orders and the follow-ups of
@@ -578,8 +543,11 @@ class OrderService:
         tests). Safe to run concurrently with requests and with itself.
         """
         before = (now or self.clock()).astimezone(UTC)
-        with self.uow.read() as repo:
-            ids = repo.needing_recovery(before, self.recovery_batch)
+        if only is None:
+            with self.uow.read() as repo:
+                ids = repo.needing_recovery(before, self.recovery_batch)
+        else:
+            ids = only
         report: Counter[str] = Counter()
         for order_id in ids:
             try:

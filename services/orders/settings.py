@@ -11,7 +11,10 @@ from charter.config import ComponentSettings
 
 class OrdersConfig(ComponentSettings):
     """``ORDERS_CLIENT_SECRET`` (required outside development mode), ``<SERVICE>_TIMEOUT``
-    seconds per dependency and ``ORDERS_RECOVERY_INTERVAL`` (0 = recover only at start)."""
+    seconds per dependency, ``ORDERS_RECOVERY_INTERVAL`` (0 = recover only at start),
+    ``ORDERS_CHECKOUT_DEADLINE`` (seconds a checkout may wait for unreachable services
+    before it is compensated) and ``ORDERS_SAGA_WORKERS`` (checkouts run at once per
+    process)."""
 
     component: ClassVar[str] = "orders"
     required_secrets: ClassVar[tuple[str, ...]] = ("orders_client_secret",)
@@ -24,6 +27,9 @@ class OrdersConfig(ComponentSettings):
     payments_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     loyalty_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     notifications_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    exchange_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
+    orders_checkout_deadline: float = Field(60.0, gt=0, allow_inf_nan=False)
+    orders_saga_workers: int = Field(8, ge=1, le=64)
 
 
 def load_config() -> OrdersConfig:

@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -39,6 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
     func,
     insert,
     or_,
@@ -58,6 +60,7 @@ from charter.eventstore.store import EventMetadata, EventStore, NewEvent, Record
 from charter.eventstore.tables import add_event_store_tables
 from charter.idempotency_store import KeyedSqlRepository, idempotency_table
 from charter.messaging.envelope import Envelope
+from charter.messaging.inbox import Inbox, add_inbox_table
 from charter.messaging.outbox import Outbox, add_outbox_table
 from charter.observability.logs import correlation_id, saga_id
 
@@ -94,6 +97,8 @@ orders = Table(
     Column("release_status", String(16), nullable=True),
     Column("payment_status", String(16), nullable=True),
     Column("loyalty_reversal_status", String(16), nullable=True),
+    Column("checkout", Boolean, nullable=False, default=False, server_default=false()),
+    Column("stock_returned", String(16), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
     CheckConstraint("total >= 0", name="total_positive"),
@@ -125,14 +130,18 @@ order_contacts = Table(
     "order_contacts",
     metadata,
     Column("order_id", String(36), primary_key=True),
-    Column("email", String(320), nullable=False),
+    Column("email", String(320), nullable=True),
+    Column("payment_method", String(64), nullable=True),
 )
-"""What is personal about an order (never in an event): erasable on its own."""
+"""What is personal or secret about an order (never in an event): the customer's e-mail
+and the checkout's payment token; erasable on its own."""
 
 event_tables = add_event_store_tables(metadata)
 event_store = EventStore(event_tables)
 PROJECTION = "orders"
 outbox = Outbox(add_outbox_table(metadata))
+inbox = Inbox(add_inbox_table(metadata))
+"""The replies orders consumed (``services.orders.messaging``), by message id."""
 """What orders publishes (``OrderConfirmed``, ``OrderCancelled``), written in the same
 transaction as the events that caused it; the relay sends it (``charter.messaging``)."""
 
@@ -170,6 +179,8 @@ def _row_values(order: Order) -> dict[str, Any]:
         "release_status": value(order.release_status),
         "payment_status": order.payment_status,
         "loyalty_reversal_status": value(order.loyalty_reversal_status),
+        "checkout": order.checkout,
+        "stock_returned": value(order.stock_returned),
         "created_at": order.created_at,
         "updated_at": order.updated_at,
     }
@@ -297,18 +308,25 @@ class SqlOrderRepository(KeyedSqlRepository):
         return True
 
     def _save_contact(self, order: Order) -> None:
-        if not order.customer_email:
+        if not (order.customer_email or order.payment_method):
             return
+        values = {"email": order.customer_email, "payment_method": order.payment_method}
         found = self.session.execute(
-            select(order_contacts.c.email).where(order_contacts.c.order_id == order.id)
-        ).scalar_one_or_none()
+            select(order_contacts.c.email, order_contacts.c.payment_method)
+            .where(order_contacts.c.order_id == order.id)
+        ).mappings().first()
         if found is None:
-            self.session.execute(insert(order_contacts).values(order_id=order.id,
-                                                               email=order.customer_email))
-        elif found != order.customer_email:
+            self.session.execute(insert(order_contacts).values(order_id=order.id, **values))
+        elif dict(found) != values:
             self.session.execute(update(order_contacts)
                                  .where(order_contacts.c.order_id == order.id)
-                                 .values(email=order.customer_email))
+                                 .values(**{k: v for k, v in values.items() if v is not None}))
+
+    def payment_method(self, order_id: str) -> str | None:
+        """The provider token a checkout pays with (kept outside the events)."""
+        return self.session.execute(
+            select(order_contacts.c.payment_method).where(order_contacts.c.order_id == order_id)
+        ).scalar_one_or_none()
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, order_id: str, *, lock: bool = False) -> Order | None:
@@ -325,9 +343,12 @@ class SqlOrderRepository(KeyedSqlRepository):
         if not stored:
             return None
         order = Order.from_events(order_id, [domain_event(e) for e in stored])
-        order.customer_email = self.session.execute(
-            select(order_contacts.c.email).where(order_contacts.c.order_id == order_id)
-        ).scalar_one_or_none()
+        contact = self.session.execute(
+            select(order_contacts.c.email, order_contacts.c.payment_method)
+            .where(order_contacts.c.order_id == order_id)
+        ).first()
+        if contact is not None:
+            order.customer_email, order.payment_method = contact
         return order
 
     def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
@@ -381,8 +402,9 @@ class SqlOrderRepository(KeyedSqlRepository):
     def needing_recovery(self, before: datetime, limit: int) -> list[str]:
         """Ids of orders with unfinished work, last changed at or before ``before``.
 
-        Pending reservations, started confirmations, stock releases, confirmation
-        follow-ups (loyalty, notification) and loyalty reversals that have not completed.
+        Pending reservations, started confirmations, checkouts on their way, and the
+        compensations of cancelled orders (release, return, void) not done yet. The
+        follow-ups of a confirmation are the participants' (driven by events).
         """
         rows = self.session.execute(
             select(orders.c.id)
@@ -392,15 +414,14 @@ class SqlOrderRepository(KeyedSqlRepository):
                     orders.c.status == OrderStatus.PENDING.value,
                     (orders.c.status == OrderStatus.RESERVED.value)
                     & orders.c.payment_id.is_not(None),
+                    (orders.c.status == OrderStatus.RESERVED.value) & orders.c.checkout,
                     (orders.c.status == OrderStatus.CANCELLED.value)
                     & or_(orders.c.release_status.in_(OPEN_FOLLOW_UPS),
-                          orders.c.loyalty_reversal_status.in_(OPEN_FOLLOW_UPS)),
+                          orders.c.stock_returned.in_(OPEN_FOLLOW_UPS),
+                          orders.c.payment_status.in_(("requested", "authorized"))),
+                    # confirmed before its capture (orders confirmed by older versions)
                     (orders.c.status == OrderStatus.CONFIRMED.value)
-                    & or_(
-                        orders.c.loyalty_status.in_(OPEN_FOLLOW_UPS),
-                        orders.c.notification_status.in_(OPEN_FOLLOW_UPS),
-                        orders.c.payment_status == "authorized",  # v2: capture due
-                    ),
+                    & (orders.c.payment_status == "authorized"),
                 ),
             )
             .order_by(orders.c.updated_at, orders.c.id)

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 POSITIVE = ("governed_read_rps", "governed_read_p50_ms", "governed_read_p99_ms",
             "direct_read_rps", "fastapi_jwt_rps", "ratio_to_fastapi", "plain_flask_rps",
             "ratio_to_plain_flask", "checkout_p99_ms", "mtls_client_ceiling_rps",
-            "token_issuance_rps", "checkouts_per_s")
+            "token_issuance_rps", "checkouts_per_s", "checkout_v2_rps",
+            "checkout_v2_p50_ms", "checkout_v2_p99_ms")
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ def test_quick_bench_writes_every_figure_and_prints_the_table(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "CHARTER_VAR_DIR"}
     done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--seconds", "1.5",
                            "--results", str(tmp_path)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=180, check=False)
+                          capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     [result] = tmp_path.glob("*.json")
@@ -42,12 +43,20 @@ def test_quick_bench_writes_every_figure_and_prints_the_table(tmp_path: Path) ->
         assert isinstance(doc[key], int | float) and doc[key] > 0, (key, doc[key])
     assert doc["checkout_errors"] == 0 and doc["non_2xx_total"] == 0
     assert doc["checkout_count"] == 20
+    # the v2 checkout: every one of the 20 followed to ``confirmed`` (stock was there)
+    assert (doc["checkout_v2_count"], doc["checkout_v2_errors"],
+            doc["checkout_v2_cancelled"]) == (20, 0, 0)
+    [v2] = [r for r in doc["runs"] if r["name"] == "checkout_v2"]
+    assert v2["statuses"] == {"confirmed": 20} and v2["connections"] == 20
+    assert doc["checkout_v2_p50_ms"] <= doc["checkout_v2_p99_ms"]
     assert doc["machine"]["cores"] > 0 and doc["machine"]["cpu_model"]
     assert doc["date"]
     assert {r["name"] for r in doc["runs"]} >= {"governed_read", "direct_read", "fastapi_jwt",
-                                                "plain_flask", "checkout", "token_issuance"}
+                                                "plain_flask", "checkout", "checkout_v2",
+                                                "token_issuance"}
 
     table = result.with_suffix(".md").read_text()
     assert table.startswith("| figure |")
     assert table in done.stdout  # the same table printed at the end
     assert "| Charter governed read" in done.stdout
+    assert "| checkout v2: POST → poll until confirmed/cancelled" in done.stdout

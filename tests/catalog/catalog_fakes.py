@@ -15,6 +15,7 @@ from typing import Any
 
 from charter.db import utcnow
 from charter.idempotency import IN_PROGRESS, IdempotencyKeys, Outcome
+from charter.messaging.envelope import Envelope
 from charter.problems import Conflict, Unprocessable
 from services.catalog import domain
 from services.catalog.domain import Category, Product, ProductFilter, Reservation, StockLevel
@@ -30,6 +31,7 @@ class CatalogState:
     stock: dict[int, StockLevel] = field(default_factory=dict)
     reservations: dict[str, Reservation] = field(default_factory=dict)
     keys: dict[tuple[str, str], tuple[str, int, Any]] = field(default_factory=dict)
+    events: list[Envelope] = field(default_factory=list)  # the outbox
     next_id: int = 1
 
     def new_id(self) -> int:
@@ -167,6 +169,9 @@ class InMemoryCatalogRepository:
             if (stored.on_hand, stored.reserved) != (level.on_hand, level.reserved):
                 level.updated_at = utcnow()
             self.state.stock[level.product_id] = copy.deepcopy(level)
+
+    def add_events(self, *events: Envelope) -> None:
+        self.state.events.extend(events)
 
     # reservations
     def reservation(self, order_id: str, *, lock: bool = False) -> Reservation | None:

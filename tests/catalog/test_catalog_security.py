@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from charter.testing import SpecOperation, spec_operations
+from services.catalog.services import CatalogService
 from tests.support.plugin import TokenMatrix, each_operation
 
 ALL = {"catalog:read", "catalog:write", "catalog:reserve"}
@@ -45,6 +46,13 @@ EXAMPLE_BODIES: dict[str, Callable[[dict[str, Any]], Any]] = {
     "get_reservation": lambda s: None,
     "commit_reservation": lambda s: None,
     "release_reservation": lambda s: None,
+    "return_reservation": lambda s: None,
+}
+
+# What an operation needs beyond ``seeded`` for its valid call to succeed: only a
+# committed reservation can be returned (the seeded one is held).
+PREPARE: dict[str, Callable[[CatalogService, dict[str, Any]], Any]] = {
+    "return_reservation": lambda svc, s: svc.commit_reservation("prep-commit-1", s["order_id"]),
 }
 
 
@@ -99,7 +107,7 @@ def test_every_operation_declares_one_catalog_scope() -> None:
 def test_scopes_by_kind_of_operation() -> None:
     reads = {"list_categories", "get_category", "list_products", "get_product", "get_stock"}
     reserve = {"create_reservation", "get_reservation", "commit_reservation",
-               "release_reservation"}
+               "release_reservation", "return_reservation"}
     for op in OPERATIONS:
         op_id = op.operation_id
         expected = ("catalog:read" if op_id in reads
@@ -109,7 +117,9 @@ def test_scopes_by_kind_of_operation() -> None:
 
 @each_operation("catalog")
 def test_token_matrix(client: Any, token_matrix: TokenMatrix, seeded: dict[str, Any],
-                      op: SpecOperation) -> None:
+                      service: CatalogService, op: SpecOperation) -> None:
+    if op.operation_id in PREPARE:
+        PREPARE[op.operation_id](service, seeded)
     call = call_of(client, op, seeded)
     token_matrix.run(op, call, all_scopes=ALL)
 

@@ -62,6 +62,26 @@ def test_cart_certificate_with_the_orders_token_is_refused(
     assert_forbidden(answer, "'cart' may not use it")
 
 
+def test_return_of_stock_is_internal_to_orders(
+        call_as: CallAs, tokens: TokenFactory, product: dict[str, Any]) -> None:
+    """``return_reservation`` is bound to orders like commit: another certificate or
+    another client's token is refused before any stock moves."""
+    orders, own = call_as("orders"), service_token(tokens, "orders")
+    assert reserve(orders, own, product["id"]).status_code == 201
+    commit = orders.post("/v1/reservations/order-7/commit",
+                         headers={**own, "Idempotency-Key": "key-identity-02"})
+    assert commit.status_code == 200, commit.text
+    path, key = "/v1/reservations/order-7/return", {"Idempotency-Key": "key-identity-03"}
+    assert_forbidden(call_as("cart").post(path, headers={**own, **key}), "'cart' may not use it")
+    cart_token = tokens.token(sub="cart", scope="catalog:read catalog:reserve",
+                              role="service", client_id="cart")
+    assert_forbidden(orders.post(path, headers={"Authorization": f"Bearer {cart_token}", **key}),
+                     "'orders'", "'cart'")
+    assert orders.get("/v1/reservations/order-7", headers=own).json()["status"] == "committed"
+    answer = orders.post(path, headers={**own, **key})  # the control: orders itself
+    assert answer.status_code == 200 and answer.json()["status"] == "returned", answer.text
+
+
 def test_a_users_token_is_refused_on_internal_operations(
         call_as: CallAs, tokens: TokenFactory) -> None:
     user = tokens.token(sub="user-1", scope="catalog:read catalog:reserve", role="admin",

@@ -110,7 +110,8 @@ def test_scope_app_adds_the_extension_to_each_request() -> None:
 def test_catalog_reservations_are_internal_to_orders() -> None:
     callers = mtls.internal_callers(specs.load("catalog"))
     assert callers == {op: frozenset({"orders"}) for op in (
-        "create_reservation", "get_reservation", "commit_reservation", "release_reservation")}
+        "create_reservation", "get_reservation", "commit_reservation", "release_reservation",
+        "return_reservation")}
 
 
 def test_malformed_declarations_are_refused() -> None:

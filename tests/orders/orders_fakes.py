@@ -20,14 +20,20 @@ from services.orders.ports import (
     CartUnavailable,
     CatalogPort,
     CatalogUnavailable,
+    CheckoutPaymentsPort,
+    Conversion,
+    ConversionOutcome,
     Delivery,
     DependencyUnavailable,
+    ExchangePort,
+    ExchangeUnavailable,
     LoyaltyPort,
     LoyaltyUnavailable,
     Notification,
     NotificationsPort,
     NotificationsUnavailable,
     Payment,
+    PaymentOutcome,
     PaymentsPort,
     PaymentsUnavailable,
     Product,
@@ -48,6 +54,10 @@ class _Switch:
         self.down = False
         self.fail_next = 0
         self.lock = threading.RLock()
+
+    def close(self) -> None:
+        """Nothing to release."""
+        return None
 
     def _check(self) -> None:
         if self.down:
@@ -170,6 +180,46 @@ class InMemoryCatalog(_Switch, CatalogPort):
     def release(self, order_id: str, key: str) -> TransitionResult:
         return self._transition("release", order_id, key, "released")
 
+    def return_stock(self, order_id: str, key: str) -> TransitionResult:
+        """A committed reservation's quantities back on hand (keyed like the real one)."""
+        with self.lock:
+            stored = self._keyed("return", key)
+            if stored is not None:
+                return replace(stored)
+            reservation = self.reservations.get(order_id)
+            if reservation is None:
+                return TransitionResult(TransitionOutcome.NOT_FOUND, "no reservation (fake)")
+            if reservation.status not in ("committed", "returned"):
+                return TransitionResult(TransitionOutcome.CONFLICT,
+                                        f"reservation is {reservation.status} (fake)")
+            changed = reservation.status == "committed"
+            if changed:
+                for pid, qty in reservation.items:
+                    self.on_hand[pid] += qty
+                reservation.status = "returned"
+            return self._answer("return", key, TransitionResult(TransitionOutcome.DONE), changed)
+
+
+class InMemoryExchange(_Switch, ExchangePort):
+    """Rates to EUR by currency (``rates["USD"] = "0.9"``); a currency without one is
+    refused like exchange's ``no-exchange-rates``; ``down`` makes it unreachable."""
+
+    unavailable = ExchangeUnavailable
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rates: dict[str, str] = {"USD": "0.92"}
+        self.calls: list[tuple[int, str, str]] = []
+
+    def convert(self, amount: int, source: str, target: str) -> ConversionOutcome:
+        with self.lock:
+            self.calls.append((amount, source, target))
+            self._check()
+            rate = self.rates.get(source)
+            if rate is None:
+                return ConversionOutcome(None, "no-exchange-rates")
+            return ConversionOutcome(Conversion(round(amount * float(rate)), target, rate))
+
 
 class InMemoryCart(_Switch, CartPort):
     """Carts by user id; remembers which ``Authorization`` header each call carried."""
@@ -204,13 +254,14 @@ class InMemoryCart(_Switch, CartPort):
             self.carts.pop(user_id, None)
 
 
-class InMemoryPayments(_Switch, PaymentsPort):
+class InMemoryPayments(_Switch, PaymentsPort, CheckoutPaymentsPort):
     unavailable = PaymentsUnavailable
 
     def __init__(self) -> None:
         super().__init__()
         self.payments: dict[str, Payment] = {}
         self.calls: list[str] = []
+        self.moves: dict[str, PaymentOutcome] = {}
 
     def put(self, payment: Payment) -> Payment:
         self.payments[payment.id] = payment
@@ -221,6 +272,34 @@ class InMemoryPayments(_Switch, PaymentsPort):
             self.calls.append(payment_id)
             self._check()
             return self.payments.get(payment_id)
+
+    # the checkout's steps on the client's payment (v1 confirm captures an authorisation)
+    def _move(self, payment_id: str, allowed: str, target: str, key: str) -> PaymentOutcome:
+        with self.lock:
+            self._check()
+            done = self.moves.get(key)
+            if done is not None:
+                return done
+            payment = self.payments[payment_id]
+            if payment.status not in (allowed, target):
+                return PaymentOutcome(payment, f"payment is {payment.status}")
+            moved = replace(payment, status=target)
+            self.payments[payment_id] = moved
+            self.moves[key] = PaymentOutcome(moved)
+            return self.moves[key]
+
+    def authorize(self, order_id: str, customer_id: str, amount: int, currency: str,
+                  method: str, key: str) -> PaymentOutcome:
+        raise AssertionError("v1 orders are paid by the client, never authorised by orders")
+
+    def capture(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._move(payment_id, "authorized", "captured", key)
+
+    def void(self, payment_id: str, key: str) -> PaymentOutcome:
+        return self._move(payment_id, "authorized", "voided", key)
+
+    def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
+        return self._move(payment_id, "captured", "refunded", key)
 
 
 class InMemoryLoyalty(_Switch, LoyaltyPort):

@@ -11,7 +11,12 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from charter.clock import utcnow
+from charter.db import Database
+from charter.messaging.envelope import Envelope
+from services.orders.messaging import OrderReplies
 from services.orders.ports import Payment
+from services.orders.store import outbox
 
 Auth = Callable[..., dict[str, str]]  # the ``auth`` fixture: auth("alice", role=...) → headers
 _keys = itertools.count(1)
@@ -72,3 +77,32 @@ def payment_for(order: dict[str, Any], status: str = "authorized", **changes: An
     }
     values.update(changes)
     return Payment(**values)
+
+
+def participants_reply(db: Database, *, loyalty: bool = True,
+                       notifications: bool = True) -> list[Envelope]:
+    """Play loyalty and notifications for the events waiting in orders' outbox: their
+    replies (``PointsAwarded``, ``NotificationSent``, ``AwardReversed``) go through
+    orders' real reply handler; the events are marked sent. Returns the events seen."""
+    handler = OrderReplies(db)
+    with db.write() as session:
+        rows = outbox.pending(session, 1000)
+        outbox.mark_sent(session, [r.position for r in rows], utcnow())
+    events = [r.envelope() for r in rows]
+    for event in events:
+        order_id, customer = event.data["order_id"], event.data["customer_id"]
+        points = int(event.data["total"]["amount_minor"]) // 100
+        if event.type == "OrderConfirmed":
+            if loyalty:
+                handler(event.caused("PointsAwarded", {"order_id": order_id,
+                                                       "customer_id": customer,
+                                                       "points": points}, source="loyalty"))
+            if notifications:
+                handler(event.caused("NotificationSent", {
+                    "notification_id": str(uuid.uuid4()), "kind": "order_confirmed",
+                    "order_id": order_id}, source="notifications"))
+        elif event.type == "OrderCancelled" and event.data["after_confirmation"] and loyalty:
+            handler(event.caused("AwardReversed", {"order_id": order_id,
+                                                   "customer_id": customer,
+                                                   "points": points}, source="loyalty"))
+    return events

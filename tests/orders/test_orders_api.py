@@ -18,13 +18,20 @@ from orders_support import (
     confirm,
     keyed,
     new_key,
+    participants_reply,
     payment_for,
     payment_id,
     place,
     place_pending,
 )
 
+from charter.db import Database
+from charter.messaging.consumer import PoisonMessage
+from charter.messaging.envelope import Envelope
+from services.orders.domain import OrderEvent
+from services.orders.messaging import OrderReplies
 from services.orders.ports import CartLine, Payment
+from services.orders.store import SqlOrderRepository
 from tests.support.plugin import assert_problem
 
 ITEMS = {"items": [{"product_id": 1, "quantity": 2}, {"product_id": 2, "quantity": 1}]}
@@ -305,10 +312,13 @@ def test_cancel_a_confirmed_order_is_409(
 
 
 # -- confirm_order ----------------------------------------------------------------------
-def test_confirm_happy_path_commits_awards_and_notifies_once(
+def test_confirm_happy_path_commits_captures_and_publishes_once(
     client: Any, auth: Auth, catalog: InMemoryCatalog, payments: InMemoryPayments,
-    loyalty: InMemoryLoyalty, notifications: InMemoryNotifications,
+    loyalty: InMemoryLoyalty, notifications: InMemoryNotifications, db: Database,
 ) -> None:
+    """v1's confirm continues the saga: commit, capture the client's authorisation,
+    confirm; loyalty and notifications hear ``OrderConfirmed`` and their replies close
+    the follow-ups (orders calls neither of them)."""
     headers = auth(email="alice@example.com")
     order = placed(client, headers)
     pay = payments.put(payment_for(order))
@@ -317,18 +327,18 @@ def test_confirm_happy_path_commits_awards_and_notifies_once(
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["status"] == "confirmed" and body["payment_id"] == pay.id
-    assert (body["loyalty_status"], body["notification_status"]) == ("done", "done")
+    assert (body["loyalty_status"], body["notification_status"]) == ("pending", "pending")
     oid = order["id"]
     assert catalog.effects[("commit", f"order-{oid}-commit")] == 1
     assert catalog.reservations[oid].status == "committed"
     assert catalog.on_hand[1] == 10 - 2 and catalog.reserved[1] == 0
-    assert loyalty.calls == [{"customer_id": "alice", "order_id": oid,
-                              "amount": order["total"], "currency": "EUR"}]
-    assert len(notifications.calls) == 1
-    sent_key, message = notifications.calls[0]
-    assert sent_key == f"order-{oid}-confirmation"
-    assert message.recipient == "alice@example.com"
-    assert oid in message.body and "178.80 EUR" in message.body
+    assert payments.payments[pay.id].status == "captured"
+    published = participants_reply(db)
+    assert [(e.type, e.data["order_id"]) for e in published] == [("OrderConfirmed", oid)]
+    assert published[0].data["total"] == {"amount_minor": order["total"], "currency": "EUR"}
+    assert "alice@example.com" not in published[0].to_json()
+    done = client.get(f"/v1/orders/{oid}", headers=headers).json()
+    assert (done["loyalty_status"], done["notification_status"]) == ("done", "done")
     # Confirming again (same key or another) replays and does nothing more.
     again = confirm(client, headers, oid, pay.id, key)
     assert again.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
@@ -336,16 +346,8 @@ def test_confirm_happy_path_commits_awards_and_notifies_once(
     other_key = confirm(client, headers, oid, pay.id)
     assert other_key.status_code == 200
     assert catalog.calls[("commit", f"order-{oid}-commit")] == 1
-    assert len(loyalty.calls) == 1 and len(notifications.calls) == 1
-
-
-def test_recipient_falls_back_to_the_customer_address(
-    client: Any, auth: Auth, payments: InMemoryPayments, notifications: InMemoryNotifications
-) -> None:
-    order = placed(client, auth())
-    pay = payments.put(payment_for(order, status="captured"))
-    assert confirm(client, auth("staff-1", role="staff"), order["id"], pay.id).status_code == 200
-    assert notifications.calls[0][1].recipient == "alice@customers.charter.local"
+    assert participants_reply(db) == []  # nothing published twice
+    assert loyalty.calls == [] and notifications.calls == []
 
 
 @pytest.mark.parametrize("change, status, title", [
@@ -413,48 +415,37 @@ def test_payments_down_is_503_and_the_order_stays_reserved(
     assert confirm(client, auth(), order["id"], pay.id).json()["status"] == "confirmed"
 
 
-def test_follow_up_failures_are_recorded_and_retried_by_recovery(
-    client: Any, auth: Auth, payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-    notifications: InMemoryNotifications, service: Any,
+def test_follow_ups_are_the_participants_and_closed_by_their_replies(
+    client: Any, auth: Auth, payments: InMemoryPayments, db: Database,
 ) -> None:
+    """Loyalty down (its reply never came) leaves ``loyalty_status`` pending while the
+    message's reply closes its own; a late reply closes it; a duplicate changes nothing."""
     order, pay = paid(client, auth(), payments)
-    loyalty.down = notifications.down = True
-    r = confirm(client, auth(), order["id"], pay.id)
-    assert r.status_code == 200, r.text
-    body = r.json()
-    assert body["status"] == "confirmed"
-    assert (body["loyalty_status"], body["notification_status"]) == (
-        "pending_retry", "pending_retry")
-    loyalty.down = notifications.down = False
-    report = service.resume_pending()
-    assert report == {"confirmation:confirmed": 1}
-    after = client.get(f"/v1/orders/{order['id']}", headers=auth()).json()
-    assert (after["loyalty_status"], after["notification_status"]) == ("done", "done")
-    assert len(loyalty.awards) == 1 and len(notifications.sent) == 1
-    assert service.resume_pending() == {}  # nothing left to do
+    assert confirm(client, auth(), order["id"], pay.id).status_code == 200
+    participants_reply(db, loyalty=False)
+    body = client.get(f"/v1/orders/{order['id']}", headers=auth()).json()
+    assert (body["loyalty_status"], body["notification_status"]) == ("pending", "done")
+    handler = OrderReplies(db)
+    late = Envelope.new("PointsAwarded", {"order_id": order["id"], "customer_id": "alice",
+                                          "points": 178}, source="loyalty")
+    handler(late)
+    handler(late)  # delivered twice
+    body = client.get(f"/v1/orders/{order['id']}", headers=auth()).json()
+    assert (body["loyalty_status"], body["notification_status"]) == ("done", "done")
+    trail = [e.type for e in trail_of(db, order["id"])]
+    assert trail.count("loyalty.done") == 1 and trail.count("notification.done") == 1
 
 
-def test_a_refused_follow_up_is_failed_not_retried(
-    client: Any, auth: Auth, payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-    service: Any,
-) -> None:
-    order, pay = paid(client, auth(), payments)
-    loyalty.refuse = True
-    body = confirm(client, auth(), order["id"], pay.id).json()
-    assert (body["loyalty_status"], body["notification_status"]) == ("failed", "done")
-    assert service.resume_pending() == {}
+def trail_of(db: Database, order_id: str) -> list[OrderEvent]:
+    with db.session() as session:
+        return SqlOrderRepository(session).events(order_id, 0, 100)
 
 
-def test_follow_up_exceptions_never_break_the_confirmation(
-    client: Any, auth: Auth, payments: InMemoryPayments, notifications: InMemoryNotifications,
-) -> None:
-    def boom(*_args: Any) -> Any:
-        raise RuntimeError("bug in a client")
-
-    notifications.send = boom  # type: ignore[method-assign,assignment]
-    order, pay = paid(client, auth(), payments)
-    body = confirm(client, auth(), order["id"], pay.id).json()
-    assert body["status"] == "confirmed" and body["notification_status"] == "pending_retry"
+def test_a_reply_that_breaks_the_event_contract_is_a_poison_message(db: Database) -> None:
+    bad = Envelope.new("PointsAwarded", {"order_id": "o-1", "email": "a@b.c"},
+                       source="loyalty")
+    with pytest.raises(PoisonMessage):
+        OrderReplies(db)(bad)
 
 
 def test_catalog_down_at_commit_is_503_then_recovery_confirms(
@@ -471,9 +462,9 @@ def test_catalog_down_at_commit_is_503_then_recovery_confirms(
     catalog.down = False
     assert service.resume_pending() == {"confirmation:confirmed": 1}
     after = client.get(f"/v1/orders/{order['id']}", headers=auth()).json()
-    assert after["status"] == "confirmed" and after["loyalty_status"] == "done"
+    assert after["status"] == "confirmed" and after["loyalty_status"] == "pending"
     assert catalog.effects[("commit", f"order-{order['id']}-commit")] == 1
-    assert len(loyalty.calls) == 1
+    assert loyalty.calls == []  # loyalty hears OrderConfirmed instead
     # The client's retry now simply answers the confirmed order.
     assert confirm(client, auth(), order["id"], pay.id).json()["status"] == "confirmed"
 

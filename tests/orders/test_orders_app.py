@@ -76,7 +76,7 @@ def test_the_recovery_loop_repeats_until_stopped(app: Any) -> None:
     service = orders_app.order_service(app)
     runs: list[Any] = []
 
-    def record(now: Any = None) -> dict[str, int]:
+    def record(now: Any = None, only: Any = None) -> dict[str, int]:
         runs.append(now)
         return {}
 

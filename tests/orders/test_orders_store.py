@@ -99,10 +99,11 @@ def test_pages_and_recovery_queries(any_db: Database) -> None:
     orders[1].mark_reserved(T0)
     orders[1].start_confirmation("pay_x", T0)  # confirming
     orders[2].mark_reserved(T0)
+    orders[2].record_payment("pay_y", "authorized", T0)
     orders[2].start_confirmation("pay_y", T0)
-    orders[2].confirm(T0)
+    orders[2].confirm(T0)  # confirmed before its capture (older versions): capture due
     orders[2].record("loyalty", FollowUp.DONE, T0)
-    orders[2].record("notification", FollowUp.PENDING_RETRY, T0)  # follow-up open
+    orders[2].record("notification", FollowUp.PENDING_RETRY, T0)  # the participants' own
     orders[3].cancel(T0)  # release pending
     orders[4].mark_reserved(T0)
     orders[4].cancel(T0)
@@ -161,7 +162,8 @@ def test_main_flows_on_postgres(postgres_url: str, tokens: TokenFactory,
         confirmed = confirm(client, alice, order["id"], pay.id)
         assert confirmed.status_code == 200, confirmed.text
         assert confirmed.json()["status"] == "confirmed"
-        assert len(loyalty.calls) == len(notifications.calls) == 1
+        assert loyalty.calls == notifications.calls == []  # they hear OrderConfirmed
+        assert payments.payments[pay.id].status == "captured"
         assert catalog.on_hand[1] == 8 and catalog.reserved[1] == 0
 
         listed = client.get("/v1/orders?page_size=10", headers=alice).json()

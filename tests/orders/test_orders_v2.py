@@ -16,18 +16,16 @@ from orders_fakes import (
     InMemoryNotifications,
     InMemoryPayments,
 )
-from orders_support import Auth, keyed, new_key
+from orders_support import Auth, keyed, new_key, participants_reply
 
 from charter.db import Database
-from charter.security.principal import Principal
 from charter.testing import TokenFactory
 from services.gateway.app import create_app as create_gateway
 from services.gateway.settings import GatewaySettings
 from services.orders.app import create_app, order_service
-from services.orders.checkout import Caller, CheckoutService
+from services.orders.messaging import OrderReplies
 from services.orders.ports import (
     CheckoutPaymentsPort,
-    Delivery,
     PaymentOutcome,
     PaymentsUnavailable,
 )
@@ -119,7 +117,7 @@ def events(client: Any, headers: dict[str, str], order_id: str) -> list[str]:
 
 
 def test_checkout_places_pays_confirms_and_captures(
-        client: Any, auth: Auth, catalog: InMemoryCatalog, loyalty: InMemoryLoyalty,
+        client: Any, auth: Auth, catalog: InMemoryCatalog, db: Database,
         checkout_payments: FakeCheckoutPayments) -> None:
     r = checkout(client, auth("alice"))
     assert r.status_code == 202, r.text
@@ -133,8 +131,14 @@ def test_checkout_places_pays_confirms_and_captures(
     assert [a for a, _ in checkout_payments.calls] == ["authorize", "capture"]
     assert catalog.available(1) == 8  # committed
     assert events(client, auth("alice"), order["id"]) == [
-        "order.placed", "stock.reserved", "payment.authorized", "order.confirming",
-        "order.confirmed", "loyalty.done", "notification.done", "payment.captured"]
+        "order.placed", "checkout.requested", "stock.reserved", "payment.requested",
+        "payment.authorized", "order.confirming", "stock.committed", "payment.captured",
+        "order.confirmed"]
+    published = participants_reply(db)  # loyalty and notifications answer the event
+    assert [e.routing_key for e in published] == ["orders.OrderConfirmed"]
+    assert published[0].saga_id == order["id"]
+    assert events(client, auth("alice"), order["id"])[-2:] == ["loyalty.done",
+                                                               "notification.done"]
     # v1 sees the same order (its own contract, unchanged).
     v1 = client.get(f"/v1/orders/{order['id']}", headers=auth("alice")).json()
     assert (v1["status"], v1["total"], v1["payment_id"]) == ("confirmed", TOTAL,
@@ -183,8 +187,10 @@ def test_same_key_other_payment_method_is_refused(client: Any, auth: Auth) -> No
 
 
 def test_cancel_of_a_confirmed_order_refunds_it(
-        client: Any, auth: Auth, checkout_payments: FakeCheckoutPayments) -> None:
+        client: Any, auth: Auth, db: Database,
+        checkout_payments: FakeCheckoutPayments) -> None:
     order = checkout(client, auth("alice")).json()
+    participants_reply(db)
     r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
     assert r.status_code == 200, r.text
     cancelled = r.json()
@@ -192,87 +198,43 @@ def test_cancel_of_a_confirmed_order_refunds_it(
     assert cancelled["reason"]["code"] == "cancelled_by_customer"
     assert cancelled["payment"]["status"] == "refunded"
     assert checkout_payments.payments[order["payment"]["id"]].status == "refunded"
-    assert events(client, auth("alice"), order["id"])[-3:] == ["payment.refunded",
-                                                               "order.cancelled",
-                                                               "loyalty.reversed"]
+    assert events(client, auth("alice"), order["id"])[-2:] == ["payment.refunded",
+                                                               "order.cancelled"]
     # Cancelling again changes nothing and refunds nothing more.
     again = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
     assert again.status_code == 200
     assert [a for a, _ in checkout_payments.calls].count("refund") == 1
 
 
-def test_cancel_of_a_confirmed_order_takes_back_its_loyalty_points(
-        client: Any, auth: Auth, loyalty: InMemoryLoyalty) -> None:
+def test_a_refund_asks_loyalty_for_the_points_back_by_event(
+        client: Any, auth: Auth, db: Database, app: Any, loyalty: InMemoryLoyalty) -> None:
+    """The refund stands whatever loyalty does: ``OrderCancelled`` (after confirmation)
+    goes out with it; loyalty's reply closes the reversal, however late it comes."""
     order = checkout(client, auth("alice")).json()
-    assert order["id"] in loyalty.awards
+    participants_reply(db)
     r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
-    assert r.status_code == 200, r.text
-    assert loyalty.reversed == {order["id"]}
-    # Once: a second cancel, a read and recovery reverse nothing more.
-    client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
-    client.get(f"/v2/orders/{order['id']}", headers=auth("alice"))
-    assert loyalty.reversal_calls == [order["id"]]
-
-
-def test_loyalty_down_refunds_anyway_and_the_reversal_is_finished_later(
-        client: Any, auth: Auth, app: Any, loyalty: InMemoryLoyalty,
-        checkout_payments: FakeCheckoutPayments) -> None:
-    order = checkout(client, auth("alice")).json()
-    loyalty.down = True
-    r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
-    assert r.status_code == 200, r.text
     assert (r.json()["status"], r.json()["payment"]["status"]) == ("cancelled", "refunded")
-    assert checkout_payments.payments[order["payment"]["id"]].status == "refunded"
-    assert loyalty.reversed == set()
-    assert events(client, auth("alice"), order["id"])[-1] == "loyalty.reversal_pending_retry"
-    assert order_service(app).resume_pending().get("reversal:pending_retry") == 1
-    loyalty.down = False
-    assert order_service(app).resume_pending().get("reversal:done") == 1
-    assert loyalty.reversed == {order["id"]}
-    assert events(client, auth("alice"), order["id"])[-2:] == [
-        "loyalty.reversal_pending_retry", "loyalty.reversed"]
-    assert order_service(app).resume_pending().get("reversal:done") is None  # finished
+    assert order_service(app).resume_pending().get("reversal:done") is None  # not orders' job
+    published = participants_reply(db, loyalty=False)  # loyalty down: no reply yet
+    assert [(e.type, e.data["after_confirmation"], e.data["code"]) for e in published] == [
+        ("OrderCancelled", True, "cancelled_by_customer")]
+    assert events(client, auth("alice"), order["id"])[-1] == "order.cancelled"
+    OrderReplies(db)(published[0].caused("AwardReversed", {
+        "order_id": order["id"], "customer_id": "alice", "points": 10}, source="loyalty"))
+    assert events(client, auth("alice"), order["id"])[-1] == "loyalty.reversed"
+    assert loyalty.reversal_calls == [] and loyalty.calls == []  # no HTTP call from orders
 
 
 def test_an_award_never_made_is_nothing_to_reverse(
-        client: Any, auth: Auth, loyalty: InMemoryLoyalty) -> None:
-    """The award failed (still to retry) when the order was refunded: loyalty has none,
-    so the reversal is done with nothing taken; the award is not retried any more."""
-    loyalty.down = True
+        client: Any, auth: Auth, db: Database) -> None:
+    """Refunded before loyalty awarded anything: loyalty answers 0 points back."""
     order = checkout(client, auth("alice")).json()
-    loyalty.down = False
     client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
-    assert loyalty.reversal_calls == [order["id"]] and loyalty.awards == {}
+    cancelled = next(e for e in participants_reply(db, loyalty=False)
+                     if e.type == "OrderCancelled")
+    OrderReplies(db)(cancelled.caused("AwardReversed", {
+        "order_id": order["id"], "customer_id": "alice", "points": 0}, source="loyalty"))
     assert events(client, auth("alice"), order["id"])[-1] == "loyalty.not_awarded"
-
-
-def test_an_award_landing_after_the_cancel_is_reversed_too(
-        client: Any, auth: Auth, app: Any, loyalty: InMemoryLoyalty) -> None:
-    """The race: the order is refunded while its award is on the way (the reversal finds
-    no award yet); when the award lands, the reversal is reopened and taken back."""
-    real_award = loyalty.award
-    alice = Caller(Principal("alice", "customer", frozenset({"orders:write"})))
-
-    def award_racing_a_cancel(customer_id: str, order_id: str, amount: int,
-                              currency: str) -> Delivery:
-        loyalty.award = real_award  # type: ignore[method-assign]
-        service = order_service(app)
-        assert isinstance(service, CheckoutService)
-        cancelled = service.cancel_and_refund(alice, order_id, new_key())
-        assert cancelled.order.status == "cancelled"
-        return real_award(customer_id, order_id, amount, currency)
-
-    loyalty.award = award_racing_a_cancel  # type: ignore[method-assign]
-    order = checkout(client, auth("alice")).json()
-    assert order["status"] == "cancelled"
-    assert loyalty.reversed == set()  # the reversal came before the award
-    assert order_service(app).resume_pending().get("reversal:done") == 1
-    assert loyalty.reversed == {order["id"]}
-    trail = [e for e in events(client, auth("alice"), order["id"])
-             if e.startswith("loyalty.")]
-    # the award landing after the refund reopened the reversal, which then took it back
-    assert trail == ["loyalty.not_awarded", "loyalty.done", "loyalty.reversal_reopened",
-                     "loyalty.reversed"]
 
 
 def test_cancel_with_payments_down_is_503_and_changes_nothing(
@@ -362,6 +324,8 @@ def test_checkout_through_the_gateway(app: Any, tokens: TokenFactory, auth: Auth
 
 def test_a_capture_that_failed_is_done_by_recovery(
         client: Any, auth: Auth, app: Any, checkout_payments: FakeCheckoutPayments) -> None:
+    """The capture comes before the confirmation: payments down at that step leaves the
+    order pending with its stock committed; recovery captures, then confirms."""
     real_capture = checkout_payments.capture
 
     def capture_down(payment_id: str, key: str) -> PaymentOutcome:
@@ -369,10 +333,11 @@ def test_a_capture_that_failed_is_done_by_recovery(
 
     checkout_payments.capture = capture_down  # type: ignore[method-assign]
     order = checkout(client, auth("alice")).json()
-    assert (order["status"], order["payment"]["status"]) == ("confirmed", "authorized")
+    assert (order["status"], order["progress"], order["payment"]["status"]) == (
+        "pending", "payment_authorized", "authorized")
     checkout_payments.capture = real_capture  # type: ignore[method-assign]
     report = order_service(app).resume_pending()
-    assert report.get("capture:captured") == 1
+    assert report.get("saga:confirmed") == 1
     again = client.get(f"/v2/orders/{order['id']}", headers=auth("alice")).json()
-    assert again["payment"]["status"] == "captured"
-    assert order_service(app).resume_pending().get("capture:captured") is None
+    assert (again["status"], again["payment"]["status"]) == ("confirmed", "captured")
+    assert order_service(app).resume_pending().get("saga:confirmed") is None

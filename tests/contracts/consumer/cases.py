@@ -21,8 +21,14 @@ from pact import Pact, match
 
 from services.catalog_client.client import HttpCatalogClient
 from services.catalog_client.models import ReserveOutcome, TransitionOutcome
-from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
-from services.orders.ports import Delivery, Notification, Reversal
+from services.orders.clients import (
+    HttpCart,
+    HttpExchange,
+    HttpLoyalty,
+    HttpNotifications,
+    HttpPayments,
+)
+from services.orders.ports import Conversion, Delivery, Notification, Reversal
 from tests.contracts.pacts import BEARER_PATTERN, CUSTOMER, EXAMPLE_TOKEN, state
 
 JSON = "application/json"
@@ -262,6 +268,9 @@ def transition_case(action: str, given: tuple[str, dict[str, Any]], status: int,
     description = {200: f"a {action} of a held reservation",
                    404: f"a {action} of a reservation that does not exist",
                    409: f"a {action} of a reservation in the other final state"}[status]
+    if action == "return":  # committed → returned; a held one is refused
+        description = {200: "a return of a committed reservation",
+                       409: "a return of a held reservation"}.get(status, description)
 
     def define(pact: Pact) -> None:
         interaction = request(pact, description, given, "POST",
@@ -277,7 +286,8 @@ def transition_case(action: str, given: tuple[str, dict[str, Any]], status: int,
     def drive(url: str) -> None:
         client = catalog_client(url, reserve=True)
         try:
-            method = client.commit if action == "commit" else client.release
+            method = {"commit": client.commit, "release": client.release,
+                      "return": client.return_stock}[action]
             result = method(ORDER_ID, f"order-{ORDER_ID}-{action}")
         finally:
             client.close()
@@ -305,6 +315,9 @@ def orders_catalog_cases() -> list[Case]:
         transition_case("release", no_reservation(), 404, TransitionOutcome.NOT_FOUND),
         transition_case("release", reservation_state("committed"), 409,
                         TransitionOutcome.CONFLICT),
+        transition_case("return", reservation_state("committed"), 200, TransitionOutcome.DONE),
+        transition_case("return", no_reservation(), 404, TransitionOutcome.NOT_FOUND),
+        transition_case("return", reservation_state("held"), 409, TransitionOutcome.CONFLICT),
     ]
 
 
@@ -577,6 +590,61 @@ def drive_send(expected: Delivery) -> Callable[[str], None]:
     return drive
 
 
+# -- orders → exchange (the v2 checkout settles non-EUR orders in EUR) -------------------
+
+CONVERT_PATH = r"^/v1/convert$"
+CODE = r"^[A-Z]{3}$"
+RATE_PATTERN = r"^[0-9]+\.[0-9]{10}$"
+USD_RATE = {"base": "EUR", "rate": "1.0850", "currency": "USD"}  # 1 EUR buys 1.0850 USD
+
+
+def rate_known() -> tuple[str, dict[str, Any]]:
+    return state("1 {base} buys {rate} {currency}", **USD_RATE)
+
+
+def convert_request(pact: Pact, description: str, given: tuple[str, dict[str, Any]],
+                    source: str, amount: int) -> Any:
+    """``GET /v1/convert?from=<source>&to=EUR&amount=<amount>``."""
+    return (request(pact, description, given, "GET", "/v1/convert", CONVERT_PATH)
+            .with_query_parameter("from", match.regex(source, regex=CODE))
+            .with_query_parameter("to", match.regex("EUR", regex=CODE))
+            .with_query_parameter("amount", match.regex(str(amount), regex=r"^[0-9]{1,15}$")))
+
+
+def convert_ok(pact: Pact) -> None:
+    # 54.25 USD at 1 / 1.0850 = 0.9216589862 EUR per USD (rounded half-even) is 50.00 EUR.
+    ok(convert_request(pact, "a conversion to EUR", rate_known(), "USD", 5425), 200, {
+        "converted_amount": match.int(5000),
+        "rate": match.regex("0.9216589862", regex=RATE_PATTERN),
+        "stale": match.bool(False)})
+
+
+def convert_no_rates(pact: Pact) -> None:
+    problem(convert_request(pact, "a conversion when no rate was ever known",
+                            state("no exchange rate was ever known"), "USD", 5425), 503,
+            {"type": problem_type("no-exchange-rates")})
+
+
+def convert_unknown(pact: Pact) -> None:
+    problem(convert_request(pact, "a conversion from a currency without rate", state(
+        "1 {base} buys {rate} {currency} and no rate of {unknown} is known", **USD_RATE,
+        unknown="CHF"), "CHF", 4980), 404, {"type": problem_type("unknown-currency")})
+
+
+def drive_convert(source: str, amount: int, expected: Conversion | None, refusal: str = ""
+                  ) -> Callable[[str], None]:
+    def drive(url: str) -> None:
+        exchange = HttpExchange(url, token, timeout=5.0)
+        try:
+            outcome = exchange.convert(amount, source, "EUR")
+        finally:
+            exchange.close()
+        assert outcome.conversion == expected, outcome
+        assert refusal in (outcome.refused or ""), outcome
+        assert (outcome.refused is None) == (expected is not None), outcome
+    return drive
+
+
 CASES: list[Case] = [
     *catalog_read_cases("cart", stock=True),
     *orders_catalog_cases(),
@@ -604,6 +672,12 @@ CASES: list[Case] = [
     Case("orders", "notifications", "send", send_notification, drive_send(Delivery.DONE)),
     Case("orders", "notifications", "provider refuses", refused_notification,
          drive_send(Delivery.REFUSED)),
+    Case("orders", "exchange", "convert", convert_ok,
+         drive_convert("USD", 5425, Conversion(5000, "EUR", "0.9216589862", stale=False))),
+    Case("orders", "exchange", "convert without any rate", convert_no_rates,
+         drive_convert("USD", 5425, None, "no-exchange-rates")),
+    Case("orders", "exchange", "convert an unknown currency", convert_unknown,
+         drive_convert("CHF", 4980, None, "unknown-currency")),
 ]
 """Every consumer case, in pact-file order."""
 

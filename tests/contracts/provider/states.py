@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,13 +23,16 @@ from sqlalchemy import MetaData
 
 from charter.cache import TTLCache
 from charter.db import Database
-from charter.problems import NotFound
+from charter.problems import NotFound, ServiceUnavailable
 from charter.security.principal import Principal
 from charter.security.tokens import TokenVerifier
 from services.cart import app as cart_app
 from services.cart import store as cart_store
 from services.catalog import app as catalog_app
 from services.catalog import store as catalog_store
+from services.exchange import app as exchange_app
+from services.exchange import store as exchange_store
+from services.exchange.clients import TableRateSource
 from services.loyalty import app as loyalty_app
 from services.loyalty import store as loyalty_store
 from services.notifications import app as notifications_app
@@ -315,8 +319,57 @@ class NotificationsStates(ProviderStates):
         self.provider.refusing = True
 
 
+class ExchangeStates(ProviderStates):
+    """Exchange on its default source, the ``base_rates`` table of its own database; the
+    cache is emptied with the tables, so each interaction asks the table again."""
+
+    name = "exchange"
+    metadata = exchange_store.metadata
+
+    def create_app(self, verifier: TokenVerifier) -> connexion.FlaskApp:
+        self.cache = TTLCache()
+        return exchange_app.create_app(db=self.db, verifier=verifier,
+                                       source=TableRateSource(self.db), cache=self.cache)
+
+    def reset(self) -> None:
+        super().reset()
+        self.cache.clear()
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "1 {base} buys {rate} {currency}": self.rate,
+            "1 {base} buys {rate} {currency} and no rate of {unknown} is known":
+                self.rate_without,
+            "no exchange rate was ever known": self.no_rates,
+        }
+
+    def rate(self, base: str, rate: str, currency: str) -> None:
+        # Through the store, as services.exchange.seed fills the table (no use case does).
+        with self.db.session() as session:
+            repo = exchange_store.SqlRatesRepository(session)
+            repo.put_base_rate(base, base, Decimal(1))
+            repo.put_base_rate(currency, base, Decimal(rate))
+
+    def rate_without(self, unknown: str, **rate: str) -> None:
+        self.rate(**rate)
+        try:
+            self.service("exchange").rate(unknown, rate["base"])
+        except NotFound:
+            return
+        raise AssertionError(f"exchange knows a rate of {unknown}")
+
+    def no_rates(self) -> None:
+        try:
+            self.service("exchange").rate("USD", "EUR")
+        except ServiceUnavailable as exc:
+            if exc.kind == "no-exchange-rates":
+                return
+            raise
+        raise AssertionError("exchange knows a rate")
+
+
 PROVIDERS: dict[str, type[ProviderStates]] = {
     states.name: states for states in (CatalogStates, CartStates, PaymentsStates,
-                                       LoyaltyStates, NotificationsStates)
+                                       LoyaltyStates, NotificationsStates, ExchangeStates)
 }
 """Every provider that can be verified, by component name."""

@@ -1,4 +1,4 @@
-"""orders: event-sourced (events, projection_checkpoints), outbox, order_contacts
+"""orders: event-sourced (events, projection_checkpoints), outbox, inbox, order_contacts
 
 Every order stored before gets one ``OrderImported`` event holding its whole state, so its
 stream replays to what the row said; the old audit trail (``order_events``) is dropped and
@@ -66,7 +66,8 @@ def upgrade() -> None:
     op.create_table(
         "order_contacts",
         sa.Column("order_id", sa.String(36), primary_key=True),
-        sa.Column("email", sa.String(320), nullable=False),
+        sa.Column("email", sa.String(320), nullable=True),
+        sa.Column("payment_method", sa.String(64), nullable=True),
     )
     op.create_table(
         "outbox",
@@ -85,10 +86,22 @@ def upgrade() -> None:
     op.create_index("ix_outbox_unsent", "outbox", ["position"], sqlite_where=unsent,
                     postgresql_where=unsent)
     op.create_index("ix_outbox_sent_at", "outbox", ["sent_at"])
+    op.create_table(
+        "processed_messages",
+        sa.Column("consumer", sa.String(80), nullable=False),
+        sa.Column("message_id", sa.String(36), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("consumer", "message_id", name="pk_processed_messages"),
+    )
+    op.create_index("ix_processed_messages_processed_at", "processed_messages",
+                    ["processed_at"])
     _import_existing_orders()
     op.drop_table("order_events")
     with op.batch_alter_table("orders") as batch:
         batch.drop_column("customer_email")
+        batch.add_column(sa.Column("checkout", sa.Boolean(), nullable=False,
+                                   server_default=sa.false()))
+        batch.add_column(sa.Column("stock_returned", sa.String(16), nullable=True))
 
 
 def _import_existing_orders() -> None:
@@ -133,6 +146,8 @@ def _import_existing_orders() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("orders") as batch:
+        batch.drop_column("stock_returned")
+        batch.drop_column("checkout")
         batch.add_column(sa.Column("customer_email", sa.String(320), nullable=True))
     op.create_table(
         "order_events",
@@ -147,6 +162,8 @@ def downgrade() -> None:
     )
     op.execute("UPDATE orders SET customer_email = (SELECT email FROM order_contacts "
                "WHERE order_contacts.order_id = orders.id)")
+    op.drop_index("ix_processed_messages_processed_at", table_name="processed_messages")
+    op.drop_table("processed_messages")
     op.drop_index("ix_outbox_sent_at", table_name="outbox")
     op.drop_index("ix_outbox_unsent", table_name="outbox")
     op.drop_table("outbox")
