@@ -1,7 +1,8 @@
 """``charter demo`` (``make demo``): the user journey, step by step, through the gateway.
 
-token → browse → cart → order → payment → confirm (stock committed, points awarded,
-notification sent) → loyalty balance → the notification, as staff sees it. Every step is
+token → browse → cart → order → payment → confirm (stock committed, payment captured;
+loyalty and notifications act on the event) → loyalty balance → the notification, as
+staff sees it. Every step is
 a real HTTP call to the gateway; inside, the gateway and the services talk over mTLS.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,10 @@ from charter import config
 from charterctl.user_login import user_token
 
 DEMO_CARD = "4242424242424242"
+
+
+FOLLOW_UP_TIMEOUT = 30.0
+"""Seconds the tour waits for loyalty's and notifications' replies to a confirmation."""
 
 
 class DemoFailed(RuntimeError):
@@ -42,12 +48,13 @@ class Tour:
         self.out(f"   {text}")
 
     def call(self, method: str, path: str, token: str, *, expect: tuple[int, ...] = (200,),
-             idempotent: bool = False, **kwargs: Any) -> Any:
+             idempotent: bool = False, quiet: bool = False, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"}
         if idempotent:
             headers["Idempotency-Key"] = f"demo-{uuid.uuid4().hex}"
         response = self.http.request(method, f"{self.gateway}{path}", headers=headers, **kwargs)
-        self.say(f"{method} {path} → {response.status_code}")
+        if not quiet:
+            self.say(f"{method} {path} → {response.status_code}")
         if response.status_code not in expect:
             raise DemoFailed(f"{method} {path}: {response.status_code} {response.text[:400]}")
         return response.json() if response.content else None
@@ -105,12 +112,14 @@ def run(gateway: str, auth_url: str, password: str, staff_password: str,
     tour.say(f"payment {payment['id']}: {payment['status']} "
              f"({payment['payment_method']['brand']} •••• {payment['payment_method']['last4']})")
 
-    tour.step("Confirm the order (stock committed, points awarded, notification sent)")
+    tour.step("Confirm the order (stock committed, payment captured; loyalty and "
+              "notifications hear orders.OrderConfirmed)")
     confirmed = tour.call("POST", f"/orders/v1/orders/{order['id']}/confirm", token,
                           idempotent=True, json={"payment_id": payment["id"]})
-    tour.say(f"order {confirmed['id']}: {confirmed['status']}; loyalty "
-             f"{confirmed.get('loyalty_status')}, notification "
-             f"{confirmed.get('notification_status')}")
+    tour.say(f"order {confirmed['id']}: {confirmed['status']}")
+    confirmed = wait_for_follow_ups(tour, token, str(order["id"]))
+    tour.say(f"loyalty {confirmed.get('loyalty_status')}, notification "
+             f"{confirmed.get('notification_status')} (their replies, by event)")
 
     tour.step("Loyalty balance")
     balance = tour.call("GET", "/loyalty/v1/balance", token)
@@ -130,6 +139,23 @@ def run(gateway: str, auth_url: str, password: str, staff_password: str,
     tour.out("\nDone: every call went through the gateway; services talked over mTLS.")
     return {"order": confirmed, "payment": payment, "balance": balance,
             "notifications": sent["items"]}
+
+
+def wait_for_follow_ups(tour: Tour, token: str, order_id: str,
+                        timeout: float = FOLLOW_UP_TIMEOUT) -> dict[str, Any]:
+    """The order once loyalty and notifications replied to ``orders.OrderConfirmed``
+    (they act on the event asynchronously); :class:`DemoFailed` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        order: dict[str, Any] = tour.call("GET", f"/orders/v1/orders/{order_id}", token,
+                                          quiet=True)
+        if order.get("loyalty_status") == "done" and order.get("notification_status") == "done":
+            return order
+        if time.monotonic() > deadline:
+            raise DemoFailed(f"loyalty and notifications did not answer within {timeout:.0f} s "
+                             f"(loyalty {order.get('loyalty_status')}, notification "
+                             f"{order.get('notification_status')}); see `charter dlq list`")
+        time.sleep(0.2)
 
 
 def main(argv: list[str] | None = None) -> int:

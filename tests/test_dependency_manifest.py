@@ -30,17 +30,12 @@ from services.orders.ports import (
     CatalogPort,
     CheckoutPaymentsPort,
     ExchangePort,
-    LoyaltyPort,
-    Notification,
-    NotificationsPort,
     PaymentsPort,
 )
 from tests.support.stub_server import Reply, Seen, StubServer
 
 APIS = ("catalog", "cart", "orders", "payments", "exchange", "loyalty", "notifications")
 USER_AUTHORIZATION = "Bearer user-token-of-alice"
-NOTE = Notification(recipient="alice@example.com", subject="Order", body="Thanks",
-                    order_id="order-1", customer_id="user-1")
 
 # service → [(app-factory function, port it implements, {port method: arguments})]
 Driver = tuple[Callable[[], Any], type, dict[str, tuple[Any, ...]]]
@@ -62,9 +57,6 @@ DRIVERS: dict[str, list[Driver]] = {
          {"authorize": ("order-1", "user-1", 990, "EUR", "tok_visa", "key-0005"),
           "capture": ("pay-1", "key-0006"), "void": ("pay-1", "key-0007"),
           "refund": ("pay-1", "key-0008", "cancelled")}),
-        (orders_app.default_loyalty, LoyaltyPort,
-         {"award": ("user-1", "order-1", 990, "EUR"), "reverse_award": ("order-1",)}),
-        (orders_app.default_notifications, NotificationsPort, {"send": (NOTE, "key-0004")}),
         (orders_app.LazyExchange, ExchangePort, {"convert": (990, "USD", "EUR")}),
     ],
 }
@@ -188,8 +180,8 @@ def test_client_scopes_are_derived_from_the_specs() -> None:
     assert manifest.clients() == ("cart", "orders")
     assert manifest.client_scopes("cart") == ("catalog:read",)
     assert manifest.client_scopes("orders") == (
-        "catalog:read", "catalog:reserve", "exchange:read", "loyalty:write",
-        "notifications:write", "payments:read", "payments:write")
+        "catalog:read", "catalog:reserve", "exchange:read", "payments:read",
+        "payments:write")
     # On-behalf-of-user calls give the service no scope of their own.
     assert not any(s.startswith("cart:") for s in manifest.client_scopes("orders"))
     assert manifest.client_scopes("catalog") == ()

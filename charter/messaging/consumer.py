@@ -69,6 +69,18 @@ class PoisonMessage(Exception):
     """Raised by a handler for a message that can never succeed: straight to the DLQ."""
 
 
+def checked(envelope: Envelope) -> dict[str, Any]:
+    """The event's data once it satisfies its contract (``contracts/events``); else
+    :class:`PoisonMessage` (a message that breaks its contract never will succeed)."""
+    from charter.messaging import schemas
+
+    try:
+        schemas.validate(envelope)
+    except schemas.EventContractError as exc:
+        raise PoisonMessage(str(exc)) from exc
+    return dict(envelope.data)
+
+
 class ConsumerMetrics:
     """The consumer metrics of one registry (shared by every consumer using it)."""
 

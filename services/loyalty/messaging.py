@@ -21,9 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from charter.db import Database
-from charter.messaging import schemas
 from charter.messaging.broker import Subscription
-from charter.messaging.consumer import PoisonMessage
+from charter.messaging.consumer import PoisonMessage, checked
 from charter.messaging.envelope import Envelope
 from charter.problems import NotFound, Problem
 from charter.security.principal import Principal
@@ -77,15 +76,6 @@ def is_refusal(problem: Problem) -> bool:
     """A business refusal that a retry cannot change (4xx), as opposed to a lost race
     the use case gave up on (the generic 409), which a later attempt can win."""
     return 400 <= problem.status < 500 and problem.kind != "conflict"
-
-
-def checked(envelope: Envelope) -> dict[str, Any]:
-    """The event's data once it satisfies its contract; else :class:`PoisonMessage`."""
-    try:
-        schemas.validate(envelope)
-    except schemas.EventContractError as exc:
-        raise PoisonMessage(str(exc)) from exc
-    return dict(envelope.data)
 
 
 class OrderEvents:

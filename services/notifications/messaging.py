@@ -37,9 +37,8 @@ from sqlalchemy import delete
 from charter.clock import utcnow
 from charter.config import ConfigError
 from charter.db import Database
-from charter.messaging import schemas
 from charter.messaging.broker import Subscription
-from charter.messaging.consumer import PoisonMessage
+from charter.messaging.consumer import PoisonMessage, checked
 from charter.messaging.envelope import Envelope
 
 from .domain import InvalidNotification, Notification, NotificationRequest
@@ -134,15 +133,6 @@ def _draft(kind: str, recipient: str, subject: str, body: str, order_id: str | N
     except InvalidNotification as exc:  # e.g. a directory gave a bad address
         raise PoisonMessage(f"cannot build the {kind} message: {exc}") from exc
     return Draft(kind, request)
-
-
-def checked(envelope: Envelope) -> dict[str, Any]:
-    """The event's data once it satisfies its contract; else :class:`PoisonMessage`."""
-    try:
-        schemas.validate(envelope)
-    except schemas.EventContractError as exc:
-        raise PoisonMessage(str(exc)) from exc
-    return dict(envelope.data)
 
 
 class EventNotifications:

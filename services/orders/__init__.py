@@ -1,2 +1,3 @@
-"""The orders service: orders placed from a cart or explicit items, stock reserved in the
-catalog, confirmed against a payment, then loyalty points and a confirmation message."""
+"""The orders service: the checkout saga (stock reserved, converted to EUR, paid, committed,
+captured, confirmed — or compensated), event-sourced orders, and the events that tell
+loyalty and notifications about them."""

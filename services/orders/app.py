@@ -35,7 +35,7 @@ from charter.service import create_app as create_service_app
 from services.catalog_client.client import HttpCatalogClient
 
 from .checkout import CheckoutService
-from .clients import HttpCart, HttpExchange, HttpLoyalty, HttpNotifications, HttpPayments
+from .clients import HttpCart, HttpExchange, HttpPayments
 from .messaging import SUBSCRIPTIONS, OrderReplies
 from .ports import (
     CartPort,
@@ -43,8 +43,6 @@ from .ports import (
     CheckoutPaymentsPort,
     ConversionOutcome,
     ExchangePort,
-    LoyaltyPort,
-    NotificationsPort,
     PaymentOutcome,
     PaymentsPort,
 )
@@ -69,8 +67,6 @@ def create_app(
     catalog: CatalogPort | None = None,
     cart: CartPort | None = None,
     payments: PaymentsPort | None = None,
-    loyalty: LoyaltyPort | None = None,
-    notifications: NotificationsPort | None = None,
     checkout_payments: CheckoutPaymentsPort | None = None,
     exchange: ExchangePort | None = None,
     *,
@@ -98,8 +94,6 @@ def create_app(
         catalog or default_catalog(),
         cart or default_cart(),
         payments,
-        loyalty or default_loyalty(),
-        notifications or default_notifications(),
         checkout_payments,
         exchange or LazyExchange(),
         clock=clock,
@@ -215,20 +209,6 @@ def default_payments() -> HttpPayments:
     return HttpPayments(config.service_url("payments"),
                         service_token_provider(NAME, timeout=timeout),
                         timeout=timeout)
-
-
-def default_loyalty() -> HttpLoyalty:
-    timeout = OrdersConfig.parse().loyalty_timeout
-    return HttpLoyalty(config.service_url("loyalty"),
-                       service_token_provider(NAME, timeout=timeout),
-                       timeout=timeout)
-
-
-def default_notifications() -> HttpNotifications:
-    timeout = OrdersConfig.parse().notifications_timeout
-    return HttpNotifications(config.service_url("notifications"),
-                             service_token_provider(NAME, timeout=timeout),
-                             timeout=timeout)
 
 
 def recovery_interval() -> float:

@@ -43,7 +43,6 @@ from charter.unit_of_work import UnitOfWork
 from . import domain
 from .domain import (
     SETTLEMENT_CURRENCY,
-    FollowUp,
     Order,
     OrderEvent,
     OrderStatus,
@@ -55,8 +54,6 @@ from .ports import (
     CheckoutPaymentsPort,
     DependencyUnavailable,
     ExchangePort,
-    LoyaltyPort,
-    NotificationsPort,
     OrderFilter,
     OrderRepository,
     PaymentOutcome,
@@ -130,8 +127,6 @@ class CheckoutService(OrderService):
         catalog: CatalogPort,
         cart: CartPort,
         payments: PaymentsPort,
-        loyalty: LoyaltyPort,
-        notifications: NotificationsPort,
         checkout_payments: CheckoutPaymentsPort,
         exchange: ExchangePort | None = None,
         *,
@@ -139,7 +134,7 @@ class CheckoutService(OrderService):
         deadline: timedelta = timedelta(seconds=60),
         runner: SagaRunner | None = None,
     ) -> None:
-        super().__init__(uow, catalog, cart, payments, loyalty, notifications, clock=clock)
+        super().__init__(uow, catalog, cart, payments, clock=clock)
         self.checkout_payments = checkout_payments
         self.exchange = exchange
         self.deadline = deadline
@@ -361,7 +356,7 @@ class CheckoutService(OrderService):
         if order.payment_status in ("requested", "authorized"):
             order = self._void(order)
         if order.stock_returned in OPEN:
-            order = self._drive_return(order.id)
+            order = self._drive_stock(order.id, "return")
         if order.release_status in OPEN:
             order = self._drive_release(order.id)
         return order
@@ -396,34 +391,6 @@ class CheckoutService(OrderService):
         final = outcome.payment.status if outcome.payment is not None else "voided"
         pid = payment_id
         order, _ = self._change(order.id, lambda o: o.record_payment(pid, final, now))
-        return order
-
-    def _drive_return(self, order_id: str) -> Order:
-        """Put a cancelled order's committed stock back on hand (keyed: never twice)."""
-        order = self._load(order_id)
-        if order.stock_returned not in OPEN:
-            return order
-        try:
-            result = self.catalog.return_stock(order.id,
-                                               domain.idempotency_key(order.id, "return"))
-        except DependencyUnavailable as exc:
-            log.warning("order %s: committed stock not returned yet: %s", order.id,
-                        exc.detail or exc)
-            outcome = FollowUp.PENDING_RETRY
-        else:
-            if result.outcome is TransitionOutcome.CONFLICT:
-                log.error("catalog refused to take back the stock of order %s: %s", order.id,
-                          result.detail)
-                outcome = FollowUp.FAILED
-            else:
-                outcome = FollowUp.DONE
-        now = self.clock()
-
-        def record(o: Order) -> None:
-            if o.stock_returned in OPEN:
-                o.record_return(outcome, now)
-
-        order, _ = self._change(order.id, record)
         return order
 
     def _payment_id(self, order: Order) -> str | None:
@@ -537,8 +504,10 @@ class CheckoutService(OrderService):
 
     # -- cancelling ----------------------------------------------------------------------
     def cancel_and_refund(self, caller: Caller, order_id: str, key: str) -> Answer:
-        """Cancel: release a pending order's stock, refund (or void) a confirmed one's
-        payment. A cancelled order stays as it is (200)."""
+        """Cancel: a checkout on its way is compensated (held stock released, a requested
+        authorisation voided); a confirmed order is refunded (or its authorisation voided),
+        its committed stock returned with a keyed movement, and loyalty told by event. A
+        cancelled order stays as it is (200)."""
         principal = caller.principal
         scope = idempotency_scope(V2_CANCEL, principal.sub)
         request = {"order_id": order_id}
@@ -559,8 +528,10 @@ class CheckoutService(OrderService):
             self._change(order.id, lambda o: o.cancel_for(code, detail, now))
             log.info("order %s cancelled by %s", order.id, principal.sub)
         self._remember(scope, key, request, order.id)
-        self._drive_release(order.id)
-        return Answer(self._drive_reversal(order.id), 200, replayed)
+        order = self._load(order.id)
+        if order.status is OrderStatus.CANCELLED:
+            order = self._compensate(order)
+        return Answer(order, 200, replayed)
 
     def _refund(self, order: Order, code: RejectionCode, detail: str) -> Order:
         payment_id = order.payment_id
@@ -582,7 +553,7 @@ class CheckoutService(OrderService):
         def refunded(o: Order) -> None:
             o.record_payment(payment_id, final, now)
             if o.status is OrderStatus.CONFIRMED:
-                o.cancel_refunded(code, detail, now)
+                o.cancel_refunded(code, detail, now, return_stock=True)
 
         changed, _ = self._change(order.id, refunded)
         log.info("order %s cancelled and its payment %s %s", order.id, payment_id, final)

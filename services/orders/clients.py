@@ -9,12 +9,8 @@ correlation id, bounded retries — keyed POSTs are retried too, they cannot act
 * cart — ``GET /v1/cart`` and ``DELETE /v1/cart`` **with the customer's own bearer
   token** (zero trust: the cart only ever shows a user their own cart);
 * payments — ``GET /v1/payments/{payment_id}`` (internal token ``payments:read``);
-* loyalty — ``POST /v1/awards`` and ``POST /v1/awards/{order_id}/reversal`` (internal
-  token ``loyalty:write``; both idempotent by order, so both are retried);
 * exchange — ``GET /v1/convert`` (internal token ``exchange:read``): a 503 ``NoRates``
   answer (no rate, not even a last known one) is a refusal, not an outage;
-* notifications — ``POST /v1/notifications`` (internal token ``notifications:write``,
-  ``Idempotency-Key``).
 
 Anything that prevents an answer raises the port's ``…Unavailable`` (503).
 """
@@ -24,7 +20,6 @@ from __future__ import annotations
 import logging
 import re
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
@@ -40,23 +35,16 @@ from .ports import (
     CheckoutPaymentsPort,
     Conversion,
     ConversionOutcome,
-    Delivery,
     DependencyUnavailable,
     ExchangePort,
     ExchangeUnavailable,
-    LoyaltyPort,
-    LoyaltyUnavailable,
-    Notification,
-    NotificationsPort,
-    NotificationsUnavailable,
     Payment,
     PaymentOutcome,
     PaymentsPort,
     PaymentsUnavailable,
-    Reversal,
 )
 
-__all__ = ["HttpCart", "HttpExchange", "HttpLoyalty", "HttpNotifications", "HttpPayments"]
+__all__ = ["HttpCart", "HttpExchange", "HttpPayments"]
 
 log = logging.getLogger(__name__)
 
@@ -224,81 +212,6 @@ class HttpPayments(PaymentsPort, CheckoutPaymentsPort):
     def refund(self, payment_id: str, key: str, reason: str) -> PaymentOutcome:
         return self._step("refund", f"/v1/payments/{payment_id}/refunds", key,
                           {"reason": reason[:200]}, 201)
-
-    def close(self) -> None:
-        self.http.close()
-
-
-def _delivery(response: httpx.Response, error: type[DependencyUnavailable], what: str,
-              action: str, *, retry: frozenset[str] = frozenset(),
-              refuse: frozenset[str] = frozenset()) -> Delivery:
-    """2xx: done. A refusal that retrying cannot change (4xx, problem types in ``refuse``):
-    refused (logged). Anything else (5xx, 401/403/408/429, problem types in ``retry``):
-    :class:`DependencyUnavailable`. Decided on the problem type, never on the title."""
-    status = response.status_code
-    if 200 <= status < 300:
-        return Delivery.DONE
-    kind = problem_kind(response)
-    if kind in refuse or (400 <= status < 500 and kind not in retry
-                          and status not in (401, 403, 408, 429)):
-        log.error("%s refused %s: %s %s", what, action, status, response.text[:300])
-        return Delivery.REFUSED
-    raise _unexpected(response, error, what, action)
-
-
-class HttpLoyalty(LoyaltyPort):
-    def __init__(self, base_url: str, token: TokenSource, *, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 1) -> None:
-        self.http = HttpClient(base_url.rstrip("/"), name="loyalty", timeout=timeout,
-                               retries=retries, token=token)
-
-    def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
-        body = {"customer_id": customer_id, "order_id": order_id, "amount": amount,
-                "currency": currency}
-        # Idempotent by order id (the loyalty API's natural key): safe to retry.
-        response = _call(self.http, LoyaltyUnavailable, "loyalty service", "POST",
-                         "/v1/awards", json=body, headers=JSON_HEADERS, retry=True)
-        return _delivery(response, LoyaltyUnavailable, "loyalty service", "award")
-
-    def reverse_award(self, order_id: str) -> Reversal:
-        # Idempotent by order id too (one reversal per order; a repeat replays it).
-        response = _call(self.http, LoyaltyUnavailable, "loyalty service", "POST",
-                         f"/v1/awards/{quote(order_id, safe='')}/reversal",
-                         headers=JSON_HEADERS, retry=True)
-        if response.status_code == 404 and problem_kind(response) == "not-found":
-            return Reversal.NOT_AWARDED  # the order has no award: nothing to take back
-        delivery = _delivery(response, LoyaltyUnavailable, "loyalty service", "reverse award",
-                             retry=frozenset({"concurrent-update", "request-in-progress"}))
-        return Reversal.REVERSED if delivery is Delivery.DONE else Reversal.REFUSED
-
-    def close(self) -> None:
-        self.http.close()
-
-
-class HttpNotifications(NotificationsPort):
-    def __init__(self, base_url: str, token: TokenSource, *, timeout: float = DEFAULT_TIMEOUT,
-                 retries: int = 1) -> None:
-        self.http = HttpClient(base_url.rstrip("/"), name="notifications", timeout=timeout,
-                               retries=retries, token=token)
-
-    def send(self, notification: Notification, key: str) -> Delivery:
-        body = {
-            "channel": "email",
-            "recipient": notification.recipient,
-            "subject": notification.subject,
-            "body": notification.body,
-            "order_id": notification.order_id,
-            "template": notification.template,
-        }
-        response = _call(self.http, NotificationsUnavailable, "notifications service", "POST",
-                         "/v1/notifications", json=body,
-                         headers={**JSON_HEADERS, "Idempotency-Key": key}, retry=True)
-        # request-in-progress: the first request with this key is still being sent;
-        # notification-not-sent: the provider refused the message for good; 503: the
-        # provider is down (retry with the key).
-        return _delivery(response, NotificationsUnavailable, "notifications service", "send",
-                         retry=frozenset({"request-in-progress", "concurrent-update"}),
-                         refuse=frozenset({"notification-not-sent"}))
 
     def close(self) -> None:
         self.http.close()

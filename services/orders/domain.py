@@ -580,9 +580,10 @@ class Order:
                         *, return_stock: bool = False) -> None:
         """A confirmed order whose payment was refunded becomes ``cancelled``.
 
-        Its stock was committed (the goods left): nothing is released, so
-        ``release_status`` stays null. Its loyalty points are to be taken back
-        (``loyalty_reversal_status`` pending) unless loyalty refused the award for good.
+        Its stock was committed: nothing is released (``release_status`` stays null); with
+        ``return_stock`` it goes back on hand (``stock_returned`` pending). Its loyalty
+        points are to be taken back (``loyalty_reversal_status`` pending) unless loyalty
+        refused the award for good.
         """
         if self.status is not OrderStatus.CONFIRMED:
             raise InvalidTransition(f"only a confirmed order is refunded (it is {self.status})")

@@ -23,9 +23,8 @@ from datetime import datetime
 
 from charter.clock import utcnow
 from charter.db import Database
-from charter.messaging import schemas
 from charter.messaging.broker import Subscription
-from charter.messaging.consumer import PoisonMessage
+from charter.messaging.consumer import checked
 from charter.messaging.envelope import Envelope
 
 from .domain import FollowUp, Order, OrderStatus
@@ -50,12 +49,9 @@ class OrderReplies:
         self.clock = clock
 
     def __call__(self, envelope: Envelope) -> None:
-        try:
-            schemas.validate(envelope)
-        except schemas.EventContractError as exc:
-            raise PoisonMessage(str(exc)) from exc
-        order_id = envelope.data.get("order_id")
-        if envelope.routing_key == SENT and envelope.data.get("kind") != "order_confirmed":
+        data = checked(envelope)
+        order_id = data.get("order_id")
+        if envelope.routing_key == SENT and data.get("kind") != "order_confirmed":
             return
         if not order_id:
             return

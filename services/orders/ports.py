@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
 from charter.idempotency import IdempotencyKeys
@@ -39,12 +38,10 @@ from .domain import Order, OrderEvent
 
 __all__ = [
     "CartForbidden", "CartLine", "CartPort", "CartSnapshot", "CartUnavailable",
-    "CatalogPort", "CatalogUnavailable", "Conversion", "ConversionOutcome", "Delivery",
-    "DependencyUnavailable", "ExchangePort", "ExchangeUnavailable",
-    "LoyaltyPort", "LoyaltyUnavailable", "Notification", "NotificationsPort",
-    "NotificationsUnavailable", "OrderFilter", "OrderRepository", "Payment", "PaymentsPort",
-    "PaymentOutcome", "CheckoutPaymentsPort", "PaymentsUnavailable", "Product",
-    "ReserveOutcome", "ReserveResult", "Reversal",
+    "CatalogPort", "CatalogUnavailable", "CheckoutPaymentsPort", "Conversion",
+    "ConversionOutcome", "DependencyUnavailable", "ExchangePort", "ExchangeUnavailable",
+    "OrderFilter", "OrderRepository", "Payment", "PaymentOutcome", "PaymentsPort",
+    "PaymentsUnavailable", "Product", "ReserveOutcome", "ReserveResult",
     "TransitionOutcome", "TransitionResult",
 ]
 
@@ -58,14 +55,6 @@ class CartUnavailable(DependencyUnavailable):
 
 class PaymentsUnavailable(DependencyUnavailable):
     """The payments service could not answer."""
-
-
-class LoyaltyUnavailable(DependencyUnavailable):
-    """The loyalty service could not answer."""
-
-
-class NotificationsUnavailable(DependencyUnavailable):
-    """The notifications service could not answer."""
 
 
 class ExchangeUnavailable(DependencyUnavailable):
@@ -110,33 +99,6 @@ class Payment:
     amount: int
     currency: str
     status: str
-
-
-@dataclass(frozen=True)
-class Notification:
-    """A message to send about an order."""
-
-    recipient: str
-    subject: str
-    body: str
-    order_id: str
-    customer_id: str
-    template: str = "order-confirmed"
-
-
-class Delivery(StrEnum):
-    """How a fire-and-forget follow-up (loyalty award, notification) ended."""
-
-    DONE = "done"  # accepted (now or earlier)
-    REFUSED = "refused"  # refused for good (4xx); retrying would not help
-
-
-class Reversal(StrEnum):
-    """How taking back an order's loyalty points ended."""
-
-    REVERSED = "reversed"  # taken back (now or earlier)
-    NOT_AWARDED = "not_awarded"  # loyalty holds no award for the order: nothing to take
-    REFUSED = "refused"  # refused for good; retrying would not help
 
 
 # -- ports ------------------------------------------------------------------------------
@@ -188,21 +150,6 @@ class PaymentsPort(Protocol):
 
     def get_payment(self, payment_id: str) -> Payment | None:
         """The payment, ``None`` if it does not exist."""
-        ...
-
-    def close(self) -> None:
-        """Release resources (connections)."""
-
-
-class LoyaltyPort(Protocol):
-    """Loyalty points awarded for a confirmed order (and taken back if it is refunded)."""
-
-    def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
-        """Award the order's points (idempotent by order)."""
-        ...
-
-    def reverse_award(self, order_id: str) -> Reversal:
-        """Take back the points awarded for a cancelled order (idempotent by order)."""
         ...
 
     def close(self) -> None:
@@ -267,17 +214,6 @@ class ExchangePort(Protocol):
     def convert(self, amount: int, source: str, target: str) -> ConversionOutcome:
         """``amount`` minor units of ``source`` in ``target``; refused when there is no
         rate (not even a last known one); :class:`ExchangeUnavailable` when unreachable."""
-        ...
-
-    def close(self) -> None:
-        """Release resources (connections)."""
-
-
-class NotificationsPort(Protocol):
-    """Messages to the customer."""
-
-    def send(self, notification: Notification, key: str) -> Delivery:
-        """Send one message (idempotent by ``key``)."""
         ...
 
     def close(self) -> None:

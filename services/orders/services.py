@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -50,9 +49,6 @@ from .ports import (
     CartPort,
     CatalogPort,
     DependencyUnavailable,
-    LoyaltyPort,
-    Notification,
-    NotificationsPort,
     OrderFilter,
     OrderRepository,
     Payment,
@@ -66,7 +62,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 OPEN = (FollowUp.PENDING, FollowUp.PENDING_RETRY)
 USABLE_PAYMENT_STATES = frozenset({"authorized", "captured"})
-CUSTOMER_MAIL_DOMAIN = "customers.charter.local"
 
 
 def as_problem(exc: domain.OrderError) -> Problem:
@@ -158,8 +153,6 @@ class OrderService:
         catalog: CatalogPort,
         cart: CartPort,
         payments: PaymentsPort,
-        loyalty: LoyaltyPort,
-        notifications: NotificationsPort,
         *,
         clock: Callable[[], datetime] = utcnow,
         recovery_batch: int = 200,
@@ -168,8 +161,6 @@ class OrderService:
         self.catalog = catalog
         self.cart = cart
         self.payments = payments
-        self.loyalty = loyalty
-        self.notifications = notifications
         self.clock = clock
         self.recovery_batch = recovery_batch
 
@@ -392,28 +383,37 @@ class OrderService:
         return order
 
     def _drive_release(self, order_id: str) -> Order:
-        """Give a cancelled order's stock back and record it."""
+        """Give a cancelled order's held stock back and record it."""
+        return self._drive_stock(order_id, "release")
+
+    def _drive_stock(self, order_id: str, step: str) -> Order:
+        """``release`` (held stock) or ``return`` (committed stock) of a cancelled order:
+        one keyed catalog call, and how it went recorded on the order."""
         order = self._load(order_id)
-        if order.status is not OrderStatus.CANCELLED or order.release_status not in OPEN:
+        state = order.release_status if step == "release" else order.stock_returned
+        if order.status is not OrderStatus.CANCELLED or state not in OPEN:
             return order
+        call = self.catalog.release if step == "release" else self.catalog.return_stock
         try:
-            result = self.catalog.release(order.id, domain.idempotency_key(order.id, "release"))
+            result = call(order.id, domain.idempotency_key(order.id, step))
         except DependencyUnavailable as exc:
-            log.warning("stock of cancelled order %s not released yet: %s", order.id,
+            log.warning("stock of cancelled order %s: %s not done yet: %s", order.id, step,
                         exc.detail or exc)
             outcome = FollowUp.PENDING_RETRY
         else:
             if result.outcome is TransitionOutcome.CONFLICT:
-                log.error("catalog refused to release the stock of order %s: %s", order.id,
+                log.error("catalog refused the %s of order %s's stock: %s", step, order.id,
                           result.detail)
                 outcome = FollowUp.FAILED
-            else:  # released now or before, or nothing was held
+            else:  # done now or before (or, for a release, nothing was held)
                 outcome = FollowUp.DONE
         now = self.clock()
 
         def record(o: Order) -> None:
-            if o.release_status in OPEN:
+            if step == "release" and o.release_status in OPEN:
                 o.record("release", outcome, now)
+            elif step == "return" and o.stock_returned in OPEN:
+                o.record_return(outcome, now)
 
         order, _ = self._change(order.id, record)
         return order
@@ -481,7 +481,8 @@ class OrderService:
 
     # -- confirming ----------------------------------------------------------------------
     def confirm(self, caller: Caller, order_id: str, payment_id: str, key: str) -> Answer:
-        """Check the payment, commit the stock, confirm; then loyalty and the message."""
+        """Check the payment, then commit the stock, capture an authorisation and confirm
+        (the checkout saga from its commit step)."""
         principal = caller.principal
         scope = idempotency_scope("confirm_order", principal.sub)
         request = {"order_id": order_id, "payment_id": payment_id}
@@ -598,36 +599,3 @@ def check_payment(order: Order, payment: Payment | None, payment_id: str) -> Non
             f"payment {payment_id} is {payment.status}; it must be authorized or captured",
             kind="payment-not-usable", payment_status=payment.status,
         )
-
-
-def recipient(order: Order) -> str:
-    """The customer's e-mail (from their token when they placed or confirmed), else a
-    platform address made from their id."""
-    if order.customer_email:
-        return order.customer_email
-    local = re.sub(r"[^A-Za-z0-9._+\-]", "-", order.customer_id).strip(".") or "customer"
-    return f"{local[:64]}@{CUSTOMER_MAIL_DOMAIN}"
-
-
-def money(amount: int, currency: str) -> str:
-    return f"{amount // 100}.{amount % 100:02d} {currency}"
-
-
-def confirmation_message(order: Order) -> Notification:
-    """The e-mail telling the customer their order is confirmed."""
-    lines = "\n".join(
-        f"  {line.quantity} x {line.name} ({line.sku}) - {money(line.line_total, order.currency)}"
-        for line in order.lines
-    )
-    body = (
-        f"Thank you for your order {order.id}.\n\n{lines}\n\n"
-        f"Total: {money(order.total, order.currency)}\n"
-        f"Payment: {order.payment_id}\n"
-    )
-    return Notification(
-        recipient=recipient(order),
-        subject=f"Your Charter order {order.id[:8]} is confirmed",
-        body=body,
-        order_id=order.id,
-        customer_id=order.customer_id,
-    )

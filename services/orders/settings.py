@@ -25,8 +25,6 @@ class OrdersConfig(ComponentSettings):
     catalog_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     cart_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     payments_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
-    loyalty_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
-    notifications_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     exchange_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     orders_checkout_deadline: float = Field(60.0, gt=0, allow_inf_nan=False)
     orders_saga_workers: int = Field(8, ge=1, le=64)

@@ -28,8 +28,6 @@ from services.orders.app import create_app, orders_messaging
 from tests.orders.orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from tests.orders.orders_support import keyed, payment_for
@@ -62,8 +60,7 @@ def orders_app_with(db: Database, tokens: TokenFactory, broker: Broker, var: Pat
         db, broker=broker, lock=LeaderLock("orders-messaging", db.url, var_dir=var),
         registry=CollectorRegistry(), lead_interval=0.1, idle=60.0)  # no poll: the wake-up
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=InMemoryCart(),
-                     payments=payments, loyalty=InMemoryLoyalty(),
-                     notifications=InMemoryNotifications(), messaging=messaging)
+                     payments=payments, messaging=messaging)
     return app, messaging
 
 

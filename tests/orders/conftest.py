@@ -12,8 +12,6 @@ import pytest
 from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import Auth
@@ -59,14 +57,6 @@ def payments() -> InMemoryPayments:
     return InMemoryPayments()
 
 
-@pytest.fixture
-def loyalty() -> InMemoryLoyalty:
-    return InMemoryLoyalty()
-
-
-@pytest.fixture
-def notifications() -> InMemoryNotifications:
-    return InMemoryNotifications()
 
 
 @pytest.fixture(autouse=True)
@@ -76,10 +66,9 @@ def _validate_responses(validate_responses: None) -> None:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
-        payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-        notifications: InMemoryNotifications) -> Any:
+        payments: InMemoryPayments) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                      payments=payments, loyalty=loyalty, notifications=notifications)
+                      payments=payments)
 
 
 @pytest.fixture

@@ -23,15 +23,9 @@ from services.orders.ports import (
     CheckoutPaymentsPort,
     Conversion,
     ConversionOutcome,
-    Delivery,
     DependencyUnavailable,
     ExchangePort,
     ExchangeUnavailable,
-    LoyaltyPort,
-    LoyaltyUnavailable,
-    Notification,
-    NotificationsPort,
-    NotificationsUnavailable,
     Payment,
     PaymentOutcome,
     PaymentsPort,
@@ -39,7 +33,6 @@ from services.orders.ports import (
     Product,
     ReserveOutcome,
     ReserveResult,
-    Reversal,
     TransitionOutcome,
     TransitionResult,
 )
@@ -302,67 +295,10 @@ class InMemoryPayments(_Switch, PaymentsPort, CheckoutPaymentsPort):
         return self._move(payment_id, "captured", "refunded", key)
 
 
-class InMemoryLoyalty(_Switch, LoyaltyPort):
-    """Awards by order id (idempotent like the loyalty API); ``calls`` lists every call."""
-
-    unavailable = LoyaltyUnavailable
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.awards: dict[str, dict[str, Any]] = {}
-        self.calls: list[dict[str, Any]] = []
-        self.refuse = False
-        self.reversed: set[str] = set()
-        self.reversal_calls: list[str] = []
-
-    def award(self, customer_id: str, order_id: str, amount: int, currency: str) -> Delivery:
-        with self.lock:
-            request = {"customer_id": customer_id, "order_id": order_id, "amount": amount,
-                       "currency": currency}
-            self.calls.append(request)
-            self._check()
-            if self.refuse:
-                return Delivery.REFUSED
-            if order_id in self.awards and self.awards[order_id] != request:
-                return Delivery.REFUSED
-            self.awards[order_id] = request
-            return Delivery.DONE
-
-    def reverse_award(self, order_id: str) -> Reversal:
-        """Once per order like the loyalty API; ``reversal_calls`` lists every call."""
-        with self.lock:
-            self.reversal_calls.append(order_id)
-            self._check()
-            if order_id not in self.awards:
-                return Reversal.NOT_AWARDED
-            self.reversed.add(order_id)
-            return Reversal.REVERSED
-
-
-class InMemoryNotifications(_Switch, NotificationsPort):
-    """Messages by idempotency key; ``calls`` lists every call."""
-
-    unavailable = NotificationsUnavailable
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: dict[str, Notification] = {}
-        self.calls: list[tuple[str, Notification]] = []
-
-    def send(self, notification: Notification, key: str) -> Delivery:
-        with self.lock:
-            self.calls.append((key, notification))
-            self._check()
-            self.sent.setdefault(key, notification)
-            return Delivery.DONE
-
-
 def fakes() -> Mapping[str, Any]:
     """A fresh set of in-memory dependencies, by the names ``create_app`` takes."""
     return {
         "catalog": InMemoryCatalog(),
         "cart": InMemoryCart(),
         "payments": InMemoryPayments(),
-        "loyalty": InMemoryLoyalty(),
-        "notifications": InMemoryNotifications(),
     }

@@ -14,7 +14,7 @@ from charter.db import Database
 from charter.testing import TokenFactory
 from services.catalog_client.client import HttpCatalogClient
 from services.orders import app as orders_app
-from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
+from services.orders.clients import HttpCart, HttpPayments
 from services.orders.settings import OrdersConfig
 from tests.support.plugin import wait_until
 
@@ -33,8 +33,6 @@ def test_defaults_are_http_adapters_from_the_environment(
     assert service.cart.base_url == config.service_url("cart")
     assert isinstance(service.payments, HttpPayments)
     assert service.payments.http.timeout == 0.5
-    assert isinstance(service.loyalty, HttpLoyalty)
-    assert isinstance(service.notifications, HttpNotifications)
 
 
 @pytest.mark.parametrize("value", ["abc", "0", "-1"])

@@ -17,8 +17,6 @@ import pytest
 from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import cancel, confirm, payment_for, place
@@ -69,8 +67,7 @@ def busy_platform(db: Database, tokens: TokenFactory) -> dict[str, str]:
     catalog.put(2, price=590, on_hand=0)
     payments = InMemoryPayments()
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=InMemoryCart(),
-                     payments=payments, loyalty=InMemoryLoyalty(),
-                     notifications=InMemoryNotifications())
+                     payments=payments)
     alice = bearer(tokens.token(sub="alice", scope="orders:read orders:write",
                                 role="customer", email=EMAIL))
     items = {"items": [{"product_id": 1, "quantity": 2}]}

@@ -4,7 +4,6 @@ services' specs), and how every kind of answer is mapped."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -12,21 +11,15 @@ import pytest
 
 from charter import problem_types, specs
 from services.catalog_client.client import HttpCatalogClient
-from services.orders.clients import HttpCart, HttpLoyalty, HttpNotifications, HttpPayments
-from services.orders.domain import Order, OrderLine
+from services.orders.clients import HttpCart, HttpPayments
 from services.orders.ports import (
     CartForbidden,
     CartUnavailable,
     CatalogUnavailable,
-    Delivery,
-    LoyaltyUnavailable,
-    Notification,
-    NotificationsUnavailable,
     PaymentsUnavailable,
     ReserveOutcome,
     TransitionOutcome,
 )
-from services.orders.services import confirmation_message
 from tests.support.plugin import Seen, StubServer, free_port
 
 ORDER_ID = "3f2a9c0d-1e4b-4d8f-9a6b-7c5d4e3f2a1b"
@@ -239,71 +232,3 @@ def test_payments_are_read_with_the_internal_token(stub: StubServer) -> None:
 
 
 # -- loyalty ----------------------------------------------------------------------------
-def test_loyalty_award_body_and_answers(stub: StubServer) -> None:
-    loyalty = HttpLoyalty(stub.url, lambda: "loyalty-token", timeout=1.0)
-    answer(stub, (201, {}))
-    assert loyalty.award("alice", ORDER_ID, 4980, "EUR") is Delivery.DONE
-    seen = stub.seen[0]
-    assert (seen.method, seen.path) == ("POST", "/v1/awards")
-    assert seen.headers["authorization"] == "Bearer loyalty-token"
-    assert seen.json() == {"customer_id": "alice", "order_id": ORDER_ID, "amount": 4980,
-                           "currency": "EUR"}
-    request_schema_check("loyalty", "AwardCreate", seen.json())
-    answer(stub, (200, {}))  # replayed
-    assert loyalty.award("alice", ORDER_ID, 4980, "EUR") is Delivery.DONE
-    answer(stub, (409, {"title": "Conflict", "status": 409}))
-    assert loyalty.award("alice", ORDER_ID, 1, "EUR") is Delivery.REFUSED
-    for status in (503, 429, 403):
-        answer(stub, (status, {"title": "x", "status": status}))
-        with pytest.raises(LoyaltyUnavailable):
-            loyalty.award("alice", ORDER_ID, 4980, "EUR")
-
-
-# -- notifications ----------------------------------------------------------------------
-MESSAGE = Notification(recipient="alice@example.com", subject="Your order is confirmed",
-                       body="Thank you", order_id=ORDER_ID, customer_id="alice")
-
-
-def test_notification_body_key_and_answers(stub: StubServer) -> None:
-    notifications = HttpNotifications(stub.url, lambda: "notify-token", timeout=1.0)
-    answer(stub, (201, {}))
-    key = f"order-{ORDER_ID}-confirmation"
-    assert notifications.send(MESSAGE, key) is Delivery.DONE
-    seen = stub.seen[0]
-    assert (seen.method, seen.path) == ("POST", "/v1/notifications")
-    assert seen.headers["idempotency-key"] == key
-    assert seen.headers["authorization"] == "Bearer notify-token"
-    assert seen.json()["channel"] == "email" and seen.json()["recipient"] == "alice@example.com"
-    request_schema_check("notifications", "NotificationCreate", seen.json())
-    for refused in (problem("notification-not-sent"), problem("unprocessable"),
-                    problem("idempotency-key-reused")):
-        answer(stub, refused)
-        assert notifications.send(MESSAGE, key) is Delivery.REFUSED
-    for later in (problem("request-in-progress"), problem("notification-provider-unavailable"),
-                  (502, {"title": "Notification not sent", "status": 502}),  # untyped
-                  (503, {"title": "later", "status": 503})):
-        answer(stub, later)
-        with pytest.raises(NotificationsUnavailable):
-            notifications.send(MESSAGE, key)
-
-
-@pytest.mark.parametrize("customer, email, expected", [
-    ("alice", "alice@example.com", "alice@example.com"),
-    ("alice", None, "alice@customers.charter.local"),
-    ("user:42/x", None, "user-42-x@customers.charter.local"),
-])
-def test_the_confirmation_message_fits_the_notifications_api(
-    stub: StubServer, customer: str, email: str | None, expected: str
-) -> None:
-    order = Order.place(ORDER_ID, customer, [OrderLine(1, "COF-0001", "Espresso", 2490, "EUR",
-                                                       2)], "EUR", datetime.now(UTC),
-                        customer_email=email)
-    order.mark_reserved(datetime.now(UTC))
-    order.start_confirmation("pay_" + "a" * 32, datetime.now(UTC))
-    order.confirm(datetime.now(UTC))
-    message = confirmation_message(order)
-    assert message.recipient == expected
-    assert "49.80 EUR" in message.body and ORDER_ID in message.body
-    answer(stub, (201, {}))
-    HttpNotifications(stub.url, lambda: "t", timeout=1.0).send(message, "order-x-confirmation")
-    request_schema_check("notifications", "NotificationCreate", stub.seen[0].json())

@@ -8,8 +8,6 @@ from datetime import datetime, timedelta
 from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import Auth, place
@@ -24,12 +22,11 @@ ITEMS = {"items": [{"product_id": 1, "quantity": 1}]}
 
 def test_a_key_replays_until_it_expires_then_places_a_new_order(
     db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
-    payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-    notifications: InMemoryNotifications, auth: Auth,
+    payments: InMemoryPayments, auth: Auth,
 ) -> None:
     now: list[datetime] = [utcnow()]
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                     payments=payments, loyalty=loyalty, notifications=notifications,
+                     payments=payments,
                      clock=lambda: now[0])
     with app.test_client() as client:
         first = place(client, auth(), ITEMS, key="retention-key-1")

@@ -17,8 +17,6 @@ from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
     InMemoryExchange,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import Auth, keyed
@@ -54,11 +52,10 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
-        payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-        notifications: InMemoryNotifications, checkout_payments: FakeCheckoutPayments,
+        payments: InMemoryPayments, checkout_payments: FakeCheckoutPayments,
         exchange: InMemoryExchange, clock: SettableClock) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                      payments=payments, loyalty=loyalty, notifications=notifications,
+                      payments=payments,
                       checkout_payments=checkout_payments, exchange=exchange,
                       clock=clock.now)
 
@@ -271,8 +268,7 @@ def test_the_threaded_runner_settles_in_the_background(
     runner = ThreadSagaRunner(lambda order: holder["saga"].settled(order), workers=2,
                               delays=(0.05, 0.1))
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                     payments=payments, loyalty=InMemoryLoyalty(),
-                     notifications=InMemoryNotifications(),
+                     payments=payments,
                      checkout_payments=checkout_payments, exchange=exchange, runner=runner)
     holder["saga"] = checkout_service(app)
     checkout_payments.down = True

@@ -12,8 +12,6 @@ import pytest
 from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import Auth, keyed, new_key, participants_reply
@@ -97,11 +95,10 @@ def checkout_payments() -> FakeCheckoutPayments:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
-        payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-        notifications: InMemoryNotifications,
+        payments: InMemoryPayments,
         checkout_payments: FakeCheckoutPayments) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                      payments=payments, loyalty=loyalty, notifications=notifications,
+                      payments=payments,
                       checkout_payments=checkout_payments)
 
 
@@ -186,10 +183,12 @@ def test_same_key_other_payment_method_is_refused(client: Any, auth: Auth) -> No
     assert_problem(checkout(client, auth("alice"), other, key=key), 422)
 
 
-def test_cancel_of_a_confirmed_order_refunds_it(
-        client: Any, auth: Auth, db: Database,
+def test_cancel_of_a_confirmed_order_refunds_it_and_returns_the_stock(
+        client: Any, auth: Auth, db: Database, catalog: InMemoryCatalog,
         checkout_payments: FakeCheckoutPayments) -> None:
+    before = catalog.on_hand[1]
     order = checkout(client, auth("alice")).json()
+    assert catalog.on_hand[1] == before - 2
     participants_reply(db)
     r = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
     assert r.status_code == 200, r.text
@@ -198,16 +197,20 @@ def test_cancel_of_a_confirmed_order_refunds_it(
     assert cancelled["reason"]["code"] == "cancelled_by_customer"
     assert cancelled["payment"]["status"] == "refunded"
     assert checkout_payments.payments[order["payment"]["id"]].status == "refunded"
-    assert events(client, auth("alice"), order["id"])[-2:] == ["payment.refunded",
-                                                               "order.cancelled"]
-    # Cancelling again changes nothing and refunds nothing more.
+    assert events(client, auth("alice"), order["id"])[-3:] == ["payment.refunded",
+                                                               "order.cancelled",
+                                                               "stock.return_done"]
+    assert catalog.on_hand[1] == before  # the goods came back: a keyed stock movement
+    # Cancelling again changes nothing and refunds and returns nothing more.
     again = client.post(f"/v2/orders/{order['id']}/cancel", headers=keyed(auth("alice")))
     assert again.status_code == 200
     assert [a for a, _ in checkout_payments.calls].count("refund") == 1
+    assert catalog.effects[("return", f"order-{order['id']}-return")] == 1
+    assert catalog.on_hand[1] == before
 
 
 def test_a_refund_asks_loyalty_for_the_points_back_by_event(
-        client: Any, auth: Auth, db: Database, app: Any, loyalty: InMemoryLoyalty) -> None:
+        client: Any, auth: Auth, db: Database, app: Any) -> None:
     """The refund stands whatever loyalty does: ``OrderCancelled`` (after confirmation)
     goes out with it; loyalty's reply closes the reversal, however late it comes."""
     order = checkout(client, auth("alice")).json()
@@ -218,11 +221,11 @@ def test_a_refund_asks_loyalty_for_the_points_back_by_event(
     published = participants_reply(db, loyalty=False)  # loyalty down: no reply yet
     assert [(e.type, e.data["after_confirmation"], e.data["code"]) for e in published] == [
         ("OrderCancelled", True, "cancelled_by_customer")]
-    assert events(client, auth("alice"), order["id"])[-1] == "order.cancelled"
+    assert events(client, auth("alice"), order["id"])[-2:] == ["order.cancelled",
+                                                               "stock.return_done"]
     OrderReplies(db)(published[0].caused("AwardReversed", {
         "order_id": order["id"], "customer_id": "alice", "points": 10}, source="loyalty"))
     assert events(client, auth("alice"), order["id"])[-1] == "loyalty.reversed"
-    assert loyalty.reversal_calls == [] and loyalty.calls == []  # no HTTP call from orders
 
 
 def test_an_award_never_made_is_nothing_to_reverse(

@@ -14,8 +14,6 @@ import pytest
 from orders_fakes import (
     InMemoryCart,
     InMemoryCatalog,
-    InMemoryLoyalty,
-    InMemoryNotifications,
     InMemoryPayments,
 )
 from orders_support import Auth, keyed
@@ -42,10 +40,9 @@ def clock() -> SettableClock:
 
 @pytest.fixture
 def app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
-        payments: InMemoryPayments, loyalty: InMemoryLoyalty,
-        notifications: InMemoryNotifications, clock: SettableClock) -> Any:
+        payments: InMemoryPayments, clock: SettableClock) -> Any:
     return create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
-                      payments=payments, loyalty=loyalty, notifications=notifications,
+                      payments=payments,
                       clock=clock.now)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
-from orders_fakes import InMemoryCart, InMemoryLoyalty, InMemoryNotifications, InMemoryPayments
+from orders_fakes import InMemoryCart, InMemoryPayments
 from orders_support import cancel, confirm, payment_for, place
 
 from charter.db import Database
@@ -69,8 +69,7 @@ def test_orders_with_the_real_catalog(real_catalog: RunningCatalog, db: Any,
                           timeout=2.0)
     payments = InMemoryPayments()
     app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=InMemoryCart(),
-                     payments=payments, loyalty=InMemoryLoyalty(),
-                     notifications=InMemoryNotifications())
+                     payments=payments)
     alice = bearer(tokens.token(sub="alice", scope="orders:read orders:write",
                                 role="customer", email="alice@example.com"))
     before = stock(real_catalog, tokens, 1)

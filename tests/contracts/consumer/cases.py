@@ -24,11 +24,9 @@ from services.catalog_client.models import ReserveOutcome, TransitionOutcome
 from services.orders.clients import (
     HttpCart,
     HttpExchange,
-    HttpLoyalty,
-    HttpNotifications,
     HttpPayments,
 )
-from services.orders.ports import Conversion, Delivery, Notification, Reversal
+from services.orders.ports import Conversion
 from tests.contracts.pacts import BEARER_PATTERN, CUSTOMER, EXAMPLE_TOKEN, state
 
 JSON = "application/json"
@@ -366,7 +364,7 @@ def drive_clear_cart(url: str) -> None:
         cart.close()
 
 
-# -- orders → payments, loyalty, notifications --------------------------------------------
+# -- orders → payments -----------------------------------------------------------------------
 
 PAYMENT_PATH = r"^/v1/payments/pay_[0-9a-f]{32}$"
 
@@ -487,109 +485,6 @@ def payment_step(action: str, path: str, given: tuple[str, dict[str, Any]], stat
     return Case("orders", "payments", action, define, drive)
 
 
-AWARD = {"customer_id": CUSTOMER, "order_id": ORDER_ID, "amount": 4980, "currency": "EUR"}
-
-
-def award_request(pact: Pact, description: str, given: tuple[str, dict[str, Any]]) -> Any:
-    return request(pact, description, given, "POST", "/v1/awards", r"^/v1/awards$").with_body({
-        "customer_id": match.str(CUSTOMER),
-        "order_id": match.regex(ORDER_ID, regex=f"^{ORDER_ID_PATTERN}$"),
-        "amount": match.int(4980), "currency": CURRENCY}, content_type=JSON)
-
-
-def award_new(pact: Pact) -> None:
-    ok(award_request(pact, "an award for an order", state(
-        "order {order_id} has no award", order_id=ORDER_ID)), 201)
-
-
-def award_again(pact: Pact) -> None:
-    ok(award_request(pact, "an award for an order already awarded", state(
-        "order {order_id} was awarded for {amount} {currency} to {customer_id}", **AWARD)), 200)
-
-
-def drive_award(url: str) -> None:
-    loyalty = HttpLoyalty(url, token, timeout=5.0)
-    try:
-        assert loyalty.award(CUSTOMER, ORDER_ID, 4980, "EUR") is Delivery.DONE
-    finally:
-        loyalty.close()
-
-
-REVERSAL_PATH = rf"^/v1/awards/{ORDER_ID_PATTERN}/reversal$"
-
-
-def awarded() -> tuple[str, dict[str, Any]]:
-    return state("order {order_id} was awarded for {amount} {currency} to {customer_id}",
-                 **AWARD)
-
-
-def reversal_request(pact: Pact, description: str, given: tuple[str, dict[str, Any]]) -> Any:
-    return request(pact, description, given, "POST", f"/v1/awards/{ORDER_ID}/reversal",
-                   REVERSAL_PATH)
-
-
-def reverse_new(pact: Pact) -> None:
-    ok(reversal_request(pact, "a reversal of an order's award", awarded()), 201)
-
-
-def reverse_again(pact: Pact) -> None:
-    ok(reversal_request(pact, "a reversal of an award already reversed", state(
-        "order {order_id} was awarded for {amount} {currency} to {customer_id} and reversed",
-        **AWARD)), 200)
-
-
-def reverse_not_awarded(pact: Pact) -> None:
-    problem(reversal_request(pact, "a reversal for an order without award", state(
-        "order {order_id} has no award", order_id=ORDER_ID)), 404,
-        {"type": problem_type("not-found")})
-
-
-def drive_reverse(expected: Reversal) -> Callable[[str], None]:
-    def drive(url: str) -> None:
-        loyalty = HttpLoyalty(url, token, timeout=5.0)
-        try:
-            assert loyalty.reverse_award(ORDER_ID) is expected
-        finally:
-            loyalty.close()
-    return drive
-
-
-NOTE = Notification(recipient="alice@example.com", subject="Your order is confirmed",
-                    body="Thank you for your order.", order_id=ORDER_ID, customer_id=CUSTOMER)
-
-
-def notification_request(pact: Pact, description: str,
-                         given: tuple[str, dict[str, Any]]) -> Any:
-    return request(pact, description, given, "POST", "/v1/notifications",
-                   r"^/v1/notifications$", key=True).with_body({
-        "channel": match.regex("email", regex=r"^(email|sms)$"),
-        "recipient": match.regex(NOTE.recipient, regex=r"^[^@\s]+@[^@\s]+$"),
-        "subject": match.str(NOTE.subject), "body": match.str(NOTE.body),
-        "order_id": match.regex(ORDER_ID, regex=f"^{ORDER_ID_PATTERN}$"),
-        "template": match.str(NOTE.template)}, content_type=JSON)
-
-
-def send_notification(pact: Pact) -> None:
-    ok(notification_request(pact, "a notification to send", state(
-        "the {channel} provider accepts messages", channel="email")), 201)
-
-
-def refused_notification(pact: Pact) -> None:
-    problem(notification_request(pact, "a notification the provider refuses", state(
-        "the {channel} provider refuses every message", channel="email")), 502,
-        {"type": problem_type("notification-not-sent")})
-
-
-def drive_send(expected: Delivery) -> Callable[[str], None]:
-    def drive(url: str) -> None:
-        notifications = HttpNotifications(url, token, timeout=5.0)
-        try:
-            assert notifications.send(NOTE, f"order-{ORDER_ID}-notify") is expected
-        finally:
-            notifications.close()
-    return drive
-
-
 # -- orders → exchange (the v2 checkout settles non-EUR orders in EUR) -------------------
 
 CONVERT_PATH = r"^/v1/convert$"
@@ -662,16 +557,6 @@ CASES: list[Case] = [
     payment_step("refund", "refunds", payment_captured(), 201,
                  {"reason": match.str("order cancelled")},
                  {"payment": payment_body("refunded")}, "refunded"),
-    Case("orders", "loyalty", "award", award_new, drive_award),
-    Case("orders", "loyalty", "award replayed", award_again, drive_award),
-    Case("orders", "loyalty", "reverse award", reverse_new, drive_reverse(Reversal.REVERSED)),
-    Case("orders", "loyalty", "reverse award replayed", reverse_again,
-         drive_reverse(Reversal.REVERSED)),
-    Case("orders", "loyalty", "reverse award not awarded", reverse_not_awarded,
-         drive_reverse(Reversal.NOT_AWARDED)),
-    Case("orders", "notifications", "send", send_notification, drive_send(Delivery.DONE)),
-    Case("orders", "notifications", "provider refuses", refused_notification,
-         drive_send(Delivery.REFUSED)),
     Case("orders", "exchange", "convert", convert_ok,
          drive_convert("USD", 5425, Conversion(5000, "EUR", "0.9216589862", stale=False))),
     Case("orders", "exchange", "convert without any rate", convert_no_rates,

@@ -33,12 +33,6 @@ from services.catalog import store as catalog_store
 from services.exchange import app as exchange_app
 from services.exchange import store as exchange_store
 from services.exchange.clients import TableRateSource
-from services.loyalty import app as loyalty_app
-from services.loyalty import store as loyalty_store
-from services.notifications import app as notifications_app
-from services.notifications import store as notifications_store
-from services.notifications.clients import FileSinkProvider
-from services.notifications.ports import Message, ProviderError, ProviderResult
 from services.payments import app as payments_app
 from services.payments import domain as payments_domain
 from services.payments import store as payments_store
@@ -245,80 +239,6 @@ class PaymentsStates(ProviderStates):
                 raise AssertionError(f"payment {payment_id} exists")
 
 
-class LoyaltyStates(ProviderStates):
-    name = "loyalty"
-    metadata = loyalty_store.metadata
-
-    def create_app(self, verifier: TokenVerifier) -> connexion.FlaskApp:
-        return loyalty_app.create_app(db=self.db, verifier=verifier, points_per_unit=1)
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "order {order_id} has no award": self.no_award,
-            "order {order_id} was awarded for {amount} {currency} to {customer_id}":
-                self.awarded,
-            "order {order_id} was awarded for {amount} {currency} to {customer_id} and "
-            "reversed": self.reversed,
-        }
-
-    def no_award(self, order_id: str) -> None:
-        try:
-            self.service("loyalty").get_award(SERVICE, order_id)
-        except NotFound:
-            return
-        raise AssertionError(f"order {order_id} has an award")
-
-    def awarded(self, order_id: str, amount: int, currency: str, customer_id: str) -> None:
-        self.service("loyalty").award(SERVICE, customer_id, order_id, amount=amount,
-                                      currency=currency)
-
-    def reversed(self, order_id: str, **award: Any) -> None:
-        self.awarded(order_id, **award)
-        self.service("loyalty").reverse_award(SERVICE, order_id)
-
-
-class SwitchableProvider:
-    """The notifications provider port: the file sink, or refusing every message for good
-    (what an SMTP server answering 5xx does)."""
-
-    name = "file"
-
-    def __init__(self, path: Path) -> None:
-        self.sink = FileSinkProvider(path)
-        self.refusing = False
-
-    def send(self, message: Message) -> ProviderResult:
-        if self.refusing:
-            raise ProviderError(self.name, "550 mailbox unavailable", permanent=True)
-        return self.sink.send(message)
-
-
-class NotificationsStates(ProviderStates):
-    name = "notifications"
-    metadata = notifications_store.metadata
-
-    def create_app(self, verifier: TokenVerifier) -> connexion.FlaskApp:
-        self.provider = SwitchableProvider(self.workdir / "outbox.jsonl")
-        return notifications_app.create_app(db=self.db, verifier=verifier,
-                                            provider=self.provider)
-
-    def reset(self) -> None:
-        super().reset()
-        self.provider.refusing = False
-
-    def handlers(self) -> dict[str, Handler]:
-        return {
-            "the {channel} provider accepts messages": self.accepting,
-            "the {channel} provider refuses every message": self.refusing,
-        }
-
-    def accepting(self, channel: str) -> None:
-        self.provider.refusing = False
-
-    def refusing(self, channel: str) -> None:
-        self.provider.refusing = True
-
-
 class ExchangeStates(ProviderStates):
     """Exchange on its default source, the ``base_rates`` table of its own database; the
     cache is emptied with the tables, so each interaction asks the table again."""
@@ -370,6 +290,6 @@ class ExchangeStates(ProviderStates):
 
 PROVIDERS: dict[str, type[ProviderStates]] = {
     states.name: states for states in (CatalogStates, CartStates, PaymentsStates,
-                                       LoyaltyStates, NotificationsStates, ExchangeStates)
+                                       ExchangeStates)
 }
 """Every provider that can be verified, by component name."""
