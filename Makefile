@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install node promtool wrk browser lint pact-verify fuzz gov bench bench-quick clean
+.PHONY: run demo test install node promtool wrk browser lint pact-verify fuzz gov bench bench-quick chaos clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -66,6 +66,11 @@ bench: $(STAMP) wrk
 ## bench-quick: a few seconds per figure, a smoke test of the harness (no timing asserted)
 bench-quick: $(STAMP) wrk
 	$(BIN)/python -m bench --quick
+
+## chaos: 200 concurrent checkouts while services are killed at random, then the
+## invariants table (docs/operations.md, Chaos run); CHAOS_ARGS="--amqp" for RabbitMQ
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos.chaos --n 200 $(CHAOS_ARGS)
 
 ## pact-verify: verify every provider against the committed pacts (contracts/pacts/)
 pact-verify: $(STAMP)

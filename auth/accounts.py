@@ -143,7 +143,8 @@ def disable_user(session: Session, email: str, *, token_lifetime: int) -> User:
     user = _existing(session, email)
     if user.disabled_at is None:
         user.disabled_at = now()
-        revoke_subject(session, user.id, user.disabled_at + token_lifetime)
+        revoke_subject(session, user.id, user.disabled_at + token_lifetime,
+                       revoked_at=user.disabled_at)
         log.info("account disabled", extra={"user_id": user.id})
     return user
 

@@ -78,9 +78,10 @@ class CharterAuthorizationServer(AuthorizationServer):
 
     def revoke_subject(self, user_id: str) -> None:
         """Revoke every token a user holds (call it when an account is disabled/erased)."""
-        until = now() + self.settings.access_token_ttl + self.settings.leeway
+        at = now()
+        until = at + self.settings.access_token_ttl + self.settings.leeway
         with self.db.session() as session:
-            store.revoke_subject(session, user_id, until)
+            store.revoke_subject(session, user_id, until, revoked_at=at)
 
     def revoke_jti(self, jti: str, expires_at: int) -> None:
         """Deny-list an access token until it expires (introspection and the feed)."""

@@ -244,16 +244,20 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def record_revocation(session: Session, kind: str, value: str, until: int) -> None:
+def record_revocation(session: Session, kind: str, value: str, until: int,
+                      revoked_at: int | None = None) -> None:
     """Append to the revocation log (and drop rows no token can match any more).
 
     Every revocation goes through here (via the ``revoke_*`` functions below), so the
-    feed sees each one.
+    feed sees each one. ``revoked_at`` is the instant ``until`` was computed from (default
+    now): one clock reading for both, so a second boundary between two readings can never
+    make the entry end a second before the last token it covers.
     """
     if kind not in REVOCATION_KINDS:
         raise ValueError(f"unknown revocation kind {kind!r}")
+    at = now() if revoked_at is None else revoked_at
     session.execute(delete(Revocation).where(Revocation.until < now() - 3600))
-    session.add(Revocation(kind=kind, value=value, until=until, revoked_at=now(),
+    session.add(Revocation(kind=kind, value=value, until=until, revoked_at=at,
                            recorded_ms=now_ms()))
 
 
@@ -276,15 +280,17 @@ def revoke_grant(session: Session, family_id: str, until: int) -> None:
     record_revocation(session, "grant", family_id, until)
 
 
-def revoke_subject(session: Session, user_id: str, until: int) -> None:
+def revoke_subject(session: Session, user_id: str, until: int,
+                   revoked_at: int | None = None) -> None:
     """Revoke everything a user holds (disabled or erased account): every refresh token,
-    and every access token of ``sub`` issued until now (``until``: their latest exp)."""
+    and every access token of ``sub`` issued until ``revoked_at`` (default now; ``until``:
+    their latest exp)."""
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now())
     )
-    record_revocation(session, "subject", user_id, until)
+    record_revocation(session, "subject", user_id, until, revoked_at)
 
 
 def last_subject_revocation(session: Session, user_id: str) -> int | None:

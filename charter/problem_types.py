@@ -181,9 +181,10 @@ _REGISTERED: tuple[ProblemType, ...] = (
        ("catalog",)),
     _t("invalid-reservation-state", 409, "Invalid reservation state",
        "The reservation cannot make this transition (e.g. committing a released "
-       "reservation).",
+       "reservation, or returning one that was never committed).",
        "Read the reservation's status; only a held reservation can be committed or "
-       "released.",
+       "released, and only a committed one returned (`held → committed | released`, "
+       "`committed → returned`).",
        ("catalog",)),
     _t("duplicate-sku", 409, "Duplicate SKU",
        "Another product already has this SKU.",

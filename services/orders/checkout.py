@@ -118,6 +118,14 @@ def decode_cursor(cursor: str, flt: OrderFilter) -> tuple[datetime, str]:
     return when, str(order_id)
 
 
+def awaiting_authorisation(order: Order) -> bool:
+    """The order is where an authorisation's answer belongs: reserved, not confirming,
+    its payment requested (or, for orders placed before that step, not yet known). A
+    second pass of the saga that got the same (keyed) answer finds it recorded."""
+    return (order.status is OrderStatus.RESERVED and not order.confirming
+            and order.payment_status in (None, "requested"))
+
+
 class CheckoutService(OrderService):
     """The orders use cases of v1 and v2, and the checkout saga that both drive."""
 
@@ -174,6 +182,8 @@ class CheckoutService(OrderService):
                     order = self._authorize(order)
             if order.confirming:
                 order = self._finish(order)
+            elif order.status is OrderStatus.CONFIRMED and order.payment_status == "authorized":
+                order = self._capture_confirmed(order)
             if self._late(order):
                 order = self._give_up(order)
             if order.status is OrderStatus.CANCELLED:
@@ -244,19 +254,21 @@ class CheckoutService(OrderService):
             why = outcome.refused or (payment.status if payment else "refused")
 
             def declined(o: Order) -> None:
+                if not awaiting_authorisation(o):  # another pass got here first
+                    return
                 if payment is not None:
                     o.record_payment(payment.id, "declined", now)
-                if o.status in (OrderStatus.PENDING, OrderStatus.RESERVED) and not o.confirming:
-                    o.cancel_for(RejectionCode.PAYMENT_DECLINED, f"payment declined: {why}", now)
+                o.cancel_for(RejectionCode.PAYMENT_DECLINED, f"payment declined: {why}", now)
 
             order, _ = self._change(order.id, declined)
             log.info("order %s cancelled: payment declined (%s)", order.id, why)
             return order
 
         def authorized(o: Order) -> None:
+            if not awaiting_authorisation(o):  # another pass recorded it (and went on)
+                return
             o.record_payment(payment.id, "authorized", now)
-            if o.status is OrderStatus.RESERVED:
-                o.start_confirmation(payment.id, now)
+            o.start_confirmation(payment.id, now)
 
         changed, _ = self._change(order.id, authorized)
         log.info("order %s: payment %s authorised", order.id, payment.id)
@@ -286,10 +298,11 @@ class CheckoutService(OrderService):
             order, _ = self._change(order.id, lambda o: o.mark_committed(now)
                                     if o.confirming else None)
         if order.confirming and order.payment_status == "authorized":
-            order = self._capture(order)
-        if order.confirming and order.stock_committed and order.payment_status != "authorized":
+            order = self._capture(order)  # and confirms, in the same transaction
+        elif order.confirming and order.stock_committed:  # paid by the client (v1)
             now = self.clock()
             order, _ = self._change(order.id, lambda o: o.confirm(now) if o.confirming else None)
+        if order.status is OrderStatus.CONFIRMED:
             log.info("order %s confirmed with payment %s", order.id, order.payment_id)
             order = self._drive_follow_ups(order.id)
         return order
@@ -308,6 +321,8 @@ class CheckoutService(OrderService):
         return order
 
     def _capture(self, order: Order) -> Order:
+        """Capture the authorisation; the capture and the confirmation are recorded in one
+        transaction (a crash before it: the keyed capture is asked again and replayed)."""
         assert order.payment_id is not None
         payment_id = order.payment_id
         try:
@@ -323,8 +338,13 @@ class CheckoutService(OrderService):
                 RejectionCode.PAYMENT_FAILED, f"the payment could not be captured: "
                 f"{outcome.refused}", now) if o.confirming else None)
             return order
-        changed, _ = self._change(order.id,
-                                  lambda o: o.record_payment(payment_id, "captured", now))
+
+        def captured(o: Order) -> None:
+            o.record_payment(payment_id, "captured", now)
+            if o.confirming and o.stock_committed:
+                o.confirm(now)
+
+        changed, _ = self._change(order.id, captured)
         return changed
 
     def _give_up(self, order: Order) -> Order:

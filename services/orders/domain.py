@@ -209,6 +209,10 @@ PAYMENT_EVENTS: dict[str, str] = {
 }
 """The event type of each payment status the checkout records (others: PaymentRecorded)."""
 
+PAYMENT_ORDER: dict[str, int] = {"requested": 1, "declined": 2, "authorized": 2,
+                                 "captured": 3, "voided": 4, "refunded": 4}
+"""How far along each payment status is; :meth:`Order.record_payment` never goes back."""
+
 
 def _line_doc(line: OrderLine) -> dict[str, Any]:
     return {"product_id": line.product_id, "sku": line.sku, "name": line.name,
@@ -561,8 +565,15 @@ class Order:
         return self.cancel(now, code, detail)
 
     def record_payment(self, payment_id: str, status: str, now: datetime) -> None:
-        """What the payments service answered about the order's payment (v2 checkout)."""
+        """What the payments service answered about the order's payment (v2 checkout).
+
+        A payment only moves forward: an answer that would take it back (``authorized``
+        after ``captured``, say: a late answer to a step another pass already went past)
+        is ignored, as is one that changes nothing.
+        """
         if (payment_id, status) == (self.payment_id, self.payment_status):
+            return
+        if PAYMENT_ORDER.get(status, 0) < PAYMENT_ORDER.get(self.payment_status or "", 0):
             return
         amount, currency = self.amount_due
         self._raise(PAYMENT_EVENTS.get(status, "PaymentRecorded"), now, payment_id=payment_id,

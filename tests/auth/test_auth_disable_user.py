@@ -307,6 +307,33 @@ def test_disable_on_each_database(any_database_url: str,
         assert found is not None and found.id == user_id
 
 
+def test_the_revocation_lasts_as_long_as_the_tokens_even_across_a_second_boundary(
+        tmp_path: Path, migrated_db: Callable[[str, str], Database],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each clock reading one second later than the last (a slow machine straddling a
+    second boundary): the entry must still last ``token_lifetime`` after ``revoked_at``
+    (it was computed from an earlier reading than ``revoked_at``: one second short)."""
+    import itertools
+
+    from auth import accounts as accounts_module
+    from auth import store as store_module
+
+    monkeypatch.setenv("CHARTER_ENV", "development")
+    db = migrated_db("auth", f"sqlite:///{tmp_path / 'auth.db'}")
+    with db.session() as session:
+        user_id = accounts.create_user(session, "fay@example.com", "fay-password-1").id
+    ticks = itertools.count(1_800_000_000)
+    monkeypatch.setattr(store_module, "now", lambda: next(ticks))
+    monkeypatch.setattr(accounts_module, "now", lambda: next(ticks))
+    with db.session() as session:
+        accounts.disable_user(session, "fay@example.com", token_lifetime=930)
+    with db.session() as session:
+        entries = [e for e in revocations_since(session, -1, 0)
+                   if e.value == user_id]
+    assert len(entries) == 1
+    assert entries[0].until >= entries[0].revoked_at + 930
+
+
 def test_charter_users_disable_and_enable(app: Flask, client: FlaskClient, tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch,
                                           capsys: pytest.CaptureFixture[str]) -> None:

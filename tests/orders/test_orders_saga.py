@@ -290,3 +290,54 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.02)
+
+
+def test_a_stale_second_pass_never_takes_a_captured_order_back(
+        client: Any, auth: Auth, saga: CheckoutService, clock: SettableClock,
+        checkout_payments: FakeCheckoutPayments) -> None:
+    """Found by the chaos run: two passes got the (keyed, replayed) authorisation answer;
+    the late one recorded ``authorized`` on an order already confirmed and captured, and
+    nothing healed it. The late answer is ignored now, and a confirmed order whose
+    capture is still due is captured by the saga."""
+    stale: dict[str, Any] = {}
+    real = CheckoutService._authorize
+
+    def keep_a_stale_copy(self: CheckoutService, order: Any) -> Any:
+        stale["order"] = order.copy()
+        return real(self, order)
+
+    CheckoutService._authorize = keep_a_stale_copy  # type: ignore[method-assign]
+    try:
+        order = checkout(client, auth, EUR)
+    finally:
+        CheckoutService._authorize = real  # type: ignore[method-assign]
+    assert (order["status"], order["payment"]["status"]) == ("confirmed", "captured")
+    saga._authorize(stale["order"])  # the other pass, late, with the same keyed answer
+    after = read(client, auth, order["id"])
+    assert (after["status"], after["payment"]["status"]) == ("confirmed", "captured")
+    assert kinds(client, auth, order["id"]).count("payment.authorized") == 1
+    assert saga.resume_pending(clock.now()) == {}
+
+
+def test_a_confirmed_order_whose_capture_is_due_is_captured_by_the_saga(
+        saga: CheckoutService, db: Database, clock: SettableClock,
+        checkout_payments: FakeCheckoutPayments) -> None:
+    from services.orders.domain import Order, OrderLine
+    from services.orders.store import SqlOrderRepository
+
+    payment = checkout_payments.authorize("o-legacy", "alice", 500, "EUR", "tok_visa", "k-1")
+    assert payment.payment is not None
+    order = Order.place("o-legacy", "alice", [OrderLine(1, "S", "N", 250, "EUR", 2)], "EUR",
+                        clock.now())
+    order.request_checkout(clock.now())
+    order.mark_reserved(clock.now())
+    order.record_payment(payment.payment.id, "authorized", clock.now())
+    order.start_confirmation(payment.payment.id, clock.now())
+    order.mark_committed(clock.now())
+    order.confirm(clock.now())  # confirmed before its capture (an older version did that)
+    with db.write() as session:
+        SqlOrderRepository(session).add(order)
+    assert not saga.settled(saga._load("o-legacy"))
+    assert saga.resume_pending(clock.now()) == {"saga:confirmed": 1}
+    assert saga._load("o-legacy").payment_status == "captured"
+    assert saga.settled(saga._load("o-legacy"))

@@ -1,0 +1,1 @@
+"""The chaos run (``make chaos``): concurrent checkouts while services are killed."""
