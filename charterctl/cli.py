@@ -204,6 +204,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.rest)
 
 
+def cmd_messaging_declare(_args: argparse.Namespace) -> int:
+    from charterctl import runner
+
+    line = runner.declare_topology()
+    print(line)
+    return 0 if "declared on" in line else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``charter`` command."""
     parser = argparse.ArgumentParser(prog="charter", description=__doc__)
@@ -271,6 +279,12 @@ def build_parser() -> argparse.ArgumentParser:
     gov.register(sub)
     projections.register(sub)
     dlq.register(sub, known_queues=registry.consumer_queues)
+    messaging = sub.add_parser("messaging", help="the event topology").add_subparsers(
+        dest="messaging_cmd", required=True)
+    p = messaging.add_parser("declare", help="declare every consumer's queue, bindings, "
+                             "delay queues and DLQ (charter up does it; deployments run it "
+                             "before the services)")
+    p.set_defaults(func=cmd_messaging_declare)
     return parser
 
 

@@ -75,10 +75,10 @@ def select(only: str | None) -> list[Component]:
     return [c for c in COMPONENTS.values() if c.name in names]
 
 
-def consumer_queues() -> list[str]:
-    """The queue of every consumer on the platform: each component's
-    ``<package>.messaging.SUBSCRIPTIONS`` (a component without that module has none)."""
-    queues: list[str] = []
+def consumer_subscriptions() -> list[Any]:
+    """Every consumer's :class:`charter.messaging.broker.Subscription` on the platform:
+    each component's ``<package>.messaging.SUBSCRIPTIONS`` (none without that module)."""
+    found: list[Any] = []
     for comp in COMPONENTS.values():
         try:
             module = importlib.import_module(f"{comp.package}.messaging")
@@ -86,5 +86,10 @@ def consumer_queues() -> list[str]:
             if exc.name != f"{comp.package}.messaging":
                 raise
             continue
-        queues.extend(sub.queue for sub in getattr(module, "SUBSCRIPTIONS", ()))
-    return queues
+        found.extend(getattr(module, "SUBSCRIPTIONS", ()))
+    return found
+
+
+def consumer_queues() -> list[str]:
+    """The queue of every consumer on the platform (see :func:`consumer_subscriptions`)."""
+    return [sub.queue for sub in consumer_subscriptions()]

@@ -33,7 +33,7 @@ from prometheus_client import multiprocess
 from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
-from charterctl import pki, supervisor, workers
+from charterctl import pki, registry, supervisor, workers
 from charterctl.registry import Component
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -216,6 +216,31 @@ def _await_ready(sup: supervisor.Supervisor, batch: list[Component],
             time.sleep(0.2)
 
 
+def declare_topology() -> str:
+    """Declare every consumer's queue, bindings, delay queues and DLQ on the broker before
+    any component starts: an event published before its consumer first ran is then kept
+    in that queue instead of being dropped as unroutable (RabbitMQ drops what no queue is
+    bound for). Returns a line for the console; never raises for a broker that is down
+    (each consumer declares its own queues when it starts, as before)."""
+    from charter.messaging.broker import Broker, BrokerUnavailable
+
+    subscriptions = registry.consumer_subscriptions()
+    try:
+        broker = Broker.from_config()
+    except config.ConfigError as exc:
+        return f"messaging: not declared: {exc}"
+    try:
+        for sub in subscriptions:
+            broker.declare(sub)
+    except BrokerUnavailable as exc:
+        return (f"messaging: broker unavailable ({exc}); each consumer declares its queues "
+                "when it starts")
+    finally:
+        broker.close()
+    return (f"messaging: {len(subscriptions)} consumer queues declared on "
+            f"{broker.safe_url}")
+
+
 def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True,
        policy: supervisor.Policy | None = None) -> int:
     """Run and supervise the platform until interrupted; returns the process exit code.
@@ -230,6 +255,7 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
         return 2
     pki.ensure_pki()  # first start: a development CA and one certificate per service
     seeded = migrate(components, seed=seed) if migrate_first else []
+    print(f"charter: {declare_topology()}", flush=True)
     sup = supervisor.Supervisor(policy, status_path=status_path())
     sup.write_status()  # nothing running yet: never a previous run's pids
     stopping = False
