@@ -18,6 +18,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Final
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
@@ -31,6 +32,7 @@ from charter.db import Database
 from charter.messaging.broker import Broker, BrokerUnavailable, Subscription
 from charter.messaging.consumer import Consumer, Handler
 from charter.messaging.envelope import Envelope
+from charter.messaging.inbox import Inbox
 from charter.messaging.leader import LeaderLock, lead
 from charter.messaging.outbox import OUTBOX_WRITTEN, Outbox
 from charter.messaging.relay import OutboxRelay, describe_error
@@ -48,6 +50,25 @@ _ON = frozenset({"on", "1", "true", "yes"})
 METRIC_PREFIXES: Final = ("charter_outbox_", "charter_messages_consumed", "charter_message_",
                           "charter_dlq_", "charter_consumer_lag", "charter_messaging_")
 """Metric families :meth:`Messaging.collector` forwards to an app's ``/metrics``."""
+
+
+RETENTION_ENV: Final = "MESSAGING_RETENTION_DAYS"
+DEFAULT_RETENTION_DAYS: Final = 30
+
+
+def retention() -> timedelta:
+    """How long sent outbox rows and processed message ids are kept
+    (``MESSAGING_RETENTION_DAYS``, default 30, at least 1): longer than any redelivery or
+    DLQ replay can come, or a replayed message would be processed again."""
+    raw = (config.env(RETENTION_ENV) or str(DEFAULT_RETENTION_DAYS)).strip()
+    try:
+        days = int(raw)
+    except ValueError:
+        days = 0
+    if not 1 <= days <= 3650:
+        raise config.ConfigError(f"{RETENTION_ENV} must be a whole number of days from 1 to "
+                                 f"3650, not {raw!r}")
+    return timedelta(days=days)
 
 
 def enabled() -> bool:
@@ -168,10 +189,15 @@ class Messaging:
                  broker: Broker | Callable[[], Broker] | None = None,
                  lock: LeaderLock | None = None, registry: CollectorRegistry | None = None,
                  idle: float = 0.2, lead_interval: float = 1.0,
-                 ready_cache: float = 1.0, join_timeout: float = 10.0) -> None:
+                 ready_cache: float = 1.0, join_timeout: float = 10.0,
+                 inbox: Inbox | None = None, keep: timedelta | None = None,
+                 housekeeping_every: float = 3600.0) -> None:
         self.service = service
         self.db = db
         self.outbox = outbox
+        self.inbox = inbox
+        self.keep = keep or retention()
+        self.housekeeping_every = housekeeping_every
         self.consumes = tuple(consumes)
         queues = [c.subscription.queue for c in self.consumes]
         if len(set(queues)) != len(queues):
@@ -319,6 +345,10 @@ class Messaging:
                 threads.append(threading.Thread(
                     target=consumer.run, args=(inner,), daemon=True,
                     name=f"consumer-{consumes.subscription.queue}"))
+            if self.outbox is not None or self.inbox is not None:
+                threads.append(threading.Thread(
+                    target=self._housekeep, args=(inner,), daemon=True,
+                    name=f"housekeeping-{self.service}"))
             for thread in threads:
                 thread.start()
             self._leading.set()
@@ -332,6 +362,24 @@ class Messaging:
             self._join(threads)
             self._leading.clear()
             self._leader.set(0)
+
+    def _housekeep(self, stop: threading.Event) -> None:
+        """While leading: now and every ``housekeeping_every`` seconds, delete the outbox
+        rows sent and the message ids processed more than ``keep`` ago (never an unsent
+        row), so neither table grows without end."""
+        while True:
+            try:
+                with self.db.write() as session:
+                    sent = self.outbox.purge_sent(session, self.keep) if self.outbox else 0
+                    seen = self.inbox.purge(session, self.keep) if self.inbox else 0
+                if sent or seen:
+                    log.info("%s messaging: purged %d sent outbox rows and %d processed ids "
+                             "older than %s", self.service, sent, seen, self.keep)
+            except Exception as exc:  # noqa: BLE001 - the database may be busy: next time
+                log.warning("%s messaging housekeeping failed: %s", self.service,
+                            describe_error(exc))
+            if stop.wait(self.housekeeping_every):
+                return
 
     def _declare(self, leading: threading.Event) -> bool:
         """Declare every subscription, retrying with back-off; False if told to stop."""

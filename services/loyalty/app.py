@@ -24,7 +24,7 @@ from charter.serve import fails_fast
 from .messaging import SUBSCRIPTIONS, OrderEvents
 from .services import LoyaltyService
 from .settings import LoyaltyConfig, load_config
-from .store import SqlLoyaltyRepository, outbox
+from .store import SqlLoyaltyRepository, inbox, outbox
 
 NAME = "loyalty"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -69,7 +69,7 @@ def loyalty_messaging(db: Database, *, points_per_unit: int | None = None,
     relay of its replies; ``broker`` ``None`` = ``AMQP_URL`` (else, in development mode,
     the embedded broker). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
     handler = OrderEvents(db, points_per_unit)
-    return Messaging(NAME, db, outbox=outbox, broker=broker,
+    return Messaging(NAME, db, outbox=outbox, inbox=inbox, broker=broker,
                      consumes=[Consumes(sub, handler) for sub in SUBSCRIPTIONS], **options)
 
 

@@ -28,7 +28,7 @@ from .messaging import SUBSCRIPTIONS, EventNotifications
 from .ports import NotificationProvider
 from .services import NotificationService
 from .settings import load_config
-from .store import SqlNotificationRepository, idempotency_keys, outbox
+from .store import SqlNotificationRepository, idempotency_keys, inbox, outbox
 
 NAME = "notifications"
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
@@ -72,7 +72,7 @@ def notifications_messaging(db: Database, provider: NotificationProvider, *,
     of ``NotificationSent``; ``broker`` ``None`` = ``AMQP_URL`` (else, in development mode,
     the embedded broker). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
     handler = EventNotifications(db, provider)
-    return Messaging(NAME, db, outbox=outbox, broker=broker,
+    return Messaging(NAME, db, outbox=outbox, inbox=inbox, broker=broker,
                      consumes=[Consumes(sub, handler) for sub in SUBSCRIPTIONS], **options)
 
 

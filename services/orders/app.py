@@ -49,7 +49,7 @@ from .ports import (
 from .saga_runner import SagaRunner, ThreadSagaRunner
 from .services import OrderService
 from .settings import OrdersConfig, load_config
-from .store import SqlOrderRepository, idempotency_keys, outbox
+from .store import SqlOrderRepository, idempotency_keys, inbox, outbox
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def orders_messaging(db: Database, *, consumes: Sequence[Consumes] = (),
     run by the worker holding ``orders-messaging``; ``broker`` ``None`` = ``AMQP_URL``
     (else, in development mode, the embedded broker). ``options``: see
     :class:`charter.messaging.runtime.Messaging`."""
-    return Messaging(NAME, db, outbox=outbox, consumes=consumes, broker=broker,
+    return Messaging(NAME, db, outbox=outbox, inbox=inbox, consumes=consumes, broker=broker,
                      **options)
 
 
