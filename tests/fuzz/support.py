@@ -153,11 +153,39 @@ def schema_config(doc: dict[str, Any]) -> SchemathesisConfig:
     })
 
 
+def unreachable(doc: dict[str, Any]) -> list[str]:
+    """operationIds of internal operations that none of their ``x-internal-callers`` may
+    call: no caller's OAuth client holds the scopes (the dependency manifest says who
+    calls what). Only a deprecated operation may be one (``test_fuzz`` checks it): it is
+    left out of the fuzzing, as no platform identity could send it a request."""
+    from charter import dependencies
+
+    manifest = dependencies.load()
+    found = []
+    for item in doc.get("paths", {}).values():
+        for method in HTTP_METHODS:
+            op = item.get(method)
+            if op is None:
+                continue
+            callers = op.get("x-internal-callers", item.get("x-internal-callers", ()))
+            security = _security(doc, op)
+            if not callers or security is None:
+                continue
+            held = [frozenset(manifest.client_scopes(c)) if c in manifest.services else
+                    frozenset() for c in callers]
+            if not any(required <= scopes for required in security for scopes in held):
+                found.append(str(op["operationId"]))
+    return found
+
+
 def load_schema(api: str, version: str) -> schemathesis.schemas.BaseSchema:
-    """The bundled spec (``charter.specs``) as a Schemathesis schema."""
+    """The bundled spec (``charter.specs``) as a Schemathesis schema, without the
+    :func:`unreachable` operations."""
     register_formats()
     doc = specs.load(api, version)
-    return schemathesis.openapi.from_dict(doc, config=schema_config(doc))
+    schema = schemathesis.openapi.from_dict(doc, config=schema_config(doc))
+    gone = unreachable(doc)
+    return schema.exclude(operation_id=gone) if gone else schema
 
 
 @dataclass

@@ -36,6 +36,7 @@ from tests.fuzz.support import (
     load_schema,
     register_auth,
     spec_files,
+    unreachable,
 )
 
 pytestmark = pytest.mark.e2e
@@ -141,6 +142,24 @@ for _api, _version in spec_files():
     globals()[_name] = _stateless
     if _stateful is not None:
         globals()[f"{_name}_stateful"] = _stateful
+
+
+def test_only_known_operations_are_left_out() -> None:
+    """An internal operation no platform identity may call is left out of the fuzzing:
+    the three superseded by events (and so deprecated), and loyalty's
+    ``reverse_redemption``, declared for orders, which redeems no points yet. Any other
+    would be a mistake in a spec or in the dependency manifest."""
+    found = {}
+    for api, version in spec_files():
+        doc = specs.load(api, version)
+        deprecated = {op["operationId"] for item in doc.get("paths", {}).values()
+                      for method, op in item.items()
+                      if method in HTTP_METHODS and op.get("deprecated")}
+        for operation_id in unreachable(doc):
+            found[operation_id] = (api, operation_id in deprecated)
+    assert found == {"create_award": ("loyalty", True), "reverse_award": ("loyalty", True),
+                     "send_notification": ("notifications", True),
+                     "reverse_redemption": ("loyalty", False)}
 
 
 def test_every_check_is_on() -> None:
