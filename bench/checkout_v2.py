@@ -26,7 +26,7 @@ from bench.stats import Result, percentile
 PLACE = "/orders/v2/orders"
 TERMINAL = frozenset({"confirmed", "cancelled"})
 PAYMENT_METHOD = {"type": "token", "token": "tok_visa"}
-POLL_INTERVAL = 0.01  # seconds between two reads of a pending order
+POLL_INTERVAL = 0.05  # seconds between two reads of a pending order (see bench/README.md)
 TIMEOUT = 30.0  # seconds from POST to a final status, per checkout
 
 
