@@ -230,21 +230,29 @@ def _measure_on(platform: Platform, stack: ExitStack, work: Path, quick: bool,
     print(f"  checkout: {checkout_result.rps:.1f}/s p50 {checkout_result.p50_ms:.0f} ms "
           f"p99 {checkout_result.p99_ms:.0f} ms errors {checkout_result.errors}", flush=True)
 
-    print(f"bench: {checkouts} v2 checkouts by 20 concurrent clients (POST, then poll every "
-          f"{poll_interval * 1000:g} ms until final)…", flush=True)
-    v2 = checkout_v2.run(platform.url("gateway"), alice,
-                         checkout_products(platform, checkouts), 20, checkouts,
-                         poll_interval=poll_interval)
-    problems += [f"checkout_v2: {e}" for e in v2.errors[:10]]
-    if v2.cancelled:  # every product chosen has the stock: a cancellation is a failure
-        problems.append(f"checkout_v2: {v2.cancelled} of {v2.result.requests} orders ended "
-                        "cancelled although the stock was there")
-    if v2.result.requests + v2.result.errors != checkouts:
-        problems.append(f"checkout_v2: {v2.result.requests} finished and {v2.result.errors} "
-                        f"failed of {checkouts}")
-    print(f"  checkout_v2: {v2.result.rps:.1f}/s p50 {v2.result.p50_ms:.0f} ms "
-          f"p99 {v2.result.p99_ms:.0f} ms errors {v2.result.errors} "
-          f"cancelled {v2.cancelled}", flush=True)
+    def v2_figure(name: str, users: int, total: int, wait: int) -> checkout_v2.V2Run:
+        how = (f"POST with Prefer: wait={wait}" if wait else
+               f"POST, then poll every {poll_interval * 1000:g} ms until final")
+        print(f"bench: {total} v2 checkouts by {users} concurrent client(s) ({how})…",
+              flush=True)
+        run = checkout_v2.run(platform.url("gateway"), alice,
+                              checkout_products(platform, total), users, total,
+                              poll_interval=poll_interval, wait=wait, name=name)
+        problems.extend(f"{name}: {e}" for e in run.errors[:10])
+        if run.cancelled:  # every product chosen has the stock: a cancellation is a failure
+            problems.append(f"{name}: {run.cancelled} of {run.result.requests} orders ended "
+                            "cancelled although the stock was there")
+        if run.result.requests + run.result.errors != total:
+            problems.append(f"{name}: {run.result.requests} finished and "
+                            f"{run.result.errors} failed of {total}")
+        print(f"  {name} @{users}: {run.result.rps:.1f}/s p50 {run.result.p50_ms:.0f} ms "
+              f"p99 {run.result.p99_ms:.0f} ms errors {run.result.errors} "
+              f"cancelled {run.cancelled}", flush=True)
+        return run
+
+    v2_wait = v2_figure("checkout_v2_wait", 20, checkouts, checkout_v2.WAIT)
+    v2 = v2_figure("checkout_v2", 20, checkouts, 0)
+    v2_single = v2_figure("checkout_v2_wait", 1, max(10, checkouts // 4), checkout_v2.WAIT)
 
     basic = base64.b64encode(f"demo-cli:{platform.secret('DEMO_CLI_SECRET')}".encode())
     token_headers = {"Authorization": f"Basic {basic.decode()}",
@@ -260,7 +268,8 @@ def _measure_on(platform: Platform, stack: ExitStack, work: Path, quick: bool,
              "checkout_v2_timeout_s": checkout_v2.TIMEOUT,
              "load_generators": {"http": "wrk -t1 --latency (Lua status counts)",
                                  "mtls": "bench.tlsload (asyncio+uvloop, 2 processes)"}}
-    return report.summary(results, checkout_result, v2.result, tokens, extra), problems
+    return report.summary(results, checkout_result, v2.result, tokens, extra,
+                          v2_wait=v2_wait.result, v2_single=v2_single.result), problems
 
 
 if __name__ == "__main__":

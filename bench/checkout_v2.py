@@ -27,6 +27,7 @@ PLACE = "/orders/v2/orders"
 TERMINAL = frozenset({"confirmed", "cancelled"})
 PAYMENT_METHOD = {"type": "token", "token": "tok_visa"}
 POLL_INTERVAL = 0.05  # seconds between two reads of a pending order (see bench/README.md)
+WAIT = 5  # seconds of ``Prefer: wait`` the waiting client asks for (the service's cap)
 TIMEOUT = 30.0  # seconds from POST to a final status, per checkout
 
 
@@ -72,15 +73,26 @@ def order_url(response: httpx.Response, order_id: str) -> httpx.URL:
 
 
 async def checkout(http: httpx.AsyncClient, product_id: int, *,
-                   poll_interval: float = POLL_INTERVAL, timeout: float = TIMEOUT) -> str:
+                   poll_interval: float = POLL_INTERVAL, timeout: float = TIMEOUT,
+                   wait: int = 0) -> str:
     """One v2 checkout of one unit of ``product_id``, followed to its final status (which
-    it returns); raises :class:`CheckoutFailed` on any unexpected answer or on timeout."""
+    it returns); raises :class:`CheckoutFailed` on any unexpected answer or on timeout.
+
+    ``wait`` > 0 sends ``Prefer: wait=<wait>``: the answer comes when the saga settled
+    (or the time is up; then the client polls as without it)."""
     deadline = time.monotonic() + timeout
+    headers = {"Idempotency-Key": f"bench-v2-{uuid.uuid4().hex}"}
+    if wait:
+        headers["Prefer"] = f"wait={wait}"
     response = await http.post(
         PLACE, json={"items": [{"product_id": product_id, "quantity": 1}],
                      "currency": "EUR", "payment_method": PAYMENT_METHOD},
-        headers={"Idempotency-Key": f"bench-v2-{uuid.uuid4().hex}"})
+        headers=headers)
     placed = _order(response, 202, f"POST {PLACE}")
+    if wait and response.headers.get("preference-applied") != f"wait={wait}" \
+            and placed["status"] not in TERMINAL:
+        raise CheckoutFailed(f"POST {PLACE}: Prefer: wait={wait} neither applied nor final "
+                             f"(Preference-Applied: {response.headers.get('preference-applied')})")
     order_id = str(placed["id"])
     url = order_url(response, order_id)
     status = str(placed["status"])
@@ -96,7 +108,7 @@ async def checkout(http: httpx.AsyncClient, product_id: int, *,
 
 
 async def _run(gateway: str, token: str, products: list[int], users: int, total: int,
-               poll_interval: float, timeout: float
+               poll_interval: float, timeout: float, wait: int
                ) -> tuple[list[float], Counter[str], list[str], float]:
     latencies: list[float] = []
     finals: Counter[str] = Counter()
@@ -111,7 +123,7 @@ async def _run(gateway: str, token: str, products: list[int], users: int, total:
                 began = time.perf_counter()
                 try:
                     status = await checkout(http, next(ids), poll_interval=poll_interval,
-                                            timeout=timeout)
+                                            timeout=timeout, wait=wait)
                 except (CheckoutFailed, httpx.HTTPError, ValueError) as exc:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     continue
@@ -124,15 +136,17 @@ async def _run(gateway: str, token: str, products: list[int], users: int, total:
 
 
 def run(gateway: str, token: str, products: list[int], users: int = 20, total: int = 200,
-        *, poll_interval: float = POLL_INTERVAL, timeout: float = TIMEOUT) -> V2Run:
+        *, poll_interval: float = POLL_INTERVAL, timeout: float = TIMEOUT,
+        wait: int = 0, name: str = "checkout_v2") -> V2Run:
     """``total`` v2 checkouts by ``users`` concurrent clients through ``gateway``, spread
-    over ``products`` (one unit each); the figure, final statuses and errors."""
+    over ``products`` (one unit each); the figure, final statuses and errors. ``wait``:
+    see :func:`checkout`."""
     if not products:
         raise ValueError("no product to check out")
     latencies, finals, errors, seconds = asyncio.run(
-        _run(gateway, token, products, users, total, poll_interval, timeout))
+        _run(gateway, token, products, users, total, poll_interval, timeout, wait))
     latencies.sort()
-    result = Result(name="checkout_v2", connections=users, requests=len(latencies),
+    result = Result(name=name, connections=users, requests=len(latencies),
                     seconds=seconds, rps=len(latencies) / seconds if seconds else 0.0,
                     p50_ms=percentile(latencies, 0.5) * 1000,
                     p99_ms=percentile(latencies, 0.99) * 1000, errors=len(errors),

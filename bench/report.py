@@ -41,9 +41,19 @@ def _ratio(a: float, b: float) -> float:
 
 
 def summary(results: list[Result], checkout: Result, checkout_v2: Result, tokens: Result,
-            extra: dict[str, Any]) -> dict[str, Any]:
+            extra: dict[str, Any], *, v2_wait: Result | None = None,
+            v2_single: Result | None = None) -> dict[str, Any]:
     """The headline figures (at :data:`PRIMARY` connections; ratios from this run only).
-    ``checkout_v2.statuses`` counts the final order statuses (``confirmed``/``cancelled``)."""
+    ``checkout_v2.statuses`` counts the final order statuses (``confirmed``/``cancelled``);
+    ``checkout_v2`` polls, ``v2_wait`` asks ``Prefer: wait`` at the same concurrency and
+    ``v2_single`` is one waiting client (the saga's latency without queueing)."""
+    waits = {}
+    for key, run in (("checkout_v2_wait", v2_wait), ("checkout_v2_single", v2_single)):
+        if run is not None:
+            waits.update({f"{key}_rps": round(run.rps, 2), f"{key}_p50_ms": round(run.p50_ms, 1),
+                          f"{key}_p99_ms": round(run.p99_ms, 1),
+                          f"{key}_count": run.requests, f"{key}_errors": run.errors,
+                          f"{key}_cancelled": run.statuses.get("cancelled", 0)})
     governed = _at(results, "governed_read")
     direct = _at(results, "direct_read")
     fastapi = _at(results, "fastapi_jwt")
@@ -80,11 +90,14 @@ def summary(results: list[Result], checkout: Result, checkout_v2: Result, tokens
         "checkout_v2_count": checkout_v2.requests,
         "checkout_v2_errors": checkout_v2.errors,
         "checkout_v2_cancelled": checkout_v2.statuses.get("cancelled", 0),
+        **waits,
         "token_issuance_rps": round(tokens.rps, 1),
         "token_issuance_p99_ms": round(tokens.p99_ms, 2),
         "non_2xx_total": sum(r.non_2xx for r in [*results, tokens]),
         **extra,
-        "runs": [r.as_dict() for r in [*results, checkout, checkout_v2, tokens]],
+        "runs": [r.as_dict() for r in [*results, checkout,
+                                        *(r for r in (v2_wait, v2_single) if r is not None),
+                                        checkout_v2, tokens]],
     }
 
 
@@ -96,6 +109,8 @@ LABELS = {
     "plain_flask": "peer: plain Flask, gunicorn 2 × 4 threads, no auth",
     "checkout": "checkout: order → payment → confirm, as alice (checkouts/s)",
     "checkout_v2": "checkout v2: POST → poll until confirmed/cancelled, as alice (checkouts/s)",
+    "checkout_v2_wait": "checkout v2: POST with Prefer: wait → final status, as alice "
+                        "(checkouts/s)",
     "token_issuance": "token issuance, client credentials at auth",
 }
 
@@ -119,7 +134,10 @@ def table(doc: dict[str, Any]) -> str:
               f"{doc.get('checkout_v2_poll_ms', '?')} ms): {doc['checkout_v2_count']} "
               f"finished, **{doc['checkout_v2_cancelled']} cancelled**, "
               f"{doc['checkout_v2_errors']} errors; p99 **{doc['checkout_v2_p99_ms']:,.1f} ms**"
-              " (target ≤ 150 ms, floor ≤ 2 s).",
+              " (target ≤ 150 ms, floor ≤ 2 s)."
+              + (f" With `Prefer: wait`: p99 **{doc['checkout_v2_wait_p99_ms']:,.1f} ms** at "
+                 f"{doc['connections']} clients, {doc['checkout_v2_single_p99_ms']:,.1f} ms for "
+                 "one client alone." if "checkout_v2_wait_p99_ms" in doc else ""),
               f"{doc['date']} · {m['cores']} cores · {m['cpu_model']} · "
               f"{'quick' if doc['quick'] else 'full'} run, {doc['seconds_per_figure']} s "
               "per figure"]

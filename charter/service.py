@@ -202,6 +202,7 @@ def create_app(
     enforce_callers: bool | None = None,
     clock: Callable[[], datetime] | None = None,
     messaging: Messaging | None = None,
+    threads: int = wsgi_bridge.DEFAULT_THREADS,
 ) -> connexion.FlaskApp:
     """Build a service's Connexion app from ``openapi/<name>/<version>.yaml``.
 
@@ -218,7 +219,8 @@ def create_app(
 
     ``messaging`` (:class:`charter.messaging.runtime.Messaging`, not started here: the
     ASGI factory starts it) adds the readiness check ``broker`` and its metrics to
-    ``/metrics``, and is kept on the :class:`ServiceContext`.
+    ``/metrics``, and is kept on the :class:`ServiceContext`. ``threads``: the request
+    threads per process (:mod:`charter.wsgi_bridge`).
     """
     verifier = verifier or default_verifier()
     app = connexion.FlaskApp(name)
@@ -244,7 +246,7 @@ def create_app(
     ctx = ServiceContext(name=name, db=db, deps=deps or {}, checks=checks,
                          messaging=messaging)
     flask_app = app.app
-    wsgi_bridge.install(app)  # one thread hand-off per request, not a2wsgi's streaming
+    wsgi_bridge.install(app, threads)  # one thread hand-off per request, not a2wsgi's streaming
     flask_app.extensions["charter"] = ctx
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
     registry = CollectorRegistry()

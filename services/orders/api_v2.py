@@ -11,6 +11,7 @@ from typing import Any
 
 from flask import request
 
+from charter import prefer
 from charter.clock import rfc3339
 from charter.service import context
 
@@ -19,6 +20,9 @@ from .domain import Order, OrderEvent, OrderStatus, RejectionCode
 from .services import Answer, Caller, PlaceRequest
 
 BASE = "/v2"
+MAX_WAIT = 5.0
+"""Seconds a checkout answer may wait for the saga (``Prefer: wait=N``, N capped here;
+well inside the gateway's upstream timeout)."""
 
 STATUS = {
     OrderStatus.PENDING: "pending",
@@ -95,10 +99,12 @@ def event_json(event: OrderEvent) -> dict[str, Any]:
             "occurred_at": rfc3339(event.occurred_at), "data": event.data}
 
 
-def _answer(answer: Answer, *, with_location: bool = False) -> Any:
+def _answer(answer: Answer, *, with_location: bool = False, waited: float = 0.0) -> Any:
     headers: dict[str, str] = {}
     if with_location:
         headers["Location"] = f"{BASE}/orders/{answer.order.id}"
+    if answer.waited:
+        headers["Preference-Applied"] = prefer.applied(waited)
     if answer.replayed:
         headers["Idempotent-Replayed"] = "true"
     return order_json(answer.order), answer.status, headers
@@ -107,9 +113,10 @@ def _answer(answer: Answer, *, with_location: bool = False) -> Any:
 # -- operations -------------------------------------------------------------------------
 def place_order(body: dict[str, Any], token_info: dict[str, Any]) -> Any:
     method = str(body["payment_method"]["token"])
+    wait = prefer.wait_seconds(request.headers.get("Prefer"), limit=MAX_WAIT)
     answer = _svc().checkout(_caller(token_info), _idempotency_key(),
-                             PlaceRequest.from_body(body), method)
-    return _answer(answer, with_location=True)
+                             PlaceRequest.from_body(body), method, wait=wait)
+    return _answer(answer, with_location=True, waited=wait)
 
 
 def list_orders(token_info: dict[str, Any], cursor: str | None = None, limit: int = 20,

@@ -32,6 +32,7 @@ from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
 from charter.service import configure_logging
 from charter.service import create_app as create_service_app
+from charter.wsgi_bridge import DEFAULT_THREADS
 from services.catalog_client.client import HttpCatalogClient
 
 from .checkout import CheckoutService
@@ -109,6 +110,7 @@ def create_app(
         deps={"orders": service},
         clock=clock,
         messaging=messaging,
+        threads=DEFAULT_THREADS + settings.orders_max_waiting,  # waiting checkouts' own
     )
 
 
@@ -245,8 +247,10 @@ def create_asgi() -> connexion.FlaskApp:
     db = Database(config.database_url(NAME))
     messaging = orders_messaging(db, consumes=[
         Consumes(sub, OrderReplies(db)) for sub in SUBSCRIPTIONS]) if runtime.enabled() else None
+    settings = OrdersConfig.parse()
     runner = ThreadSagaRunner(lambda order: checkout_service(app).settled(order),
-                              workers=OrdersConfig.parse().orders_saga_workers)
+                              workers=settings.orders_saga_workers,
+                              max_waiting=settings.orders_max_waiting)
     app = create_app(db=db, messaging=messaging, runner=runner)
     start_recovery(order_service(app), recovery_interval())
     start_purger(db, idempotency_keys, name=NAME)  # expired idempotency keys

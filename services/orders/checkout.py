@@ -149,16 +149,24 @@ class CheckoutService(OrderService):
         self.runner: SagaRunner = runner or InlineSagaRunner()
 
     # -- checkout ------------------------------------------------------------------------
-    def checkout(self, caller: Caller, key: str, request: PlaceRequest, method: str) -> Answer:
+    def checkout(self, caller: Caller, key: str, request: PlaceRequest, method: str,
+                 *, wait: float = 0.0) -> Answer:
         """Place the order (its stock reserved now when the catalog answers), then hand it
-        to the saga, which pays and confirms it (or compensates): 202 at once."""
+        to the saga, which pays and confirms it (or compensates): 202 at once, or — with
+        ``wait`` seconds (``Prefer: wait``) — once the saga settled or the time is up
+        (``Answer.waited``: the wait was honoured)."""
         try:
             answer = self.place(caller, key, request, operation=V2_PLACE,
                                 also={"payment_method": method}, checkout_method=method)
         except Rejected as rejected:  # v2: a final ``cancelled`` order, not a problem
-            return Answer(rejected.order, 202, rejected.replayed)
-        self.runner.submit(answer.order.id, self.advance)
-        return Answer(self._load(answer.order.id), 202, answer.replayed)
+            return Answer(rejected.order, 202, rejected.replayed, waited=wait > 0)
+        if wait <= 0:
+            self.runner.submit(answer.order.id, self.advance)
+            return Answer(self._load(answer.order.id), 202, answer.replayed)
+        waited, settled = self.runner.submit_and_wait(answer.order.id, self.advance, wait)
+        if settled is not None and self.settled(settled):
+            return Answer(settled, 202, answer.replayed, waited=waited)
+        return Answer(self._load(answer.order.id), 202, answer.replayed, waited=waited)
 
     def advance(self, order_id: str) -> Order:
         """One pass of the checkout saga: every step the services allow now, in order;

@@ -39,15 +39,38 @@ class SagaRunner(Protocol):
         """Run a pass for ``order_id`` (now or soon); never raises for the pass."""
         ...
 
+    def submit_and_wait(self, order_id: str, advance: Advance, timeout: float
+                        ) -> tuple[bool, Order | None]:
+        """:meth:`submit`, then wait up to ``timeout`` seconds for a pass that settles the
+        saga. Whether it waited at all (a runner may refuse to), and the settling pass's
+        order (``None``: not settled in time)."""
+        ...
+
 
 class InlineSagaRunner:
     """Runs the pass now, in the caller's thread (one pass: no re-runs)."""
 
     def submit(self, order_id: str, advance: Advance) -> None:
+        self.submit_and_wait(order_id, advance, 0.0)
+
+    def submit_and_wait(self, order_id: str, advance: Advance, timeout: float
+                        ) -> tuple[bool, Order | None]:
+        """Always waits (the pass runs here): its order, ``None`` if it failed."""
         try:
-            advance(order_id)
+            return True, advance(order_id)
         except Exception:  # the pass failed: recovery runs it again
             log.exception("saga pass for order %s failed", order_id)
+            return True, None
+
+
+class _Waiter:
+    """A caller waiting for an order's saga to settle."""
+
+    __slots__ = ("done", "order")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.order: Order | None = None
 
 
 class ThreadSagaRunner:
@@ -61,8 +84,11 @@ class ThreadSagaRunner:
 
     def __init__(self, settled: Callable[[Order], bool], *, workers: int = 8,
                  delays: Sequence[float] = RETRY_DELAYS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_waiting: int = 16) -> None:
         self._settled = settled
+        self._max_waiting = max_waiting
+        self._waiters: dict[str, list[_Waiter]] = {}
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="saga")
         self._delays = tuple(delays)
         self._clock = clock
@@ -87,13 +113,47 @@ class ThreadSagaRunner:
         context = contextvars.copy_context()  # the request's correlation id goes along
         self._pool.submit(context.run, self._run, order_id, advance)
 
+    def submit_and_wait(self, order_id: str, advance: Advance, timeout: float
+                        ) -> tuple[bool, Order | None]:
+        """Waits on a pass of a pool thread; does not wait when ``max_waiting`` callers
+        already do (each holds a request thread: the rest answer at once)."""
+        waiter: _Waiter | None = None
+        if timeout > 0:
+            with self._lock:
+                if not self._stopped and \
+                        sum(map(len, self._waiters.values())) < self._max_waiting:
+                    waiter = _Waiter()
+                    self._waiters.setdefault(order_id, []).append(waiter)
+        self.submit(order_id, advance)
+        if waiter is None:
+            return False, None
+        waiter.done.wait(timeout)
+        with self._lock:
+            waiting = self._waiters.get(order_id, [])
+            if waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._waiters[order_id]
+        return True, waiter.order
+
+    def waiting(self) -> int:
+        """Callers waiting for a saga to settle in this process."""
+        with self._lock:
+            return sum(map(len, self._waiters.values()))
+
     def _run(self, order_id: str, advance: Advance) -> None:
         settled = False
+        order: Order | None = None
         try:
-            settled = self._settled(advance(order_id))
+            order = advance(order_id)
+            settled = self._settled(order)
         except Exception:
             log.exception("saga pass for order %s failed", order_id)
         with self._lock:
+            if settled:
+                for waiter in self._waiters.pop(order_id, []):
+                    waiter.order = order
+                    waiter.done.set()
             again = self._running.pop(order_id, False)
             if settled and not again:
                 self._attempts.pop(order_id, None)
@@ -127,3 +187,8 @@ class ThreadSagaRunner:
             self._stopped = True
             self._wake.notify_all()
         self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:  # nobody waits for a pass that will not run
+            for waiters in self._waiters.values():
+                for waiter in waiters:
+                    waiter.done.set()
+            self._waiters.clear()

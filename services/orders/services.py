@@ -133,6 +133,7 @@ class Answer:
     order: Order
     status: int
     replayed: bool = False
+    waited: bool = False  # a ``Prefer: wait`` was honoured
 
 
 class Rejected(Exception):

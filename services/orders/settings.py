@@ -13,8 +13,9 @@ class OrdersConfig(ComponentSettings):
     """``ORDERS_CLIENT_SECRET`` (required outside development mode), ``<SERVICE>_TIMEOUT``
     seconds per dependency, ``ORDERS_RECOVERY_INTERVAL`` (0 = recover only at start),
     ``ORDERS_CHECKOUT_DEADLINE`` (seconds a checkout may wait for unreachable services
-    before it is compensated) and ``ORDERS_SAGA_WORKERS`` (checkouts run at once per
-    process)."""
+    before it is compensated), ``ORDERS_SAGA_WORKERS`` (checkouts run at once per
+    process) and ``ORDERS_MAX_WAITING`` (checkout requests per process that may wait for
+    their saga, ``Prefer: wait``; each holds a request thread)."""
 
     component: ClassVar[str] = "orders"
     required_secrets: ClassVar[tuple[str, ...]] = ("orders_client_secret",)
@@ -28,6 +29,7 @@ class OrdersConfig(ComponentSettings):
     exchange_timeout: float = Field(2.0, gt=0, allow_inf_nan=False)
     orders_checkout_deadline: float = Field(60.0, gt=0, allow_inf_nan=False)
     orders_saga_workers: int = Field(8, ge=1, le=64)
+    orders_max_waiting: int = Field(16, ge=0, le=256)
 
 
 def load_config() -> OrdersConfig:

@@ -23,7 +23,8 @@ POSITIVE = ("governed_read_rps", "governed_read_p50_ms", "governed_read_p99_ms",
             "direct_read_rps", "fastapi_jwt_rps", "ratio_to_fastapi", "plain_flask_rps",
             "ratio_to_plain_flask", "checkout_p99_ms", "mtls_client_ceiling_rps",
             "token_issuance_rps", "checkouts_per_s", "checkout_v2_rps",
-            "checkout_v2_p50_ms", "checkout_v2_p99_ms")
+            "checkout_v2_p50_ms", "checkout_v2_p99_ms", "checkout_v2_wait_rps",
+            "checkout_v2_wait_p99_ms", "checkout_v2_single_rps", "checkout_v2_single_p99_ms")
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,12 @@ def test_quick_bench_writes_every_figure_and_prints_the_table(tmp_path: Path) ->
     [v2] = [r for r in doc["runs"] if r["name"] == "checkout_v2"]
     assert v2["statuses"] == {"confirmed": 20} and v2["connections"] == 20
     assert doc["checkout_v2_p50_ms"] <= doc["checkout_v2_p99_ms"]
+    # Prefer: wait — 20 clients, then one alone; every checkout confirmed
+    assert (doc["checkout_v2_wait_count"], doc["checkout_v2_wait_errors"],
+            doc["checkout_v2_wait_cancelled"]) == (20, 0, 0)
+    assert (doc["checkout_v2_single_count"], doc["checkout_v2_single_errors"]) == (10, 0)
+    waits = sorted(r["connections"] for r in doc["runs"] if r["name"] == "checkout_v2_wait")
+    assert waits == [1, 20]
     assert doc["machine"]["cores"] > 0 and doc["machine"]["cpu_model"]
     assert doc["date"]
     assert {r["name"] for r in doc["runs"]} >= {"governed_read", "direct_read", "fastapi_jwt",

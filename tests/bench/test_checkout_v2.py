@@ -201,6 +201,49 @@ def test_the_report_carries_the_v2_keys_and_table_row() -> None:
     assert "**2 cancelled**" in table and "p99 **180.2 ms**" in table
 
 
+def test_a_waiting_client_sends_prefer_and_reads_nothing_when_the_answer_is_final() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        response = _placed(order_status="confirmed")
+        response.headers["Preference-Applied"] = "wait=5"
+        return response
+
+    async def go() -> str:
+        async with _mock_client(handler) as http:
+            return await checkout_v2.checkout(http, 1, poll_interval=0.001, timeout=2, wait=5)
+    assert asyncio.run(go()) == "confirmed"
+    assert [(r.method, r.headers.get("prefer")) for r in seen] == [("POST", "wait=5")]
+
+
+def test_a_wait_neither_applied_nor_final_is_a_failure() -> None:
+    async def go() -> str:
+        async with _mock_client(lambda request: _placed()) as http:
+            return await checkout_v2.checkout(http, 1, poll_interval=0.001, timeout=2, wait=5)
+    with pytest.raises(checkout_v2.CheckoutFailed, match="neither applied nor final"):
+        asyncio.run(go())
+
+
+def test_the_report_carries_the_waiting_figures() -> None:
+    reads = [_result(n) for n in ("governed_read", "direct_read", "fastapi_jwt",
+                                  "plain_flask", "mtls_client_ceiling")]
+    wait = _result("checkout_v2_wait", rps=30.0, p50=500.0, p99=900.0,
+                   statuses={"confirmed": 10})
+    single = Result(name="checkout_v2_wait", connections=1, requests=5, seconds=1.0, rps=15.0,
+                    p50_ms=60.0, p99_ms=110.0, statuses={"confirmed": 5})
+    doc = report.summary(reads, _result("checkout"), _result("checkout_v2"),
+                         _result("token_issuance"),
+                         {"catalog_workers": 2, "quick": True, "seconds_per_figure": 1.5},
+                         v2_wait=wait, v2_single=single)
+    assert (doc["checkout_v2_wait_p99_ms"], doc["checkout_v2_single_p99_ms"]) == (900.0, 110.0)
+    assert doc["checkout_v2_single_count"] == 5 and doc["checkout_v2_wait_cancelled"] == 0
+    table = report.table(doc)
+    assert "| checkout v2: POST with Prefer: wait → final status, as alice (checkouts/s) | 1 |" \
+        in table
+    assert "With `Prefer: wait`: p99 **900.0 ms** at 20 clients, 110.0 ms for one" in table
+
+
 def _catalog(var: Path, stock: list[tuple[int, int, str]]) -> Platform:
     var.mkdir()
     db = sqlite3.connect(var / "catalog.db")

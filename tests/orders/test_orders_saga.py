@@ -341,3 +341,112 @@ def test_a_confirmed_order_whose_capture_is_due_is_captured_by_the_saga(
     assert saga.resume_pending(clock.now()) == {"saga:confirmed": 1}
     assert saga._load("o-legacy").payment_status == "captured"
     assert saga.settled(saga._load("o-legacy"))
+
+
+# -- Prefer: wait (RFC 7240) -----------------------------------------------------------
+def threaded_app(db: Database, tokens: TokenFactory, catalog: InMemoryCatalog,
+                 cart: InMemoryCart, payments: InMemoryPayments,
+                 checkout_payments: FakeCheckoutPayments, exchange: InMemoryExchange,
+                 **runner_options: Any) -> tuple[Any, ThreadSagaRunner]:
+    """The app with the service's threaded runner (what ``create_asgi`` builds)."""
+    holder: dict[str, CheckoutService] = {}
+    runner = ThreadSagaRunner(lambda order: holder["saga"].settled(order), workers=2,
+                              delays=(0.05, 0.1), **runner_options)
+    app = create_app(db=db, verifier=tokens.verifier(), catalog=catalog, cart=cart,
+                     payments=payments, checkout_payments=checkout_payments,
+                     exchange=exchange, runner=runner)
+    holder["saga"] = checkout_service(app)
+    return app, runner
+
+
+def test_prefer_wait_answers_with_the_final_order(
+        db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
+        payments: InMemoryPayments, checkout_payments: FakeCheckoutPayments,
+        exchange: InMemoryExchange, auth: Auth) -> None:
+    """With the threaded runner the plain answer is ``pending``; ``Prefer: wait=N`` answers
+    once the saga settled, says so in ``Preference-Applied`` (N capped at 5), and a
+    preference it does not know is ignored, not refused."""
+    app, runner = threaded_app(db, tokens, catalog, cart, payments, checkout_payments,
+                               exchange)
+    try:
+        with app.test_client() as client:
+            plain = client.post("/v2/orders", json=EUR, headers=keyed(auth("alice")))
+            assert plain.status_code == 202 and "Preference-Applied" not in plain.headers
+            for prefer, applied in (("wait=3", "wait=3"), ("respond-async, WAIT=60", "wait=5"),
+                                    ("return=minimal", None), ("wait=soon", None)):
+                r = client.post("/v2/orders", json=EUR,
+                                headers={**keyed(auth("alice")), "Prefer": prefer})
+                assert r.status_code == 202, r.text
+                assert r.headers.get("Preference-Applied") == applied, prefer
+                assert r.headers["Location"].endswith(r.json()["id"])
+                if applied:
+                    assert r.json()["status"] == "confirmed", prefer
+            wait_for(lambda: runner.pending() == 0)
+    finally:
+        runner.stop()
+
+
+def test_prefer_wait_ends_at_its_deadline_when_a_service_is_down(
+        db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
+        payments: InMemoryPayments, checkout_payments: FakeCheckoutPayments,
+        exchange: InMemoryExchange, auth: Auth) -> None:
+    """Payments down: the wait ends after N seconds with the order as far as it got; the
+    saga goes on without the request and confirms once payments is back."""
+    app, runner = threaded_app(db, tokens, catalog, cart, payments, checkout_payments,
+                               exchange)
+    checkout_payments.down = True
+    try:
+        with app.test_client() as client:
+            began = time.monotonic()
+            r = client.post("/v2/orders", json=EUR,
+                            headers={**keyed(auth("alice")), "Prefer": "wait=1"})
+            took = time.monotonic() - began
+            assert r.status_code == 202 and r.headers["Preference-Applied"] == "wait=1"
+            assert r.json()["status"] == "pending"
+            assert 0.9 <= took < 3.0, took
+            checkout_payments.down = False
+            wait_for(lambda: read(client, auth, r.json()["id"])["status"] == "confirmed")
+    finally:
+        runner.stop()
+
+
+def test_no_more_than_max_waiting_requests_wait(
+        db: Database, tokens: TokenFactory, catalog: InMemoryCatalog, cart: InMemoryCart,
+        payments: InMemoryPayments, checkout_payments: FakeCheckoutPayments,
+        exchange: InMemoryExchange, auth: Auth) -> None:
+    """Each waiting request holds a request thread: beyond ``max_waiting`` the answer comes
+    at once, without ``Preference-Applied`` (the preference is not honoured)."""
+    app, runner = threaded_app(db, tokens, catalog, cart, payments, checkout_payments,
+                               exchange, max_waiting=0)
+    try:
+        with app.test_client() as client:
+            r = client.post("/v2/orders", json=EUR,
+                            headers={**keyed(auth("alice")), "Prefer": "wait=5"})
+            assert r.status_code == 202 and "Preference-Applied" not in r.headers
+            wait_for(lambda: read(client, auth, r.json()["id"])["status"] == "confirmed")
+    finally:
+        runner.stop()
+
+
+def test_stopping_the_runner_releases_its_waiters() -> None:
+    """A waiter whose saga will never run again (the runner stops) returns at once."""
+    import threading
+
+    release = threading.Event()
+
+    def slow(order_id: str) -> Any:
+        release.wait(5)
+        raise RuntimeError("not settled")
+
+    runner = ThreadSagaRunner(lambda order: True, workers=1, delays=(10.0,))
+    answer: dict[str, Any] = {}
+    waiter = threading.Thread(target=lambda: answer.update(
+        result=runner.submit_and_wait("o-1", slow, 30.0)))
+    waiter.start()
+    wait_for(lambda: runner.waiting() == 1)
+    began = time.monotonic()
+    runner.stop()
+    waiter.join(5)
+    release.set()
+    assert not waiter.is_alive() and time.monotonic() - began < 2
+    assert answer["result"] == (True, None)
