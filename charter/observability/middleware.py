@@ -55,6 +55,11 @@ def _operation(scope: Scope) -> str:
     return str(op) if op else "unrouted"
 
 
+CLIENT_CLOSED = 499
+"""The status recorded for a request whose client disconnected before any answer was
+started (nginx's convention): not a server error, so not a 5xx in metrics or logs."""
+
+
 class ObservabilityMiddleware:
     """Correlation id in and out, one JSON access line and metrics per request."""
 
@@ -77,7 +82,7 @@ class ObservabilityMiddleware:
             scope = dict(scope, headers=headers)
         cid = cid_raw.decode()
         token = correlation_id.set(cid)
-        status = 500
+        status = CLIENT_CLOSED  # no answer started and no error: the client went away
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -93,6 +98,10 @@ class ObservabilityMiddleware:
 
         try:
             await self.app(scope, receive, send_wrapper)
+        except BaseException:
+            if status == CLIENT_CLOSED:
+                status = 500  # failed before any answer: what the server error handler sends
+            raise
         finally:
             elapsed = time.perf_counter() - started
             path = scope.get("path", "")

@@ -87,3 +87,57 @@ def test_outbound_request_lines_of_httpx_are_not_logged_at_info() -> None:
     finally:
         root.handlers[:], level = saved
         root.setLevel(level)
+
+
+def _counted(app: Any) -> tuple[CollectorRegistry, list[logging.LogRecord]]:
+    registry = CollectorRegistry()
+    middleware = ObservabilityMiddleware(app, RequestMetrics(registry, "catalog"))
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    access = logging.getLogger("charter.access")
+    access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    scope = {"type": "http", "method": "POST", "path": "/v1/reservations", "headers": []}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing may be sent")
+
+    try:
+        asyncio.run(middleware(scope, receive, send))
+    except RuntimeError:
+        pass
+    finally:
+        access.removeHandler(handler)
+    return registry, records
+
+
+def _count(registry: CollectorRegistry, status: str) -> float | None:
+    return registry.get_sample_value("charter_http_requests_total", {
+        "service": "catalog", "method": "POST", "operation": "unrouted", "status": status})
+
+
+def test_a_client_that_went_away_is_499_not_a_server_error() -> None:
+    """Found by the chaos run: with injected latency the caller timed out and hung up;
+    the catalog answered nothing, yet counted and logged a 500 (a false server error)."""
+    async def gone(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        assert (await receive())["type"] == "http.disconnect"  # the bridge just returns
+
+    registry, records = _counted(gone)
+    assert _count(registry, "499") == 1.0 and _count(registry, "500") is None
+    assert [getattr(r, "status", None) for r in records] == [499]
+
+
+def test_an_error_before_any_answer_is_still_a_500() -> None:
+    async def broken(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        raise RuntimeError("boom")
+
+    registry, records = _counted(broken)
+    assert _count(registry, "500") == 1.0 and _count(registry, "499") is None
