@@ -155,7 +155,13 @@ class OutboxRelay:
             with self.db.write() as session:
                 self.outbox.record_failure(session, failure.position,
                                            describe_error(failure.__cause__ or failure))
-        self.refresh_metrics()
+        if failure is None and len(rows) < self.batch:
+            # the read saw every unsent row and all are sent now: nothing is waiting (rows
+            # committed since are moments old), so the gauges need no query of their own
+            self._backlog.set(0)
+            self._lag.set(0.0)
+        else:
+            self.refresh_metrics()
         if failure is not None:
             raise failure
         return len(published)

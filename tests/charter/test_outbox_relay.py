@@ -142,6 +142,21 @@ def test_backlog_and_lag_metrics(store: Store) -> None:
         assert store.outbox.backlog(session) == (0, None)
 
 
+def test_the_backlog_gauge_follows_full_batches_and_drops_to_zero_when_drained(
+        store: Store) -> None:
+    """A full batch may leave rows behind (the gauge asks the table); a short one saw
+    every unsent row, so the gauge is zero without a query of its own."""
+    registry = CollectorRegistry()
+    store.place(*events(5))
+    store.clock.advance(2)
+    relay = relay_for(store, lambda envelope: None, registry=registry, batch=2)
+    counts = []
+    for _ in range(3):
+        counts.append((relay.run_once(), metric(relay, registry, "charter_outbox_backlog")))
+    assert counts == [(2, 3), (2, 1), (1, 0)]
+    assert metric(relay, registry, "charter_outbox_lag_seconds") == 0
+
+
 def test_publish_failure_is_retried_later_in_order_without_loss(store: Store) -> None:
     placed = events(5)
     store.place(*placed)
