@@ -262,6 +262,9 @@ class Order:
     payment_method: str | None = field(default=None, compare=False, repr=False)
     version: int = field(default=0, compare=False)
     stored_version: int = field(default=0, compare=False)
+    # (email, payment method) as the store last held them; None: not known to the store
+    stored_contact: tuple[str | None, str | None] | None = field(
+        default=None, compare=False, repr=False)
     new_events: list[DomainEvent] = field(default_factory=list, compare=False, repr=False)
 
     # -- events --------------------------------------------------------------------------

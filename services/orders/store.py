@@ -64,6 +64,7 @@ from charter.messaging.inbox import Inbox, add_inbox_table
 from charter.messaging.outbox import Outbox, add_outbox_table
 from charter.observability.logs import correlation_id, saga_id
 
+from . import metrics
 from .domain import (
     DomainEvent,
     FollowUp,
@@ -228,15 +229,18 @@ def move_checkpoint(session: Session, position: int) -> None:
     """The read model now holds every event up to ``position`` (appends are serialised by
     the event store, so inline updates arrive in position order)."""
     checkpoints = event_tables.checkpoints
+    moved = session.execute(update(checkpoints)
+                            .where(checkpoints.c.name == PROJECTION,
+                                   checkpoints.c.position < position)
+                            .values(position=position, updated_at=utcnow()))
+    if moved.rowcount:  # type: ignore[attr-defined]
+        return
     current = session.execute(
         select(checkpoints.c.position).where(checkpoints.c.name == PROJECTION)
     ).scalar_one_or_none()
     if current is None:
         session.execute(insert(checkpoints).values(name=PROJECTION, position=position,
                                                    updated_at=utcnow()))
-    elif current < position:
-        session.execute(update(checkpoints).where(checkpoints.c.name == PROJECTION)
-                        .values(position=position, updated_at=utcnow()))
 
 
 class OrdersProjection:
@@ -302,6 +306,7 @@ class SqlOrderRepository(KeyedSqlRepository):
         published = integration_events(order, order.new_events)
         if published:
             outbox.add(self.session, *published)
+        metrics.on_append(self.session, order, order.new_events)  # counted once committed
         order.stored_version = order.version
         order.new_events.clear()
         move_checkpoint(self.session, recorded[-1].position)
@@ -310,6 +315,10 @@ class SqlOrderRepository(KeyedSqlRepository):
     def _save_contact(self, order: Order) -> None:
         if not (order.customer_email or order.payment_method):
             return
+        current = (order.customer_email, order.payment_method)
+        if order.stored_contact == current:  # as loaded: nothing to write (or to read)
+            return
+        order.stored_contact = current
         values = {"email": order.customer_email, "payment_method": order.payment_method}
         found = self.session.execute(
             select(order_contacts.c.email, order_contacts.c.payment_method)
@@ -336,7 +345,8 @@ class SqlOrderRepository(KeyedSqlRepository):
         write transaction already holds the database lock), so writers of one order queue
         up instead of failing on the version check.
         """
-        if lock:
+        if lock and self.session.get_bind().dialect.name != "sqlite":
+            # (SQLite: the write transaction already holds the database's write lock)
             self.session.execute(select(orders.c.id).where(orders.c.id == order_id)
                                  .with_for_update())
         stored = event_store.load(self.session, order_id)
@@ -349,6 +359,7 @@ class SqlOrderRepository(KeyedSqlRepository):
         ).first()
         if contact is not None:
             order.customer_email, order.payment_method = contact
+            order.stored_contact = (order.customer_email, order.payment_method)
         return order
 
     def events(self, order_id: str, after: int, limit: int) -> list[OrderEvent]:
