@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install node promtool wrk browser lint pact-verify fuzz gov bench bench-quick chaos clean
+.PHONY: run demo test install node promtool alerting wrk browser lint pact-verify fuzz gov bench bench-quick chaos clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -31,6 +31,14 @@ promtool:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
 	  else echo "promtool missing: install Debian's prometheus package"; fi; }
 
+# Prometheus and Alertmanager (Debian's prometheus, prometheus-alertmanager) for the real
+# alerting test (tests/deploy/test_alerting_real.py); promtool comes with the first.
+alerting:
+	@{ command -v prometheus && command -v promtool && command -v prometheus-alertmanager; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus prometheus-alertmanager >/dev/null; \
+	  else echo "prometheus/alertmanager missing: install Debian's prometheus and prometheus-alertmanager packages"; fi; }
+
 # Browser tests drive Debian's chromium (Playwright never downloads a browser here).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -48,7 +56,7 @@ demo: $(STAMP)
 	$(BIN)/charter --dev demo
 
 ## test: install and run every test (unit, API, integration with PostgreSQL/Redis, end-to-end)
-test: $(STAMP) $(NODE_STAMP) promtool wrk browser lint
+test: $(STAMP) $(NODE_STAMP) promtool alerting wrk browser lint
 	$(BIN)/python -m pytest
 
 # wrk (Debian) is the load generator of `make bench`.

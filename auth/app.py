@@ -97,6 +97,13 @@ def auth_messaging(db: Database, **options: Any) -> Messaging:
     return Messaging("auth", db, outbox=outbox, **options)
 
 
+def attach_messaging(app: Flask, messaging: Messaging, registry: Any) -> None:
+    """Auth's relay on its ``/metrics`` (``registry``) and in its readiness: it publishes
+    ``UserRegistered``, so it is not ready while the broker does not answer (``broker``)."""
+    registry.register(messaging.collector())
+    app.extensions[EXTENSION].checks.setdefault("broker", messaging.check_ready)
+
+
 @fails_fast
 def create_asgi() -> Any:
     """ASGI app for uvicorn. In development mode the database is migrated on start."""
@@ -105,6 +112,7 @@ def create_asgi() -> Any:
 
     from charter.messaging import runtime
     from charter.migrations import upgrade
+    from charter.observability.families import ProcessFamilies
     from charter.observability.logs import configure
     from charter.observability.metrics_exposition import mark_dead_at_exit
     from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
@@ -112,6 +120,8 @@ def create_asgi() -> Any:
 
     cfg = load_config()  # fails closed: every missing or bad variable in one message
     configure("auth", cfg.log_level)
+    from charter.observability import tracing
+    tracing.install("auth")  # spans exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     url = cfg.db_url()
     if cfg.development and cfg.auth_auto_migrate:
         upgrade("auth", MIGRATIONS_DIR, url)
@@ -126,9 +136,10 @@ def create_asgi() -> Any:
                       default_labels={"service": "auth"},
                       export_defaults=False)
     mark_dead_at_exit()  # several workers: /metrics sums them (PROMETHEUS_MULTIPROC_DIR)
+    registry.register(ProcessFamilies())  # one process: client policy metrics and the like
     if runtime.enabled():
         messaging = auth_messaging(db)
-        registry.register(messaging.collector())  # relay metrics on this /metrics
+        attach_messaging(app, messaging, registry)
         messaging.start()  # in every worker; the one holding the lock leads
     return ObservabilityMiddleware(
         BufferedWSGIBridge(app),  # type: ignore[arg-type]

@@ -141,6 +141,10 @@ class RedisStore:
     def clear(self, key: str) -> None:
         self._redis.delete(self._prefix + key)
 
+    def ping(self) -> None:
+        """Raise unless Redis answers (auth's readiness check ``redis``)."""
+        self._redis.ping()
+
 
 # --- the throttle ------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from auth.web import (
     safe_next,
     sign_in,
 )
+from charter.observability.health import readiness
 
 log = logging.getLogger(__name__)
 audit = logging.getLogger("auth.audit")
@@ -236,12 +237,16 @@ def live() -> Response:
 
 @bp.get("/health/ready")
 def ready() -> Response:
-    try:
-        ctx().db.ping()
-    except Exception:
-        log.exception("readiness check failed")
-        return problem(503, "Service Unavailable", "The database does not answer.")
-    return jsonify({"status": "ok", "checks": {"database": "ok"}})
+    """200 when the database (and Redis, the broker when used) answer, else a 503
+    problem; both name each dependency's state
+    (:func:`charter.observability.health.readiness`: ``checks``, ``dependencies``)."""
+    context = ctx()
+    body, ok = readiness("auth", {"database": context.db.ping, **context.checks})
+    if not ok:
+        return problem(503, "Service Unavailable", "A dependency does not answer.",
+                       service=body["service"], checks=body["checks"],
+                       dependencies=body["dependencies"])
+    return jsonify(body)
 
 
 # --- helpers ---------------------------------------------------------------------------

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -13,7 +14,7 @@ from flask import Response, current_app, jsonify, request, session
 from auth.server import CharterAuthorizationServer
 from auth.settings import Settings
 from auth.store import User
-from auth.throttle import HashingGate, Throttle
+from auth.throttle import HashingGate, RedisStore, Throttle
 from charter import problems
 from charter.db import Database
 
@@ -32,6 +33,9 @@ class AuthContext:
     server: CharterAuthorizationServer
     throttle: Throttle = None  # type: ignore[assignment]  # built from settings
     gate: HashingGate = None  # type: ignore[assignment]
+    checks: dict[str, Callable[[], None]] = field(default_factory=dict)
+    """Readiness checks besides the database (``redis``; ``broker`` added by the ASGI
+    factory when the relay runs); see :func:`charter.observability.health.readiness`."""
 
     def __post_init__(self) -> None:
         limits = self.settings.throttle
@@ -39,6 +43,8 @@ class AuthContext:
             self.throttle = Throttle(limits, secret=self.settings.session_secret)
         if self.gate is None:
             self.gate = HashingGate(limits.hashing_concurrency, limits.hashing_wait)
+        if isinstance(self.throttle.store, RedisStore):  # sign-ins fail closed without it
+            self.checks.setdefault("redis", self.throttle.store.ping)
 
 
 def ctx() -> AuthContext:

@@ -304,6 +304,23 @@ class RedisCache(Cache):
         self.client.ping()
 
 
+def redis_checks(cache: Cache) -> dict[str, Callable[[], None]]:
+    """The readiness check ``redis`` of a service whose cache is a :class:`RedisCache`
+    (none otherwise): ``degraded`` (reason ``cache-bypassed``), never down, when Redis
+    does not answer — reads fall through to the database."""
+    if not isinstance(cache, RedisCache):
+        return {}
+    from charter.observability.health import Degraded
+
+    def check() -> None:
+        try:
+            cache.ping()
+        except cache._errors as exc:
+            raise Degraded("cache-bypassed") from exc
+
+    return {"redis": check}
+
+
 class SharedVersions:
     """Namespace version counters shared by the worker processes of one host.
 

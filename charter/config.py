@@ -70,6 +70,7 @@ KNOWN_DEV_SECRETS: frozenset[str] = frozenset(
         "secret",
         "password",
         "changeme",
+        "REPLACE-ME",  # the placeholder of every Secret in deploy/k8s/
     }
 )
 
@@ -98,6 +99,11 @@ class CharterSettings(BaseSettings):
     # Worker processes of this component (``uvicorn --workers``; set by the runner).
     charter_workers: int = Field(1, ge=1)
     log_level: str = "INFO"
+    # A copy of the process's JSON logs (set per worker by ``charter up``), rotated at
+    # this size keeping this many rotated files: charter.observability.logfile.
+    charter_log_file: Path | None = None
+    charter_log_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    charter_log_backups: int = Field(2, ge=0)
 
     auth_issuer: str | None = None
     auth_audience: str = "charter-api"

@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from charter.clock import as_utc, rfc3339, utcnow
+from charter.observability import tracing
 from charter.unit_of_work import WriteConflict
 
 __all__ = [  # the time helpers live in charter.clock (no ORM) and are re-exported here
@@ -83,10 +84,13 @@ def make_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 
+        tracing.instrument_engine(engine)  # SQL spans, only when tracing is configured
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    tracing.instrument_engine(engine)
+    return engine
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -1,7 +1,8 @@
 """The outbound HTTP client policy every service uses for calls to other services.
 
 Small for now: an :class:`httpx.Client` with explicit timeouts, the caller's
-``X-Correlation-Id`` propagated on every request, an optional bearer token from a
+``X-Correlation-Id`` and W3C trace context (a CLIENT span per request,
+opentelemetry-instrumentation-httpx) propagated on every request, an optional bearer token from a
 ``Callable[[], str]`` (e.g. a ``ClientCredentialsTokenProvider`` from
 :mod:`charter.security.client_credentials`), a bounded retry with exponential backoff
 and jitter for idempotent methods only, and one overall deadline per call so that
@@ -33,6 +34,8 @@ from typing import Any
 import httpx
 
 from charter import resilience
+from charter.observability import tracing
+from charter.observability.families import process_service
 from charter.observability.logs import correlation_id
 from charter.problem_types import slug_of
 from charter.problems import ServiceUnavailable
@@ -138,7 +141,7 @@ def create_client(
     ``ssl.SSLContext``/``True``/``False`` to decide yourself.
     """
     verify = tls_verify(base_url, verify, identity)
-    return httpx.Client(
+    client = httpx.Client(
         base_url=base_url,
         timeout=httpx.Timeout(timeout, connect=connect_timeout or min(timeout, 1.0)),
         headers=dict(headers or {}),
@@ -148,6 +151,8 @@ def create_client(
         verify=verify,
         follow_redirects=False,
     )
+    tracing.instrument_httpx(client)  # a CLIENT span per request, traceparent injected
+    return client
 
 
 def create_async_client(
@@ -345,13 +350,14 @@ class HttpClient:
             raise ServiceUnavailable(f"{self.name} is unavailable: {exc.detail}",
                                      kind="upstream-unavailable") from None
         except (resilience.AttemptFailed, _DeadlineExceeded) as exc:
-            resilience.REQUESTS.labels(self.name, "unavailable").inc()
+            resilience.REQUESTS.labels(process_service(), self.name, "unavailable").inc()
             log.warning("%s %s %s: unavailable: %s", self.name, method, url, exc)
             raise ServiceUnavailable(f"{self.name} is unavailable: {exc}",
                                      kind="upstream-unavailable") from None
         finally:
             policy.bulkhead.release()
-        resilience.REQUESTS.labels(self.name, _outcome(response.status_code)).inc()
+        resilience.REQUESTS.labels(process_service(), self.name,
+                                   _outcome(response.status_code)).inc()
         return response
 
     def get(self, url: str, **kwargs: Any) -> httpx.Response:

@@ -139,6 +139,13 @@ _REGISTERED: tuple[ProblemType, ...] = (
        "`Retry-After` headers say when to come back.",
        "Wait `Retry-After` seconds, then retry; spread requests out.",
        ("gateway", "auth")),
+    _t("request-header-fields-too-large", 431, "Request Header Fields Too Large",
+       "The request's header fields together are larger than the gateway accepts "
+       "(`GATEWAY_MAX_HEADER_BYTES`, counted as sent: `name: value` and line end per "
+       "field); nothing was forwarded and no token was checked.",
+       "Send fewer or smaller headers (oversized cookies or tokens are the usual cause), "
+       "then retry.",
+       ("gateway",)),
     _t("internal-error", 500, "Internal Server Error",
        "The server failed unexpectedly. Nothing about the failure is published; it is "
        "logged under the body's `correlation_id`.",
@@ -318,7 +325,8 @@ _BY_STATUS: dict[int, str] = {
     400: "validation-error", 401: "unauthorized", 403: "forbidden", 404: "not-found",
     405: "method-not-allowed", 406: "not-acceptable", 409: "conflict",
     410: "api-version-sunset", 413: "content-too-large", 415: "unsupported-media-type",
-    422: "unprocessable", 429: "rate-limited", 500: "internal-error",
+    422: "unprocessable", 429: "rate-limited", 431: "request-header-fields-too-large",
+    500: "internal-error",
     501: "not-implemented", 502: "bad-gateway", 503: "service-unavailable",
     504: "gateway-timeout",
 }

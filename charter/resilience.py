@@ -35,6 +35,8 @@ import pybreaker
 import tenacity
 from prometheus_client import Counter, Gauge
 
+from charter.observability.families import process_service
+
 log = logging.getLogger(__name__)
 
 DEFAULT_FAIL_MAX = 5
@@ -48,29 +50,29 @@ BREAKER_STATE = Gauge(
     "charter_client_breaker_state",
     "Circuit breaker state per dependency (0 closed, 1 half-open, 2 open); with several "
     "workers, the worst state over live workers",
-    ["dependency"],
+    ["service", "dependency"],
     multiprocess_mode="livemax",
 )
 BREAKER_TRANSITIONS = Counter(
     "charter_client_breaker_transitions",
     "Circuit breaker state changes per dependency and new state",
-    ["dependency", "to"],
+    ["service", "dependency", "to"],
 )
 RETRIES = Counter(
     "charter_client_retries",
     "Retried outbound attempts per dependency",
-    ["dependency"],
+    ["service", "dependency"],
 )
 REJECTIONS = Counter(
     "charter_client_rejections",
     "Outbound calls refused without being sent (reason: bulkhead or breaker)",
-    ["dependency", "reason"],
+    ["service", "dependency", "reason"],
 )
 REQUESTS = Counter(
     "charter_client_requests",
     "Outbound calls per dependency by final outcome (success, client_error, "
     "server_error, unavailable, rejected)",
-    ["dependency", "outcome"],
+    ["service", "dependency", "outcome"],
 )
 
 
@@ -159,8 +161,9 @@ class _Listener(pybreaker.CircuitBreakerListener):
         dependency = self.breaker.dependency
         if new_state.name == pybreaker.STATE_OPEN:
             self.breaker.opened_at = time.monotonic()
-        BREAKER_STATE.labels(dependency).set(STATE_VALUES[new_state.name])
-        BREAKER_TRANSITIONS.labels(dependency, new_state.name).inc()
+        BREAKER_STATE.labels(process_service(), dependency).set(
+            STATE_VALUES[new_state.name])
+        BREAKER_TRANSITIONS.labels(process_service(), dependency, new_state.name).inc()
         log.warning("circuit breaker %s: %s -> %s", dependency,
                     old_state.name if old_state else "none", new_state.name,
                     extra={"dependency": dependency, "breaker_state": new_state.name})
@@ -194,7 +197,7 @@ class Breaker:
             fail_max=fail_max, reset_timeout=reset_timeout, name=dependency,
             listeners=[_Listener(self)], throw_new_error_on_trip=False,
         )
-        BREAKER_STATE.labels(dependency).set(0)
+        BREAKER_STATE.labels(process_service(), dependency).set(0)
 
     @property
     def state(self) -> str:
@@ -297,8 +300,8 @@ def reset_policies() -> None:
 
 def reject(rejected: Rejected) -> None:
     """Count and log a call refused by a breaker or bulkhead."""
-    REJECTIONS.labels(rejected.dependency, rejected.reason).inc()
-    REQUESTS.labels(rejected.dependency, "rejected").inc()
+    REJECTIONS.labels(process_service(), rejected.dependency, rejected.reason).inc()
+    REQUESTS.labels(process_service(), rejected.dependency, "rejected").inc()
     log.info("%s: call refused: %s", rejected.dependency, rejected.detail,
              extra={"dependency": rejected.dependency, "reason": rejected.reason})
 
@@ -331,7 +334,7 @@ def retrying(
             result = outcome.result()
             reason = f"status {getattr(result, 'status_code', '?')}"
             discard_result(result)
-        RETRIES.labels(dependency).inc()
+        RETRIES.labels(process_service(), dependency).inc()
         log.warning("%s: attempt %d/%d failed (%s), retrying in %.3f s", dependency,
                     state.attempt_number, attempts, reason, state.upcoming_sleep,
                     extra={"dependency": dependency, "attempt": state.attempt_number})

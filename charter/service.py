@@ -39,7 +39,8 @@ from charter import (  # noqa: F401
     wsgi_bridge,
 )
 from charter.db import Database
-from charter.observability import logs, metrics_exposition
+from charter.observability import families, logs, metrics_exposition, tracing
+from charter.observability.health import ReadinessCheck, readiness
 from charter.observability.middleware import ObservabilityMiddleware, RequestMetrics
 from charter.security import connexion_auth, mtls
 from charter.security.tokens import TokenVerifier, build_verifier
@@ -48,8 +49,6 @@ if TYPE_CHECKING:
     from charter.messaging.runtime import Messaging
 
 log = logging.getLogger(__name__)
-
-ReadinessCheck = Callable[[], None]
 
 
 @dataclass
@@ -61,6 +60,7 @@ class ServiceContext:
     deps: dict[str, Any] = field(default_factory=dict)
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
     messaging: Messaging | None = None  # the relay and consumers (charter.messaging.runtime)
+    registry: CollectorRegistry | None = None  # what this app's /metrics shows (one process)
 
 
 def context() -> ServiceContext:
@@ -158,19 +158,7 @@ def _install_health(flask_app: Flask, ctx: ServiceContext) -> None:
 
     @flask_app.get("/health/ready")
     def ready() -> Any:
-        checks: dict[str, str] = {}
-        ok = True
-        for name, check in {"database": ctx.db.ping, **ctx.checks}.items():
-            try:
-                check()
-                checks[name] = "ok"
-            except Exception as exc:  # any failure means not ready
-                # The body names the dependency only; what went wrong goes to the log.
-                ok = False
-                checks[name] = "failed"
-                log.warning("%s not ready: %s check failed: %s: %s", ctx.name, name,
-                            type(exc).__name__, exc)
-        body = {"status": "ok" if ok else "unavailable", "service": ctx.name, "checks": checks}
+        body, ok = readiness(ctx.name, {"database": ctx.db.ping, **ctx.checks})
         return body, (200 if ok else 503)
 
 
@@ -223,6 +211,7 @@ def create_app(
     threads per process (:mod:`charter.wsgi_bridge`).
     """
     verifier = verifier or default_verifier()
+    tracing.install(name)  # spans exported only when OTEL_EXPORTER_OTLP_ENDPOINT is set
     app = connexion.FlaskApp(name)
     callers: dict[str, dict[str, frozenset[str]]] = {}
     for version in versions:
@@ -249,9 +238,12 @@ def create_app(
     wsgi_bridge.install(app, threads)  # one thread hand-off per request, not a2wsgi's streaming
     flask_app.extensions["charter"] = ctx
     flask_app.json.sort_keys = False  # type: ignore[attr-defined]
-    registry = CollectorRegistry()
+    registry = ctx.registry = CollectorRegistry()
     if messaging is not None:  # one process: its relay/consumer metrics on this /metrics
         registry.register(messaging.collector())
+    # One process: the process-wide families (client policy, caches, saga, business
+    # counters) on this /metrics; with several workers the exposition reads every file.
+    registry.register(families.ProcessFamilies())
     # /metrics only: per-request metrics are ObservabilityMiddleware's (charter_http_*,
     # which also see answers made before Flask); the exporter's flask_http_* would
     # count every request a second time.

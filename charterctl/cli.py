@@ -10,7 +10,7 @@ import sys
 import httpx
 
 from charter import config
-from charterctl import dlq, gov, projections, registry
+from charterctl import container, dlq, gov, logs, projections, registry
 
 
 def client_secret(client: str, given: str | None) -> str:
@@ -277,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pki_init)
 
     gov.register(sub)
+    container.register(sub)
     projections.register(sub)
+    logs.register(sub)
     dlq.register(sub, known_queues=registry.consumer_queues)
     messaging = sub.add_parser("messaging", help="the event topology").add_subparsers(
         dest="messaging_cmd", required=True)

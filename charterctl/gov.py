@@ -10,7 +10,7 @@ import argparse
 import importlib
 
 #: governance tools with sub-commands under ``charter gov``
-GOV_TOOLS = ("lint", "diff", "sla", "catalog", "deprecation")
+GOV_TOOLS = ("lint", "diff", "sla", "catalog", "deprecation", "k8s")
 #: governance tools with sub-commands under ``charter contracts``
 CONTRACT_TOOLS = ("pactcheck",)
 

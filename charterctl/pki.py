@@ -6,7 +6,8 @@
 - ``ca.pem`` / ``ca-key.pem`` — the development CA (ECDSA P-256, 10 years);
 - ``<identity>.pem`` / ``<identity>-key.pem`` for every identity in :data:`IDENTITIES`
   (every service in :data:`charter.config.PORTS` plus ``charter-cli``, the identity of
-  the CLI, ``make demo`` and tests calling services directly): CN = identity,
+  the CLI, ``make demo`` and tests calling services directly, and ``prometheus``, the
+  metrics scraper's): CN = identity,
   SAN = DNS:<identity>, DNS:localhost, IP:127.0.0.1, extended key usage serverAuth +
   clientAuth (a service is both a server and a client), valid 825 days.
 
@@ -50,7 +51,10 @@ from charter.security.credentials import (
 
 log = logging.getLogger(__name__)
 
-IDENTITIES: tuple[str, ...] = (*config.PORTS, CLI_IDENTITY)
+#: The metrics scraper's identity: Prometheus reads every ``/metrics`` over mTLS with it
+#: (``deploy/prometheus/prometheus.yml``); no service grants it any API operation.
+SCRAPER_IDENTITY = "prometheus"
+IDENTITIES: tuple[str, ...] = (*config.PORTS, CLI_IDENTITY, SCRAPER_IDENTITY)
 CA_NAME = "Charter Development CA"
 ORGANIZATION = "Charter"
 CA_DAYS = 3650

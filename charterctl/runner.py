@@ -33,6 +33,7 @@ from prometheus_client import multiprocess
 from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
+from charter.observability import logfile
 from charterctl import pki, registry, supervisor, workers
 from charterctl.registry import Component
 
@@ -169,15 +170,30 @@ def status_path() -> Path:
     return config.var_dir() / STATUS_FILE
 
 
-def _spawner(comp: Component, count: int) -> supervisor.Spawn:
-    """Start one process of ``comp``: the same command and environment every time (a
-    restarted worker reuses the port and the metrics directory, which is emptied once)."""
+LOGS_DIR = "logs"
+
+
+def log_file(component: str, worker: int) -> Path:
+    """``<var>/logs/<component>.<worker>.jsonl``: one worker's JSON log lines (its own
+    file: processes never share one), read by ``charter logs`` (:mod:`charterctl.logs`)."""
+    return config.var_dir() / LOGS_DIR / f"{component}.{worker}.jsonl"
+
+
+def _spawners(comp: Component, count: int) -> list[supervisor.Spawn]:
+    """One ``spawn`` per worker of ``comp``: the same command and environment every time
+    (a restarted worker reuses the port, its log file and the metrics directory, which is
+    emptied once); each worker's ``CHARTER_LOG_FILE`` is its own :func:`log_file`."""
     argv, env = command(comp, count), child_env(comp, count)
 
-    def spawn() -> subprocess.Popen[bytes]:
-        return subprocess.Popen(argv, env=env)
+    def spawner(worker: int) -> supervisor.Spawn:
+        worker_env = {**env, logfile.LOG_FILE_ENV: str(log_file(comp.name, worker))}
 
-    return spawn
+        def spawn() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(argv, env=worker_env)
+
+        return spawn
+
+    return [spawner(worker) for worker in range(1, count + 1)]
 
 
 def metrics_reaper(comp: Component, count: int) -> Callable[[int], None] | None:
@@ -276,8 +292,9 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
                 if stopping:
                     break
                 count = worker_count(comp)
-                sup.start(comp.name, _spawner(comp, count), count,
-                          on_exit=metrics_reaper(comp, count))
+                reaper = metrics_reaper(comp, count)
+                for spawn in _spawners(comp, count):  # worker n is slot n
+                    sup.start(comp.name, spawn, on_exit=reaper)
             _await_ready(sup, batch, lambda: stopping)
         if not stopping:
             _banner(components, seeded)

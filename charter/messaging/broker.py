@@ -292,6 +292,24 @@ class Broker:
         """Messages ready in ``queue``; :class:`UnknownQueue` if it does not exist."""
         return int(self._call(f"depth of {queue}", lambda conn: depth_on(conn, queue)))
 
+    def queue_waiting(self, sub: Subscription) -> int:
+        """Messages of ``sub`` not yet handled: ready in its queue plus those delayed for
+        another attempt (in its delay queues on RabbitMQ, held back in the queue itself on
+        the embedded broker); :class:`UnknownQueue` if a queue does not exist."""
+        if self.amqp:
+            return self.queue_depth(sub.queue) + sum(
+                self.queue_depth(sub.retry_queue(n + 2)) for n in range(len(sub.tiers())))
+
+        def waiting(conn: Connection) -> int:
+            depth_on(conn, sub.queue)  # UnknownQueue as on RabbitMQ
+            channel = conn.channel()
+            try:
+                return int(channel.waiting(sub.queue))
+            finally:
+                channel.close()
+
+        return int(self._call(f"waiting in {sub.queue}", waiting))
+
     def close(self) -> None:
         """Close the shared connection (it reopens on next use)."""
         with self._lock:

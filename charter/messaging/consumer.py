@@ -46,7 +46,7 @@ from charter.messaging.broker import (
     open_connection,
 )
 from charter.messaging.envelope import Envelope, InvalidEnvelope
-from charter.observability import logs
+from charter.observability import logs, tracing
 
 log = logging.getLogger("charter.messaging.consumer")
 
@@ -126,8 +126,10 @@ class Consumer:
     """Calls ``handler`` for each message of ``sub``'s queue (one thread)."""
 
     def __init__(self, broker: Broker, sub: Subscription, handler: Handler, *, service: str,
-                 registry: CollectorRegistry | None = None, prefetch: int = 1) -> None:
+                 registry: CollectorRegistry | None = None, prefetch: int = 1,
+                 on_depth: Callable[[int], None] | None = None) -> None:
         self.broker = broker
+        self.on_depth = on_depth  # told ready + delayed messages with each gauge update
         self.sub = sub
         self.handler = handler
         self.service = service
@@ -219,7 +221,10 @@ class Consumer:
         tokens = (logs.correlation_id.set(envelope.correlation_id),
                   logs.saga_id.set(envelope.saga_id), _attempt.set(attempt))
         try:
-            self.handler(envelope)
+            # A CONSUMER span, child of the producer's (the envelope's traceparent).
+            with tracing.consumer_span(self.service, self.sub.queue, envelope.type,
+                                       envelope.id, envelope.traceparent):
+                self.handler(envelope)
         except PoisonMessage as exc:
             failure, poison = exc, True
         except Exception as exc:  # noqa: BLE001 - every handler failure is retried
@@ -294,6 +299,13 @@ class Consumer:
             return
         self.metrics.lag.labels(self.service, self.sub.queue).set(lag)
         self.metrics.dlq.labels(self.service, self.sub.queue).set(dead)
+        if self.on_depth is not None:
+            try:  # ready, and delayed for another attempt
+                waiting = self.broker.queue_waiting(self.sub)
+            except Exception as exc:  # noqa: BLE001 - metrics must not stop consumption
+                log.debug("messages waiting in %s unavailable: %s", self.sub.queue, exc)
+                return
+            self.on_depth(waiting)
 
 
 def _positive_int(value: Any, default: int) -> int:

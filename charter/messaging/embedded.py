@@ -344,6 +344,14 @@ class Channel(virtual.Channel):
                           queue, *params)
         return int(rows[0][0])
 
+    def waiting(self, queue: str) -> int:
+        """Messages of ``queue`` not yet handled: the ready ones and the ones held back
+        for a retry (a delay queue's messages live here, due later), not those in flight."""
+        clause = "delivered_at IS NULL OR delivered_at <= ?"
+        rows = self._rows(f"SELECT COUNT(*) FROM charter_message WHERE queue = ? AND ({clause})",
+                          queue, time.time() - self.visibility_timeout)
+        return int(rows[0][0])
+
     def queue_declare(self, queue: str | None = None, passive: bool = False,
                       **kwargs: Any) -> Any:
         ok = super().queue_declare(queue, passive, **kwargs)

@@ -56,10 +56,13 @@ class Envelope:
         return f"{self.source}.{self.type}"
 
     def caused(self, type: str, data: Mapping[str, Any], *, source: str) -> Envelope:
-        """A new event caused by this one (same correlation and saga, causation = my id)."""
+        """A new event caused by this one (same correlation and saga, causation = my id;
+        the trace context of the span handling it, else this event's)."""
+        from charter.observability.tracing import traceparent_of
+
         return Envelope.new(type, data, source=source, correlation_id=self.correlation_id,
                             causation_id=self.id, saga_id=self.saga_id,
-                            traceparent=self.traceparent)
+                            traceparent=traceparent_of() or self.traceparent)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document of the envelope (``contracts/events/envelope.schema.json``)."""

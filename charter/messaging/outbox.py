@@ -11,7 +11,7 @@ publishes the unsent rows in ``position`` order and marks them sent. See
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import (
@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from charter.db import UtcDateTime, utcnow
 from charter.messaging.envelope import Envelope
+from charter.observability import tracing
 
 __all__ = ["LAST_ERROR_MAX", "OUTBOX_WRITTEN", "Outbox", "OutboxRow", "add_outbox_table",
            "cutoff"]
@@ -108,8 +109,13 @@ class Outbox:
             return
         session.info[OUTBOX_WRITTEN] = True  # after the commit: wake the relay (runtime.watch)
         now = self.clock()
+        # The trace context is captured now, in the writing request's transaction: the
+        # relay publishes later, from another thread (an envelope's own wins).
+        traceparent = tracing.traceparent_of()
         session.execute(insert(self.table), [
-            {"event_id": env.id, "routing_key": env.routing_key, "body": env.to_json(),
+            {"event_id": env.id, "routing_key": env.routing_key,
+             "body": (env if env.traceparent or traceparent is None
+                      else replace(env, traceparent=traceparent)).to_json(),
              "created_at": now, "attempts": 0}
             for env in envelopes
         ])

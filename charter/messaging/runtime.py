@@ -12,6 +12,7 @@ the broker answers (:meth:`Messaging.check_ready`). See ``docs/messaging.md``,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -36,6 +37,7 @@ from charter.messaging.inbox import Inbox
 from charter.messaging.leader import LeaderLock, lead
 from charter.messaging.outbox import OUTBOX_WRITTEN, Outbox
 from charter.messaging.relay import OutboxRelay, describe_error
+from charter.observability import tracing
 
 __all__ = ["ENV", "Consumes", "Handler", "Messaging", "enabled", "watch"]
 
@@ -85,10 +87,13 @@ def enabled() -> bool:
 
 @dataclass(frozen=True)
 class Consumes:
-    """One consumer of a service: the queue and bindings, and the handler of its messages."""
+    """One consumer of a service: the queue and bindings, and the handler of its messages
+    (``on_depth``: told the messages waiting, ready in the queue or in its delay queues
+    for another attempt, whenever the consumer measures them, for a service's own gauge)."""
 
     subscription: Subscription
     handler: Handler
+    on_depth: Callable[[int], None] | None = None
 
 
 # -- wake-up after commit ----------------------------------------------------------------
@@ -239,7 +244,13 @@ class Messaging:
             return self._broker
 
     def _publish(self, envelope: Envelope) -> None:
-        self.broker.publish(envelope)
+        # A PRODUCER span, child of the request that wrote the outbox row; the message
+        # carries the span's traceparent (unchanged when tracing is off).
+        with tracing.producer_span(self.service, envelope.routing_key,
+                                   envelope.traceparent) as traceparent:
+            if traceparent != envelope.traceparent:
+                envelope = dataclasses.replace(envelope, traceparent=traceparent)
+            self.broker.publish(envelope)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -341,7 +352,8 @@ class Messaging:
                     name=f"relay-{self.service}"))
             for consumes in self.consumes:
                 consumer = Consumer(self.broker, consumes.subscription, consumes.handler,
-                                    service=self.service, registry=self.registry)
+                                    service=self.service, registry=self.registry,
+                                    on_depth=consumes.on_depth)
                 threads.append(threading.Thread(
                     target=consumer.run, args=(inner,), daemon=True,
                     name=f"consumer-{consumes.subscription.queue}"))

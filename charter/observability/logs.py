@@ -1,5 +1,6 @@
 """JSON logs carrying ``service`` and ``correlation_id`` on every line (and ``saga_id``
-while a saga step runs)."""
+while a saga step runs, ``trace_id``/``span_id`` inside a trace: the OpenTelemetry
+context of :mod:`charter.observability.tracing`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import logging
 import sys
 import time
 from typing import Any
+
+from opentelemetry.trace import get_current_span
 
 correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "correlation_id", default=None
@@ -39,6 +42,10 @@ class JSONFormatter(logging.Formatter):
         saga = saga_id.get()
         if saga is not None:
             doc["saga_id"] = saga
+        span = get_current_span().get_span_context()
+        if span.is_valid:
+            doc["trace_id"] = f"{span.trace_id:032x}"
+            doc["span_id"] = f"{span.span_id:016x}"
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 doc[key] = value
@@ -48,11 +55,15 @@ class JSONFormatter(logging.Formatter):
 
 
 def configure(service: str, level: str = "INFO") -> None:
-    """Send every log record of the process to stderr as JSON lines."""
+    """Send every log record of the process to stderr as JSON lines (and to
+    ``CHARTER_LOG_FILE`` too when set: :mod:`charter.observability.logfile`)."""
+    from charter.observability import logfile
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JSONFormatter(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
+    logfile.attach(handler, root)
     root.setLevel(level)
     # The logging HOWTO's "Optimization": our JSON lines carry neither the caller's file
     # and line nor thread/process names, so LogRecord need not compute them (about a third

@@ -1,4 +1,5 @@
-"""An ASGI middleware, outermost in every service: correlation ids, access logs, metrics.
+"""An ASGI middleware, outermost in every service: correlation ids, access logs, metrics,
+and the request's OpenTelemetry SERVER span (:mod:`charter.observability.tracing`).
 
 It sits outside Connexion's own middleware so it also sees the 400/401/403/404 answers
 that Connexion produces before Flask is reached (prometheus-flask-exporter never sees
@@ -14,9 +15,12 @@ import time
 import uuid
 from typing import Any
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from charter.observability import tracing
 from charter.observability.logs import correlation_id
 
 log = logging.getLogger("charter.access")
@@ -61,7 +65,17 @@ started (nginx's convention): not a server error, so not a 5xx in metrics or log
 
 
 class ObservabilityMiddleware:
-    """Correlation id in and out, one JSON access line and metrics per request."""
+    """Correlation id in and out, one JSON access line, metrics and a trace span per
+    request.
+
+    The span continues the caller's W3C ``traceparent`` and is current while the request
+    runs (the WSGI bridge copies the context into Flask's thread), so outbound calls,
+    SQL statements and events written by the handler join the trace and every log line
+    carries ``trace_id``. Hand-written rather than opentelemetry-instrumentation-asgi:
+    this middleware already times and labels every request, and the contrib middleware
+    would add a wrapper layer (and a span per ``send``/``receive``) to each one.
+    ``/metrics`` and ``/health`` are not traced (polled, not requests of interest).
+    """
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
@@ -83,6 +97,15 @@ class ObservabilityMiddleware:
         cid = cid_raw.decode()
         token = correlation_id.set(cid)
         status = CLIENT_CLOSED  # no answer started and no error: the client went away
+        path = scope.get("path", "")
+        traced = not path.startswith(("/metrics", "/health"))
+        spanned = traced and tracing.propagating()
+        if spanned:
+            service_token = tracing.current_service.set(self.metrics.service)
+            span = tracing.tracer_for(self.metrics.service).start_span(
+                scope.get("method", "HTTP"), context=tracing.extract_asgi(headers),
+                kind=trace.SpanKind.SERVER)
+            span_token = otel_context.attach(trace.set_span_in_context(span))
         started = time.perf_counter()
 
         async def send_wrapper(message: Message) -> None:
@@ -104,8 +127,7 @@ class ObservabilityMiddleware:
             raise
         finally:
             elapsed = time.perf_counter() - started
-            path = scope.get("path", "")
-            if not path.startswith(("/metrics", "/health")):
+            if traced:
                 op = _operation(scope)
                 method = scope.get("method", "")
                 m = self.metrics
@@ -120,4 +142,24 @@ class ObservabilityMiddleware:
                         extra={"status": status, "duration_ms": round(elapsed * 1000, 2),
                                "operation": op},
                     )
+            if spanned:
+                if span.is_recording():
+                    _finish_span(span, scope, op, status)
+                span.end()
+                otel_context.detach(span_token)
+                tracing.current_service.reset(service_token)
             correlation_id.reset(token)
+
+
+def _finish_span(span: trace.Span, scope: Scope, op: str, status: int) -> None:
+    """Name the SERVER span after the operation and record the HTTP semantics."""
+    method = scope.get("method", "")
+    span.update_name(f"{method} {op}")
+    span.set_attributes({
+        "http.request.method": method,
+        "url.path": scope.get("path", ""),
+        "http.response.status_code": status,
+        "charter.operation": op,
+    })
+    if status >= 500:
+        span.set_status(trace.StatusCode.ERROR)

@@ -24,6 +24,7 @@ import jwt
 from jwt import PyJWK
 
 from charter.config import AuthSettings
+from charter.observability.families import CACHE_REQUESTS, count_cache, process_service
 from charter.problems import type_uri
 from charter.security.revocation import DenySet, RevocationPoller, http_feed_fetcher
 
@@ -158,6 +159,7 @@ class JWKSCache:
     def get(self, kid: str) -> PyJWK | None:
         """The key for ``kid``, refreshing once if it is unknown and refresh is allowed."""
         key = self._keys.get(kid)
+        count_cache(process_service(), "jwks", hit=key is not None)
         if key is None and time.monotonic() - self._last_refresh >= self._min_interval:
             self.refresh()
             key = self._keys.get(kid)
@@ -198,6 +200,12 @@ class TokenVerifier:
         self._cache: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
+        # charter_cache_requests_total{cache="tokens"}: a hit in verify_cached, a miss
+        # when a token is validated and remembered (verify_cached may be asked twice
+        # for one token, by the gateway then by verify; a miss is counted once).
+        service = process_service()
+        self._hit = CACHE_REQUESTS.labels(service, "tokens", "hit")
+        self._miss = CACHE_REQUESTS.labels(service, "tokens", "miss")
 
     def verify(self, token: str) -> dict[str, Any]:
         """Return the token's claims or raise :class:`InvalidToken`.
@@ -227,6 +235,7 @@ class TokenVerifier:
                 del self._cache[token]
                 return None
             self._cache.move_to_end(token)
+        self._hit.inc()
         self._check_revoked(claims)
         return claims
 
@@ -276,6 +285,7 @@ class TokenVerifier:
         return claims
 
     def _remember(self, token: str, claims: dict[str, Any]) -> None:
+        self._miss.inc()
         with self._cache_lock:
             self._cache[token] = claims
             while len(self._cache) > self._cache_size:

@@ -31,6 +31,8 @@ OUT_DIR = config.ROOT / "deploy" / "prometheus"
 RULES_FILE = "slo-rules.yaml"
 ALERTS_FILE = "slo-alerts.yaml"
 RECORD = "charter:slo_errors:ratio_rate{window}"
+#: The SLI's error budget as a constant series, so dashboards divide by it (burn rate).
+BUDGET_RECORD = "charter:slo_error_budget:ratio"
 WINDOWS = ("5m", "30m", "1h", "6h", "3d")
 SLIS = ("availability", "latency")
 RUNBOOK = "docs/governance.md#slas-and-the-sla-report"
@@ -103,7 +105,11 @@ def sli(obj: Objective) -> Sli:
         names = ("charter_http_requests_total", "charter_http_request_duration_seconds")
         matchers.append(Matcher("service", "=", obj.service))
     if obj.operations:
-        matchers.append(Matcher("operation", "=~", "|".join(obj.operations)))
+        # services label a request with the resolved handler ("services.catalog.api.
+        # get_product"), the gateway with the bare operationId: match both.
+        prefix = "" if obj.service == "gateway" else "(.+[.])?"
+        matchers.append(Matcher("operation", "=~",
+                                prefix + "(" + "|".join(obj.operations) + ")"))
     else:
         matchers.append(Matcher("method", "=~", "|".join(obj.methods)))
     return Sli(names[0], names[1], tuple(matchers))
@@ -154,6 +160,9 @@ def recording_rules(objectives: list[Objective]) -> dict[str, Any]:
         rules = [{"record": RECORD.format(window=w), "expr": ratio_expr(obj, kind, w),
                   "labels": _labels(obj, kind)}
                  for kind in SLIS for w in WINDOWS]
+        rules += [{"record": BUDGET_RECORD,
+                   "expr": f"vector({floatToGoString(budget(obj, kind))})",
+                   "labels": _labels(obj, kind)} for kind in SLIS]
         groups.append({"name": f"slo-sli-{obj.service}-{obj.slo_class}", "rules": rules})
     return {"groups": groups}
 

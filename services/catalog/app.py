@@ -14,7 +14,7 @@ from typing import Any
 import connexion
 
 from charter import config, service
-from charter.cache import Cache, make_cache
+from charter.cache import Cache, make_cache, redis_checks
 from charter.db import Database
 from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.messaging import runtime
@@ -54,7 +54,8 @@ def create_app(
     """The catalog app; defaults: configured database, JWKS verifier, cache from REDIS_URL,
     low-stock threshold from ``CATALOG_LOW_STOCK_THRESHOLD``.
 
-    The cache is not a readiness check: reads fall through to the database when Redis fails.
+    With Redis as the cache, the readiness check ``redis`` reports it ``degraded`` (never
+    down) when it fails: reads fall through to the database.
     ``messaging`` (see :func:`catalog_messaging`) adds the readiness check ``broker``; the
     caller starts it.
     """
@@ -68,6 +69,7 @@ def create_app(
         db=db,
         verifier=verifier,
         deps=deps,
+        checks=redis_checks(cache),
         messaging=messaging,
     )
 

@@ -25,8 +25,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Generic, TypeVar
 
+from prometheus_client import Counter
+
 from charter.cache import Cache, Namespace, TTLCache
 from charter.idempotency import Outcome, canonical_json
+from charter.observability.families import CacheCounter
 from charter.problems import Conflict, NotFound, Problem, Unprocessable
 from charter.snapshots import JsonSnapshot
 from charter.unit_of_work import UnitOfWork, WriteConflict
@@ -34,8 +37,16 @@ from charter.usecases import Page, Refusals, run_once_as
 
 from . import domain
 from .domain import Category, Product, ProductFilter, Reservation, ReservationLine, StockLevel
-from .events import DEFAULT_LOW_STOCK_THRESHOLD, levels_before, stock_events
+from .events import DEFAULT_LOW_STOCK_THRESHOLD, LOW_STOCK, levels_before, stock_events
 from .ports import CatalogRepository
+
+#: ``catalog.LowStock`` events written (a product's available units crossed down to the
+#: threshold); the ``LowStock`` operational alert (deploy/prometheus/operational-alerts.yaml)
+#: fires on its increase. Module-level: in multiprocess mode every worker's file is summed.
+LOW_STOCK_EVENTS = Counter("charter_catalog_low_stock_events",
+                           "catalog.LowStock events written (available units crossed down "
+                           "to the low-stock threshold)", ["service"])
+LOW_STOCK_EVENTS.labels("catalog")  # exported as 0 before the first crossing
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +87,22 @@ class _Cached(Generic[T]):
     def __init__(self, namespace: Namespace, snapshot: JsonSnapshot[T]) -> None:
         self.namespace = namespace
         self.snapshot = snapshot
+        self.reads = CacheCounter("catalog", namespace.name)
 
     def get_or_load(self, key: str, load: Callable[[], T]) -> T:
-        data = self.namespace.get_or_load(key, lambda: self.snapshot.dump(load()))
+        """The cached snapshot, else ``load()`` cached; counted as a hit or a miss
+        (``charter_cache_requests_total{cache=<namespace>}``)."""
+        missed = False
+
+        def loader() -> Any:
+            nonlocal missed
+            missed = True
+            return self.snapshot.dump(load())
+
+        try:
+            data = self.namespace.get_or_load(key, loader)
+        finally:  # a load that raised (not found) was a miss too
+            self.reads.count(hit=not missed)
         return self.snapshot.load(data)
 
     def invalidate(self) -> None:
@@ -275,6 +299,9 @@ class CatalogService:
         events = stock_events(before, after, reason, self.low_stock_threshold)
         if events:
             repo.add_events(*events)
+            lows = sum(1 for e in events if e.type == LOW_STOCK)
+            if lows:
+                LOW_STOCK_EVENTS.labels("catalog").inc(lows)
 
     # reservations ------------------------------------------------------------------
     def get_reservation(self, order_id: str) -> Reservation:

@@ -10,7 +10,7 @@ from typing import Any
 import connexion
 
 from charter import config
-from charter.cache import Cache, make_cache
+from charter.cache import Cache, make_cache, redis_checks
 from charter.db import Database, SqlUnitOfWork
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
@@ -57,8 +57,10 @@ def create_app(
 ) -> connexion.FlaskApp:
     """The exchange app; defaults: configured database, JWKS verifier, source and cache.
 
-    The rate source is not a readiness check: when it fails the last known rates are
-    served (stale).
+    Readiness check ``rates`` (:meth:`ExchangeService.check_rates`): ``degraded`` (still
+    ready) while the source fails and the last known rates are served stale, ``failed``
+    only when the source fails and no rate was ever known. Its counters
+    (``charter_exchange_*``) are process-wide and so on ``/metrics``.
     """
     db = db or Database(config.database_url(NAME))
     source = source or default_source(db)
@@ -74,12 +76,8 @@ def create_app(
         db=db,
         verifier=verifier,
         deps={"exchange": exchange, "source": source, "cache": cache, "metrics": metrics},
+        checks={"rates": exchange.check_rates, **redis_checks(cache)},
     )
-    # Export the business counters on /metrics once the service context exposes its
-    # Prometheus registry (until then they are readable from deps["metrics"]).
-    registry = getattr(app.app.extensions["charter"], "registry", None)
-    if registry is not None:
-        registry.register(metrics)
     return app
 
 

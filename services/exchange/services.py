@@ -33,11 +33,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from prometheus_client import Counter
 from prometheus_client.core import CounterMetricFamily
 from prometheus_client.registry import Collector
 
 from charter.cache import Cache, TTLCache
 from charter.clock import utcnow
+from charter.observability.families import CacheCounter
+from charter.observability.health import Degraded
 from charter.problems import NotFound, Problem, ServiceUnavailable, Unprocessable
 from charter.snapshots import JsonSnapshot
 from charter.unit_of_work import UnitOfWork
@@ -53,11 +56,23 @@ DEFAULT_STALE_RETRY = 5.0
 STALE_WARNING = '110 - "Response is Stale"'
 
 
+STALE_SERVED = Counter(
+    "charter_exchange_stale_served",
+    "Answers served from the last known rates because the rate source failed", ["service"])
+SOURCE_FAILURES = Counter(
+    "charter_exchange_source_failures",
+    "Failed attempts to fetch rates from the rate source", ["service"])
+# Process-wide twins of ExchangeMetrics' ints: what /metrics exports, summed over workers
+# in multiprocess mode (a custom collector is invisible there).
+
+
 class ExchangeMetrics(Collector):
     """Business counters, registry-free (thread-safe ints) and a Prometheus collector.
 
-    Register it on the service's registry to export ``charter_exchange_stale_served_total``
-    and ``charter_exchange_source_failures_total``.
+    Each count also moves the process-wide ``charter_exchange_stale_served_total`` and
+    ``charter_exchange_source_failures_total`` (:data:`STALE_SERVED`,
+    :data:`SOURCE_FAILURES`), which the service's ``/metrics`` shows; the collector
+    exports this instance's own counts (for a registry of its own).
     """
 
     def __init__(self, service: str = "exchange") -> None:
@@ -69,10 +84,12 @@ class ExchangeMetrics(Collector):
     def count_stale(self) -> None:
         with self._lock:
             self.stale_served += 1
+        STALE_SERVED.labels(self.service).inc()
 
     def count_failure(self) -> None:
         with self._lock:
             self.source_failures += 1
+        SOURCE_FAILURES.labels(self.service).inc()
 
     def collect(self) -> Any:
         stale = CounterMetricFamily(
@@ -143,6 +160,7 @@ class ExchangeService:
         self.cache = cache if cache is not None else TTLCache(default_ttl=self.ttl)
         self.now = now or utcnow
         self.metrics = metrics or ExchangeMetrics()
+        self.reads = CacheCounter(self.metrics.service, "rates")
         self._refresh_lock = threading.Lock()
 
     @property
@@ -153,6 +171,7 @@ class ExchangeService:
     def current(self) -> Served:
         """The rate table to answer with (see the module docstring)."""
         served = self._cached()
+        self.reads.count(hit=served is not None)
         if served is None:
             with self._refresh_lock:  # one refresh at a time; the others reuse its result
                 served = self._cached() or self._refresh()
@@ -209,6 +228,21 @@ class ExchangeService:
                         stale=True)
         self.cache.set(self._cache_key, SERVED.dump(served), self.stale_retry_after)
         return served
+
+    def check_rates(self) -> None:
+        """Readiness of the rate source (``rates``): returns when fresh rates are known;
+:class:`charter.observability.health.Degraded` (``stale``) while the last known rates are served
+        because the source fails; raises when the source fails and no rate was ever known.
+
+        The source is asked only when the cached table expired (at most once per TTL, or
+        per ``stale_retry_after`` while it fails), as a request would.
+        """
+        served = self._cached()
+        if served is None:
+            with self._refresh_lock:
+                served = self._cached() or self._refresh()
+        if served.stale:
+            raise Degraded("stale")
 
     # use cases -------------------------------------------------------------------------
     def _identity(self) -> Freshness:

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
 from charter import config
-from charter.observability import logs, metrics_exposition
+from charter.observability import families, logs, metrics_exposition, tracing
 from charter.problem_types import for_status
 from charter.problems import PROBLEM_JSON, type_uri
 from charter.security.client_ip import TrustedProxies
@@ -47,6 +47,9 @@ from charter.security.tokens import (
 from charter.serve import fails_fast
 
 from . import headers as hdr
+from . import tracing as gw_tracing
+from .compression import Compression
+from .cors import Cors
 from .deprecations import POLICY_CONTENT_TYPE, Retiring
 from .metrics import GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
@@ -104,12 +107,15 @@ class Gateway:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.metrics = GatewayMetrics(self.registry)
+        # one process: the token and JWKS cache reads (charter_cache_requests_total) too
+        self.registry.register(families.ProcessFamilies())
         upstreams.on_retry = self.metrics.count_retry  # stale keep-alive retries
         self.limiter: Limiter | None = make_limiter(
             settings.rate_limit, settings.rate_burst, settings.redis_url, settings.workers,
             on_error=self.metrics.count_rate_limit_backend_error,
         )
-        self.portal = Portal(routes, client_id=settings.swagger_client_id)
+        self.portal = Portal(routes, client_id=settings.swagger_client_id,
+                             dashboard_url=settings.dashboard_url)
         self.problem_pages = ProblemPages()
         # Deprecated versions: headers, 410 after the sunset, the policy page.
         self.retiring = Retiring.configured(settings.public_url)
@@ -117,12 +123,23 @@ class Gateway:
         self.proxies = (TrustedProxies(settings.trusted_proxies)
                         if settings.trusted_proxies else None)
         self.access_log = access_log
+        # The HTTP pipeline: CORS (outermost: preflights never reach the rest), then
+        # compression, then the gateway itself; each layer only when configured.
+        entry: Any = self._http
+        if settings.compression:
+            entry = Compression(entry, settings.compression_min_bytes)
+        if settings.cors_origins:
+            methods = sorted({op.method for a in routes.apis for op in a.operations})
+            entry = Cors(entry, settings.cors_origins, methods=methods,
+                         allow_credentials=settings.cors_allow_credentials,
+                         max_age=settings.cors_max_age)
+        self._entry = entry
 
     # --- ASGI entry ---------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self._http(scope, receive, send)
+            await self._entry(scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan(receive, send)
         elif kind == "websocket":
@@ -144,17 +161,26 @@ class Gateway:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         cid_in: bytes | None = None
+        header_bytes = 0  # as sent: "name: value" CRLF per field (GATEWAY_MAX_HEADER_BYTES)
         for name, value in scope["headers"]:
-            if name == hdr.CORRELATION:
+            header_bytes += len(name) + len(value) + 4
+            if name == hdr.CORRELATION and cid_in is None:
                 cid_in = value
-                break
         cid = hdr.correlation_id(cid_in)
         cid_token = logs.correlation_id.set(cid.decode())
         ex = _Exchange()
+        traced = gw_tracing.start(scope)  # None unless tracing is on
         method: str = scope["method"]
         raw = scope.get("raw_path")
         path = raw.decode("latin-1") if raw else scope["path"]
         try:
+            if header_bytes > self.settings.max_header_bytes:  # before routing and tokens
+                await self._problem(
+                    send, ex, cid, 431, "Request Header Fields Too Large",
+                    f"The request's header fields take {header_bytes} bytes; the limit is "
+                    f"{self.settings.max_header_bytes}.",
+                    kind="request-header-fields-too-large")
+                return
             match = self.routes.match(method, path)
             if isinstance(match, Match):
                 await self._proxy(scope, receive, send, match, cid, ex)
@@ -177,6 +203,8 @@ class Gateway:
                                "status": ex.status, "duration_ms": round(elapsed * 1000, 2),
                                "trace_id": ex.trace_id or None},
                     )
+            if traced is not None:
+                gw_tracing.finish(traced, method, ex.api, ex.operation, ex.status)
             logs.correlation_id.reset(cid_token)
 
     # --- responses the gateway makes itself ---------------------------------------
@@ -483,7 +511,7 @@ class Gateway:
             body = b"".join(chunks) if (chunks or content_length is not None) else None
 
         # Headers for the upstream.
-        trace_id, traceparent_out = hdr.traceparent(traceparent)
+        trace_id, traceparent_out = gw_tracing.traceparent(traceparent)
         ex.trace_id = trace_id.decode()
         out: list[tuple[bytes, bytes]] = [
             (name, value) for name, value in scope["headers"]
@@ -641,6 +669,7 @@ def create_asgi() -> Gateway:
     """ASGI entry point for uvicorn: JSON logs, routes from ``openapi/``, env settings."""
     cfg = load_config()  # fails closed: every missing or bad variable in one message
     logs.configure(NAME, cfg.log_level)
+    tracing.install(NAME)  # OTLP export when OTEL_EXPORTER_OTLP_ENDPOINT is set
     # httpx logs every upstream request at INFO: one access line per request is enough.
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

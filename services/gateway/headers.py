@@ -92,3 +92,14 @@ def public_location(value: bytes, api: str) -> bytes:
     if _VERSIONED_PATH.match(value):
         return b"/" + api.encode() + value
     return value
+
+
+def add_vary(headers: list[tuple[bytes, bytes]], token: bytes) -> None:
+    """Add ``token`` to the response's ``Vary`` (in place; once; ``*`` already covers it)."""
+    for i, (name, value) in enumerate(headers):
+        if name.lower() == b"vary":
+            present = {v.strip().lower() for v in value.split(b",")}
+            if token.lower() not in present and b"*" not in present:
+                headers[i] = (name, value + b", " + token)
+            return
+    headers.append((b"vary", token))

@@ -5,6 +5,10 @@ Swagger UI's static files come from the ``swagger_ui_bundle`` package (installed
 load ``/<api>/v<major>/openapi.json`` — the bundled spec with ``servers`` pointing at the
 gateway, so *Try it out* goes through the gateway — and to log in with the
 authorization-code flow + PKCE as the public client ``swagger-ui``.
+
+The index renders each spec's ``info.description`` as CommonMark (markdown-it-py, raw
+HTML off: a ``<tag>`` in a description shows as text; ``javascript:`` links are dropped)
+and shows the API's owner, lifecycle, SLOs and dashboard link (:mod:`.api_facts`).
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import mimetypes
 from pathlib import Path
 from typing import Any
 
+from markdown_it import MarkdownIt
+
 from charter import deprecation, specs
 
+from . import api_facts
 from .routes import ApiVersion, RouteTable
 
 try:  # the bundle ships with connexion[swagger-ui]
@@ -28,7 +35,26 @@ except ImportError:  # pragma: no cover - a dependency of the project
     SWAGGER_UI_DIR = None
 
 REDIRECT_PAGE = "oauth2-redirect.html"
-_SNIPPET = 240
+# CommonMark + tables; "html": False escapes raw HTML instead of passing it through.
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+
+def render_markdown(text: str) -> tuple[str, str]:
+    """A description as HTML: its first paragraph, and the rest (``""`` when none)."""
+    first, _, rest = text.strip().partition("\n\n")
+    return _MARKDOWN.render(first), _MARKDOWN.render(rest) if rest.strip() else ""
+
+
+def _slo_table(slos: list[api_facts.Slo]) -> str:
+    if not slos:
+        return ""
+    esc = html.escape
+    rows = "".join(
+        f"<tr><td title=\"{esc(s.description)}\">{esc(s.name)}</td>"
+        f"<td>{s.availability_pct:g} %</td><td>{s.latency_p99_ms:g} ms</td></tr>"
+        for s in slos)
+    return ("<table class=\"slo\"><tr><th>SLO (operation class)</th><th>availability</th>"
+            f"<th>p99 latency</th></tr>{rows}</table>")
 
 
 def _json_for_script(value: Any) -> str:
@@ -61,9 +87,11 @@ class Portal:
     """Pre-rendered portal page, specs as JSON and Swagger UI files (read once, cached)."""
 
     def __init__(self, routes: RouteTable, client_id: str = "swagger-ui",
-                 ui_dir: Path | None = SWAGGER_UI_DIR) -> None:
+                 ui_dir: Path | None = SWAGGER_UI_DIR, dashboard_url: str | None = None,
+                 ) -> None:
         self.routes = routes
         self.client_id = client_id
+        self.dashboard_url = dashboard_url
         self.ui_dir = ui_dir
         self._files: dict[str, tuple[bytes, str]] = {}
         self._allowed = (
@@ -82,11 +110,16 @@ class Portal:
 
     def _render_index(self) -> bytes:
         rows: list[str] = []
+        entities = api_facts.load_entities()
         for e in self.routes.apis:
             info = e.spec.get("info", {})
-            description = " ".join(str(info.get("description", "")).split())
-            if len(description) > _SNIPPET:
-                description = description[:_SNIPPET].rsplit(" ", 1)[0] + " …"
+            first, rest = render_markdown(str(info.get("description", "")))
+            if rest:
+                first += f"<details><summary>More</summary>{rest}</details>"
+            entity = entities.get(f"{e.api}-{e.version}")
+            owner = entity.owner if entity else str(info.get("x-owner", "unknown"))
+            lifecycle = entity.lifecycle if entity else str(info.get("x-lifecycle", "unknown"))
+            dashboard = api_facts.dashboard_link(self.dashboard_url, e.api)
             esc = html.escape
             rows.append(
                 "<section class=\"api\">"
@@ -94,13 +127,16 @@ class Portal:
                 f"<small>{esc(e.version)} · {esc(str(info.get('version', '')))}</small></h2>"
                 "<p class=\"meta\">"
                 f"<span>api: <code>{esc(e.api)}</code></span> "
-                f"<span>owner: {esc(str(info.get('x-owner', 'unknown')))}</span> "
-                f"<span>lifecycle: {esc(str(info.get('x-lifecycle', 'unknown')))}</span> "
+                f"<span class=\"owner\">owner: {esc(owner)}</span> "
+                f"<span class=\"lifecycle\">lifecycle: {esc(lifecycle)}</span> "
                 f"<span>operations: {len(e.operations)}</span>{_retiring(e.api, e.version)}</p>"
-                f"<p>{esc(description)}</p>"
+                f"<div class=\"description\">{first}</div>"
+                f"{_slo_table(api_facts.slos(e.api, e.operations))}"
                 f"<p><a href=\"{esc(e.prefix)}/ui/\">Swagger UI</a> · "
                 f"<a href=\"{esc(e.prefix)}/openapi.json\">OpenAPI JSON</a> · "
-                f"base URL <code>{esc(e.prefix)}</code></p>"
+                + (f"<a class=\"dashboard\" href=\"{esc(dashboard)}\">Dashboard</a> · "
+                   if dashboard else "")
+                + f"base URL <code>{esc(e.prefix)}</code></p>"
                 "</section>"
             )
         page = (
@@ -109,7 +145,10 @@ class Portal:
             "<style>body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;"
             "padding:0 1rem;color:#222}section.api{border:1px solid #ddd;border-radius:6px;"
             "padding:.5rem 1rem;margin:1rem 0}h2 small{color:#666;font-weight:normal}"
-            ".meta span{margin-right:1rem;color:#555}</style></head><body>"
+            ".meta span{margin-right:1rem;color:#555}code{background:#f3f3f3;padding:0 .2rem}"
+            "table.slo{border-collapse:collapse;margin:.5rem 0}table.slo td,table.slo th"
+            "{padding:.1rem .6rem;text-align:left;border-bottom:1px solid #ddd}</style>"
+            "</head><body>"
             "<h1>Charter API portal</h1>"
             f"<p>{len(self.routes.apis)} APIs, all served through this gateway at "
             "<code>/&lt;api&gt;/v&lt;major&gt;/…</code>. Call them with "

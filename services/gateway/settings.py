@@ -10,6 +10,8 @@ from pydantic import Field
 from charter.config import ComponentSettings, ConfigError
 from charter.security.client_ip import IPNetwork, NetworkList
 
+from .cors import OriginList
+
 
 class GatewayConfig(ComponentSettings):
     """``GATEWAY_*`` variables over the shared ones; no database; its client certificate
@@ -36,6 +38,17 @@ class GatewayConfig(ComponentSettings):
     gateway_access_log: bool = True
     # Proxies in front of the gateway whose X-Forwarded-For / Forwarded it believes.
     gateway_trusted_proxies: NetworkList = ()
+    # Largest total size of a request's header fields (→ 431); docs/gateway.md.
+    gateway_max_header_bytes: int = Field(16 * 1024, ge=1024)
+    # CORS: browser origins allowed to call the APIs (none: CORS off); docs/gateway.md.
+    gateway_cors_origins: OriginList = ()
+    gateway_cors_allow_credentials: bool = False
+    gateway_cors_max_age: int = Field(600, ge=0, le=86400)
+    # Compression of JSON answers of at least this many bytes (gzip, br).
+    gateway_compression: bool = True
+    gateway_compression_min_bytes: int = Field(1024, ge=0)
+    # Grafana's base URL: the portal links each API to its dashboard (none: no link).
+    gateway_dashboard_url: str | None = None
 
     @property
     def rate_limited(self) -> bool:
@@ -56,10 +69,18 @@ class GatewayConfig(ComponentSettings):
                     "(CHARTER_WORKERS=1)")
         return None
 
+    def cors_problem(self) -> str | None:
+        """Why the CORS settings are unsafe (in every mode), or ``None``: credentials are
+        never allowed for a wildcard origin."""
+        if self.gateway_cors_allow_credentials and "*" in self.gateway_cors_origins:
+            return ("GATEWAY_CORS_ALLOW_CREDENTIALS=1 with GATEWAY_CORS_ORIGINS='*': "
+                    "credentials are allowed only for explicitly listed origins")
+        return None
+
     def problems(self) -> list[str]:
         found = super().problems()  # empty in development mode
-        conflict = self.workers_problem()
-        return [*found, conflict] if conflict else found
+        extra = [p for p in (self.workers_problem(), self.cors_problem()) if p]
+        return [*found, *extra]
 
     @classmethod
     def load(cls) -> GatewayConfig:
@@ -105,7 +126,12 @@ class GatewaySettings:
     below the services' keep-alive, so the gateway never reuses one they are closing.
     ``redis_url``: rate-limit buckets shared in Redis (``None``: in-process); ``workers``:
     the worker processes (``CHARTER_WORKERS``), whose share of the limit each process
-    applies on its own while Redis is unreachable.
+    applies on its own while Redis is unreachable. ``max_header_bytes``: the largest
+    total size of a request's header fields (431 above it). ``cors_origins``: browser
+    origins allowed cross-origin (empty: CORS off; ``*``: any, never with
+    ``cors_allow_credentials``). ``compression``: JSON answers of at least
+    ``compression_min_bytes`` are compressed (br or gzip, as the client accepts).
+    ``dashboard_url``: Grafana's base URL, for the portal's dashboard links.
     """
 
     rate_limit: float = 100.0
@@ -121,6 +147,13 @@ class GatewaySettings:
     swagger_client_id: str = "swagger-ui"
     expose_internal: bool = False
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    max_header_bytes: int = 16 * 1024
+    cors_origins: tuple[str, ...] = ()
+    cors_allow_credentials: bool = False
+    cors_max_age: int = 600
+    compression: bool = True
+    compression_min_bytes: int = 1024
+    dashboard_url: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     workers: int = 1
 
@@ -142,6 +175,13 @@ class GatewaySettings:
             swagger_client_id=cfg.swagger_ui_client_id,
             expose_internal=cfg.gateway_expose_internal,
             trusted_proxies=cfg.gateway_trusted_proxies,
+            max_header_bytes=cfg.gateway_max_header_bytes,
+            cors_origins=cfg.gateway_cors_origins,
+            cors_allow_credentials=cfg.gateway_cors_allow_credentials,
+            cors_max_age=cfg.gateway_cors_max_age,
+            compression=cfg.gateway_compression,
+            compression_min_bytes=cfg.gateway_compression_min_bytes,
+            dashboard_url=(cfg.gateway_dashboard_url or "").rstrip("/") or None,
             redis_url=cfg.redis_url,
             workers=cfg.charter_workers,
         )

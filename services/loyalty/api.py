@@ -16,6 +16,7 @@ from charter.security.principal import Principal
 from charter.service import context
 from charter.usecases import Page, page_json
 
+from . import metrics
 from .domain import Account, Award, Entry, EntryType, Redemption
 from .services import LoyaltyService, Result
 
@@ -145,9 +146,12 @@ def get_customer_history(customer_id: str, token_info: TokenInfo, page: int = 1,
 
 # awards (internal: orders) ------------------------------------------------------------
 def create_award(body: dict[str, Any], token_info: TokenInfo) -> Any:
-    return _award_answer(_svc().award(
+    result = _svc().award(
         _caller(token_info), body["customer_id"], body["order_id"], amount=body.get("amount"),
-        currency=body.get("currency"), points=body.get("points")))
+        currency=body.get("currency"), points=body.get("points"))
+    if result.created:  # committed by now (the use case's own unit of work)
+        metrics.count_awarded(result.value.entry.points)
+    return _award_answer(result)
 
 
 def get_award(order_id: str, token_info: TokenInfo) -> Any:

@@ -21,6 +21,7 @@ from charter.messaging.runtime import Consumes, Messaging
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
 
+from . import metrics
 from .messaging import SUBSCRIPTIONS, OrderEvents
 from .services import LoyaltyService
 from .settings import LoyaltyConfig, load_config
@@ -70,7 +71,8 @@ def loyalty_messaging(db: Database, *, points_per_unit: int | None = None,
     the embedded broker). ``options``: see :class:`charter.messaging.runtime.Messaging`."""
     handler = OrderEvents(db, points_per_unit)
     return Messaging(NAME, db, outbox=outbox, inbox=inbox, broker=broker,
-                     consumes=[Consumes(sub, handler) for sub in SUBSCRIPTIONS], **options)
+                     consumes=[Consumes(sub, handler, on_depth=metrics.set_pending)
+                               for sub in SUBSCRIPTIONS], **options)
 
 
 @fails_fast

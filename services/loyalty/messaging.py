@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from charter.committed import on_commit
 from charter.db import Database
 from charter.messaging.broker import Subscription
 from charter.messaging.consumer import PoisonMessage, checked
@@ -27,6 +28,7 @@ from charter.messaging.envelope import Envelope
 from charter.problems import NotFound, Problem
 from charter.security.principal import Principal
 
+from . import metrics
 from .events import award_reversed, points_awarded
 from .services import LoyaltyService
 from .store import SqlLoyaltyRepository, inbox, outbox
@@ -128,6 +130,8 @@ class OrderEvents:
                       exc.detail or exc.title)
             return
         entry = result.value.entry
+        if result.created:  # counted once the claim, award and reply commit together
+            on_commit(session, lambda: metrics.count_awarded(entry.points))
         outbox.add(session, reply(envelope, points_awarded(order_id, entry.customer_id,
                                                            entry.points)))
 

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 
 from charter.clock import parse_rfc3339, rfc3339, utcnow
 from charter.observability.logs import saga_id
+from charter.observability.tracing import step_span
 from charter.problems import Conflict, Forbidden, ServiceUnavailable, Unprocessable
 from charter.security.principal import Principal
 from charter.unit_of_work import UnitOfWork
@@ -215,7 +216,8 @@ class CheckoutService(OrderService):
         return (order.checkout and not order.is_final
                 and self.clock() - order.created_at > self.deadline)
 
-    # -- the steps -----------------------------------------------------------------------
+    # -- the steps (each a span: charter.observability.tracing.step_span) ----------------
+    @step_span("convert")
     def _convert(self, order: Order) -> Order:
         """The total in the settlement currency (EUR), before authorising."""
         if self.exchange is None:
@@ -241,6 +243,7 @@ class CheckoutService(OrderService):
                  ", stale" if conversion.stale else "")
         return order
 
+    @step_span("authorise")
     def _authorize(self, order: Order) -> Order:
         method = self._method(order.id)
         if method is None:  # pragma: no cover - a v2 order always has its method
@@ -286,7 +289,9 @@ class CheckoutService(OrderService):
         """Commit the stock, capture the payment, confirm (v1's confirm joins here)."""
         if not order.stock_committed:
             try:
-                result = self.catalog.commit(order.id, domain.idempotency_key(order.id, "commit"))
+                with step_span("commit"):
+                    result = self.catalog.commit(order.id,
+                                                 domain.idempotency_key(order.id, "commit"))
             except DependencyUnavailable as exc:
                 log.warning("order %s: stock not committed yet: %s", order.id, exc.detail)
                 return order
@@ -311,8 +316,9 @@ class CheckoutService(OrderService):
             now = self.clock()
             order, _ = self._change(order.id, lambda o: o.confirm(now) if o.confirming else None)
         if order.status is OrderStatus.CONFIRMED:
-            log.info("order %s confirmed with payment %s", order.id, order.payment_id)
-            order = self._drive_follow_ups(order.id)
+            with step_span("confirm"):
+                log.info("order %s confirmed with payment %s", order.id, order.payment_id)
+                order = self._drive_follow_ups(order.id)
         return order
 
     def _drive_confirmation(self, order_id: str) -> Order:
@@ -328,6 +334,7 @@ class CheckoutService(OrderService):
                                         "finish the confirmation now")
         return order
 
+    @step_span("capture")
     def _capture(self, order: Order) -> Order:
         """Capture the authorisation; the capture and the confirmation are recorded in one
         transaction (a crash before it: the keyed capture is asked again and replayed)."""
@@ -384,11 +391,14 @@ class CheckoutService(OrderService):
         if order.payment_status in ("requested", "authorized"):
             order = self._void(order)
         if order.stock_returned in OPEN:
-            order = self._drive_stock(order.id, "return")
+            with step_span("return", compensation=True):
+                order = self._drive_stock(order.id, "return")
         if order.release_status in OPEN:
-            order = self._drive_release(order.id)
+            with step_span("release", compensation=True):
+                order = self._drive_release(order.id)
         return order
 
+    @step_span("void", compensation=True)
     def _void(self, order: Order) -> Order:
         """Release the order's authorisation. One requested but never answered is asked
         for again with the same key (payments replays it, or makes it) and then voided."""
@@ -479,6 +489,7 @@ class CheckoutService(OrderService):
                 report[what] = report.get(what, 0) + count
         return report
 
+    @step_span("capture")
     def _capture_confirmed(self, order: Order) -> Order:
         """A legacy order confirmed before its capture (the capture came after, then)."""
         assert order.payment_id is not None
@@ -561,6 +572,7 @@ class CheckoutService(OrderService):
             order = self._compensate(order)
         return Answer(order, 200, replayed)
 
+    @step_span("refund", compensation=True)
     def _refund(self, order: Order, code: RejectionCode, detail: str) -> Order:
         payment_id = order.payment_id
         if payment_id is None:  # pragma: no cover - a confirmed order always has one

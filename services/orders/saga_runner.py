@@ -95,7 +95,8 @@ class ThreadSagaRunner:
         self._lock = threading.Lock()
         self._running: dict[str, bool] = {}  # order id -> another pass wanted
         self._attempts: dict[str, int] = {}
-        self._timers: list[tuple[float, str, Advance]] = []
+        # (when, order id, advance, the context of the pass that scheduled it)
+        self._timers: list[tuple[float, str, Advance, contextvars.Context]] = []
         self._wake = threading.Condition(self._lock)
         self._stopped = False
         self._scheduler = threading.Thread(target=self._schedule_loop, name="saga-timers",
@@ -161,7 +162,10 @@ class ThreadSagaRunner:
             attempt = self._attempts.get(order_id, 0)
             self._attempts[order_id] = attempt + 1
             delay = 0.0 if again else self._delays[min(attempt, len(self._delays) - 1)]
-            heapq.heappush(self._timers, (self._clock() + delay, order_id, advance))
+            # The re-run keeps the first pass's context (correlation id, trace): one
+            # checkout stays one trace however many passes it takes.
+            heapq.heappush(self._timers, (self._clock() + delay, order_id, advance,
+                                          contextvars.copy_context()))
             self._wake.notify()
 
     def _schedule_loop(self) -> None:
@@ -173,8 +177,8 @@ class ThreadSagaRunner:
                     self._wake.wait(timeout)
                 if self._stopped:
                     return
-                _, order_id, advance = heapq.heappop(self._timers)
-            self.submit(order_id, advance)
+                _, order_id, advance, context = heapq.heappop(self._timers)
+            context.run(self.submit, order_id, advance)
 
     def pending(self) -> int:
         """Sagas running or waiting for a re-run in this process."""

@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from charter.clock import utcnow
 from charter.idempotency import fingerprint, run_once
+from charter.observability.tracing import step_span
 from charter.problems import (
     Conflict,
     Forbidden,
@@ -342,6 +343,7 @@ class OrderService:
                         caller.principal.sub, exc)
 
     # -- the steps (each safe to repeat) -------------------------------------------------
+    @step_span("reserve")
     def _drive_reservation(self, order_id: str) -> Order:
         """Ask the catalog to hold a pending order's stock and record its answer."""
         order = self._load(order_id)

@@ -158,6 +158,26 @@ def test_low_stock_once_per_crossing(any_db: Database) -> None:
     assert changed[first_low - 1].type == "StockChanged"  # the alert follows its movement
 
 
+def test_each_crossing_counts_once_in_the_low_stock_metric(any_db: Database) -> None:
+    """``charter_catalog_low_stock_events_total`` (the LowStock alert's input) moves with
+    each LowStock event written, not with other movements."""
+    from prometheus_client import REGISTRY
+
+    def count() -> float:
+        return REGISTRY.get_sample_value("charter_catalog_low_stock_events_total",
+                                         {"service": "catalog"}) or 0.0
+
+    service = catalog_service(any_db, TTLCache(), low_stock_threshold=5)
+    pid = new_product(service)
+    before = count()
+    service.set_stock(pid, 10)
+    service.adjust_stock(pid, -4)                 # 6: above the threshold
+    assert count() == before
+    service.adjust_stock(pid, -3)                 # 3: crossed
+    service.adjust_stock(pid, -1)                 # 2: already below
+    assert count() == before + 1 == before + len(low(any_db, pid))
+
+
 def test_concurrent_reservations_cross_once(any_db: Database) -> None:
     service = catalog_service(any_db, TTLCache(), low_stock_threshold=5)
     pid = new_product(service)

@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from charter import resilience
 from charter.http import HttpClient
+from charter.observability.families import process_service
 from charter.problems import ServiceUnavailable
 from services.exchange.clients import HttpRateSource, RateSourceError
 from tests.support.plugin import StubServer, free_port
@@ -29,6 +30,7 @@ def dependency() -> str:
 
 
 def sample(name: str, **labels: str) -> float:
+    labels.setdefault("service", process_service())  # CHARTER_SERVICE, else "unknown"
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 

@@ -17,7 +17,8 @@ each other's ``supervisor.json``.
 1. happy path: a v2 checkout with a known ``X-Correlation-Id`` → confirmed → alice's
    points → the confirmation e-mail → the order's follow-ups done; the correlation id is
    in the JSON logs of the services the saga went through, and orders' saga lines carry
-   ``saga_id`` = the order id.
+   ``saga_id`` = the order id; ``charter logs --correlation-id`` shows that checkout from
+   the per-process log files, every service, in time order.
 2. crash recovery: one step slowed to 1.5 s with a fault profile (payments'
    ``authorize_payment``, or catalog's ``commit_reservation`` once the payment is
    authorised); 10 checkouts; every orders worker ``kill -9``'d while the sagas wait at
@@ -469,6 +470,38 @@ def test_checkout_confirmed_points_awarded_notification_sent_one_correlation_id(
     assert sagas == {order_id}, sagas
     assert any(line.get("service") == "orders" and line.get("saga_id") == order_id
                for line in lines), "no orders log line carries the saga id"
+    _charter_logs_show_the_checkout(stack, correlation_id, order_id)
+
+
+def _charter_logs_show_the_checkout(stack: Stack, correlation_id: str,
+                                    order_id: str) -> None:
+    """``charter logs --correlation-id`` over both runners' var dirs: the checkout in
+    every service it touched, in time order, and every line the processes printed with
+    that id (their stderr, merged in the runners' output) is in their log files."""
+    var_dirs = ["--var-dir", str(stack.var),
+                "--var-dir", stack.loyalty_env["CHARTER_VAR_DIR"]]
+    printed = Counter(json.dumps(line, sort_keys=True) for line in log_lines(stack)
+                      if line.get("correlation_id") == correlation_id)
+
+    def merged() -> list[dict[str, Any]] | None:
+        done = stack.main.charter("logs", "--json", "--correlation-id", correlation_id,
+                                  *var_dirs)
+        assert done.returncode == 0, done.stderr
+        docs = [json.loads(raw) for raw in done.stdout.splitlines()]
+        in_files = Counter(json.dumps(doc, sort_keys=True) for doc in docs)
+        return docs if not printed - in_files else None
+
+    docs = wait_until(merged, timeout=10, interval=0.5,
+                      what=f"charter logs --correlation-id {correlation_id}")
+    assert {doc["service"] for doc in docs} >= SAGA_SERVICES
+    assert {doc["correlation_id"] for doc in docs} == {correlation_id}
+    stamps = [doc["ts"] for doc in docs]
+    assert stamps == sorted(stamps)
+    assert any(doc["service"] == "orders" and doc.get("saga_id") == order_id for doc in docs)
+    table = stack.main.charter("logs", "--correlation-id", correlation_id, *var_dirs)
+    rows = table.stdout.splitlines()
+    assert table.returncode == 0 and rows[0].startswith("TIME") and len(rows) == len(docs) + 1
+    assert [row.split()[1] for row in rows[1:]] == [doc["service"] for doc in docs]
 
 
 # -- 2. kill -9 orders between steps ---------------------------------------------------------

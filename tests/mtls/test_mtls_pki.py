@@ -15,7 +15,7 @@ from charter import config
 from charterctl import pki
 
 EXPECTED = {"gateway", "auth", "catalog", "cart", "orders", "payments", "exchange", "loyalty",
-            "notifications", "charter-cli"}
+            "notifications", "charter-cli", "prometheus"}
 
 
 def load(path: Path) -> x509.Certificate:
@@ -27,7 +27,7 @@ def snapshot(directory: Path) -> dict[str, bytes]:
 
 
 def test_identities_are_every_port_and_the_cli() -> None:
-    assert set(pki.IDENTITIES) == EXPECTED == set(config.PORTS) | {"charter-cli"}
+    assert set(pki.IDENTITIES) == EXPECTED == set(config.PORTS) | {"charter-cli", "prometheus"}
 
 
 def test_init_creates_ca_and_one_certificate_per_identity(tmp_path: Path) -> None:

@@ -1,0 +1,1 @@
+"""Kubernetes manifests generated from the catalog (``charter gov k8s``)."""
