@@ -6,8 +6,9 @@ The SLIs are read from the metrics the platform really exports:
 - services and auth: ``charter_http_requests_total{service, method, operation, status}``
   and ``charter_http_request_duration_seconds{service, method, operation}``
   (:mod:`charter.observability.middleware`);
-- gateway: ``gateway_requests_total{api, operation, method, status}`` and
-  ``gateway_request_duration_seconds{api, operation}`` (:mod:`services.gateway.metrics`).
+- gateway: ``charter_gateway_requests_total{service, api, operation, method, status}`` and
+  ``charter_gateway_request_duration_seconds{service, api, operation}``
+  (:mod:`services.gateway.metrics`).
 
 Hand-written rather than Sloth (the usual generator) because Sloth is a Go binary the
 project does not pin, and the rules must fit these two metric shapes; ``promtool check
@@ -100,7 +101,7 @@ def sli(obj: Objective) -> Sli:
     """The metrics and selector of ``obj``."""
     matchers: list[Matcher] = []
     if obj.service == "gateway":
-        names = ("gateway_requests_total", "gateway_request_duration_seconds")
+        names = ("charter_gateway_requests_total", "charter_gateway_request_duration_seconds")
     else:
         names = ("charter_http_requests_total", "charter_http_request_duration_seconds")
         matchers.append(Matcher("service", "=", obj.service))

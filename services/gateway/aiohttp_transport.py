@@ -16,7 +16,7 @@ What it keeps of the httpx path:
   :func:`services.gateway.upstreams.stale_connection_failure` decides retries exactly as
   before; aiohttp's own silent retry of idempotent requests is switched off
   (``ClientSession._retry_connection``, aiohttp 3.14, pinned) so every retry is the
-  gateway's, counted in ``gateway_upstream_retries_total``;
+  gateway's, counted in ``charter_gateway_upstream_retries_total``;
 * errors are httpx's: ``ConnectError``/``ConnectTimeout``, ``ReadTimeout``, ``ReadError``,
   ``RemoteProtocolError`` (a connection closed before any answer says "without sending a
   response", as httpcore does), so the gateway's 502/504 answers do not change;

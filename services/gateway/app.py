@@ -51,7 +51,7 @@ from . import tracing as gw_tracing
 from .compression import Compression
 from .cors import Cors
 from .deprecations import POLICY_CONTENT_TYPE, Retiring
-from .metrics import GatewayMetrics
+from .metrics import SERVICE, GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
 from .problem_pages import CACHE_CONTROL, ProblemPages
 from .ratelimit import Decision, Limiter, make_limiter
@@ -453,7 +453,7 @@ class Gateway:
                 key = f"ip:{peer}"
             decision = await self.limiter.acquire(key)
             if not decision.allowed:
-                self.metrics.rate_limited.labels(op.api).inc()
+                self.metrics.rate_limited.labels(SERVICE, op.api).inc()
                 await self._problem(
                     send, ex, cid, 429, "Too Many Requests",
                     f"Rate limit of {settings.rate_limit:g} requests/s "
@@ -466,7 +466,7 @@ class Gateway:
             limit_headers = [*limit_headers, *retiring]
         if refusal is not None:
             status, title, detail, challenge = refusal
-            self.metrics.auth_failures.labels(op.api, str(status)).inc()
+            self.metrics.auth_failures.labels(SERVICE, op.api, str(status)).inc()
             await self._problem(send, ex, cid, status, title, detail,
                                 [(b"www-authenticate", challenge), *limit_headers],
                                 kind="insufficient-scope" if status == 403 else "unauthorized")
@@ -548,26 +548,26 @@ class Gateway:
                                 limit_headers)
             return
         except UpstreamUnavailable as exc:
-            self.metrics.upstream_errors.labels(op.api, "unconfigured").inc()
+            self.metrics.upstream_errors.labels(SERVICE, op.api, "unconfigured").inc()
             errors_log.warning("upstream unavailable: %s", exc, extra={"api": op.api})
             await self._problem(send, ex, cid, 503, "Service Unavailable",
                                 f"The {op.api} service is unavailable.", limit_headers)
             return
         except (TimeoutError, httpx.TimeoutException) as exc:
             kind = "connect_timeout" if isinstance(exc, httpx.ConnectTimeout) else "timeout"
-            self.metrics.upstream_errors.labels(op.api, kind).inc()
+            self.metrics.upstream_errors.labels(SERVICE, op.api, kind).inc()
             await self._problem(
                 send, ex, cid, 504, "Gateway Timeout",
                 f"The {op.api} service did not answer within "
                 f"{settings.upstream_timeout:g} s.", limit_headers)
             return
         except httpx.ConnectError:
-            self.metrics.upstream_errors.labels(op.api, "connect").inc()
+            self.metrics.upstream_errors.labels(SERVICE, op.api, "connect").inc()
             await self._problem(send, ex, cid, 502, "Bad Gateway",
                                 f"The {op.api} service is unreachable.", limit_headers)
             return
         except httpx.HTTPError as exc:
-            self.metrics.upstream_errors.labels(op.api, "protocol").inc()
+            self.metrics.upstream_errors.labels(SERVICE, op.api, "protocol").inc()
             errors_log.warning("upstream error", extra={"api": op.api,
                                                         "error": type(exc).__name__})
             await self._problem(send, ex, cid, 502, "Bad Gateway",
@@ -610,7 +610,7 @@ class Gateway:
             await send({"type": "http.response.body", "body": pending or b""})
         except httpx.HTTPError as exc:
             # Headers are gone already: the only honest signal left is a broken connection.
-            self.metrics.upstream_errors.labels(ex.api, "stream").inc()
+            self.metrics.upstream_errors.labels(SERVICE, ex.api, "stream").inc()
             errors_log.warning("upstream failed mid-response",
                                extra={"api": ex.api, "error": type(exc).__name__})
             raise

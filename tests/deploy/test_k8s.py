@@ -346,8 +346,11 @@ def test_slo_metrics_in_the_analysis_exist():
     rules = (ROOT / "deploy" / "prometheus" / "slo-alerts.yaml").read_text(encoding="utf-8")
     assert "alert: SLOBudgetBurnFast" in rules
     recorded = (ROOT / "deploy" / "prometheus" / "slo-rules.yaml").read_text(encoding="utf-8")
-    for prefix in ("gateway", "charter_http"):
-        assert f"{prefix}_requests_total" in recorded
+    rollouts = (K8S / "overlays" / "prod" / "rollouts.yaml").read_text(encoding="utf-8")
+    prefixes = set(re.findall(r"name: metric-prefix, value: (\w+)", rollouts))
+    assert prefixes == {"charter_gateway", "charter_http"}
+    for prefix in prefixes:
+        assert re.search(rf"(?<![a-z_]){prefix}_requests_total", recorded), prefix
         assert f"{prefix}_request_duration_seconds_bucket" in recorded
 
 

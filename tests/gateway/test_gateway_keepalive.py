@@ -4,7 +4,7 @@ A pooled connection the service closes (its keep-alive ran out) just as the gate
 reuses it fails before any byte of the answer. The gateway (1) drops idle connections
 before the service's keep-alive does (``GATEWAY_UPSTREAM_KEEPALIVE_EXPIRY`` < uvicorn's
 ``--timeout-keep-alive``) and (2) sends an idempotent request that still meets one once
-more on a new connection, counted in ``gateway_upstream_retries_total``.
+more on a new connection, counted in ``charter_gateway_upstream_retries_total``.
 
 The burst test reproduces the report with a real uvicorn upstream (default keep-alive
 5 s) whose keep-alive timer fires as it does on a busy event loop: late, just as the
@@ -59,9 +59,10 @@ class CountingUpstream:
 
 
 def retries(gateway: Gateway, kind: str = "protocol") -> float:
-    """``gateway_upstream_retries_total{api="catalog", kind=...}``."""
+    """``charter_gateway_upstream_retries_total{api="catalog", kind=...}``."""
     value = gateway.registry.get_sample_value(
-        "gateway_upstream_retries_total", {"api": "catalog", "kind": kind})
+        "charter_gateway_upstream_retries_total",
+        {"service": "gateway", "api": "catalog", "kind": kind})
     return value or 0.0
 
 
@@ -206,7 +207,8 @@ async def test_post_without_key_on_a_stale_connection_is_not_retried(
     assert [m for m, _ in upstream.seen] == ["GET", "POST"]  # the POST arrived once
     assert all_retries(gateway) == 0
     assert gateway.registry.get_sample_value(
-        "gateway_upstream_errors_total", {"api": "catalog", "kind": "protocol"}) == 1
+        "charter_gateway_upstream_errors_total",
+        {"service": "gateway", "api": "catalog", "kind": "protocol"}) == 1
 
 
 async def test_idempotent_requests_are_retried_once_and_counted(
@@ -225,7 +227,8 @@ async def test_idempotent_requests_are_retried_once_and_counted(
     assert upstream.seen == [("GET", None), ("GET", None), ("GET", None), ("GET", None),
                              ("POST", "k-1"), ("POST", "k-1")]
     metrics = (await client.get("/metrics")).text
-    assert 'gateway_upstream_retries_total{api="catalog",kind="protocol"} 2.0' in metrics
+    assert ('charter_gateway_upstream_retries_total{api="catalog",kind="protocol",'
+            'service="gateway"} 2.0') in metrics
 
 
 def _failed(method: str, reused: bool, exc: Exception,

@@ -78,7 +78,7 @@ async def test_rate_limit_429_with_headers_then_refill(
         assert (await http.get(URL, headers=alice)).status_code == 200
         metrics = (await http.get("/metrics")).text
     await gateway.upstreams.aclose()
-    assert 'gateway_rate_limited_total{api="catalog"} 1.0' in metrics
+    assert 'charter_gateway_rate_limited_total{api="catalog",service="gateway"} 1.0' in metrics
     assert len(echo.seen) == 5
 
 
@@ -221,7 +221,8 @@ async def test_upstream_down_is_502_quickly(
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["status"] == 502 and "catalog" in r.json()["detail"]
     assert elapsed < 1.0
-    assert 'gateway_upstream_errors_total{api="catalog",kind="connect"} 1.0' in metrics
+    assert ('charter_gateway_upstream_errors_total{api="catalog",kind="connect",'
+            'service="gateway"} 1.0') in metrics
 
 
 async def test_upstream_hanging_is_504_within_the_timeout(
@@ -272,15 +273,17 @@ async def test_metrics_count_by_api_operation_and_status(
     await client.get("/nowhere")
     text = (await client.get("/metrics")).text
     for line in (
-        'gateway_requests_total{api="catalog",method="GET",operation="list_products",'
-        'status="200"} 1.0',
-        'gateway_requests_total{api="catalog",method="GET",operation="list_products",'
-        'status="401"} 1.0',
-        'gateway_requests_total{api="catalog",method="GET",operation="get_product",'
-        'status="403"} 1.0',
-        'gateway_requests_total{api="-",method="GET",operation="unrouted",status="404"} 1.0',
-        'gateway_auth_failures_total{api="catalog",status="401"} 1.0',
-        'gateway_request_duration_seconds_count{api="catalog",operation="list_products"} 2.0',
+        'charter_gateway_requests_total{api="catalog",method="GET",operation="list_products",'
+        'service="gateway",status="200"} 1.0',
+        'charter_gateway_requests_total{api="catalog",method="GET",operation="list_products",'
+        'service="gateway",status="401"} 1.0',
+        'charter_gateway_requests_total{api="catalog",method="GET",operation="get_product",'
+        'service="gateway",status="403"} 1.0',
+        'charter_gateway_requests_total{api="-",method="GET",operation="unrouted",'
+        'service="gateway",status="404"} 1.0',
+        'charter_gateway_auth_failures_total{api="catalog",service="gateway",status="401"} 1.0',
+        'charter_gateway_request_duration_seconds_count{api="catalog",operation="list_products",'
+        'service="gateway"} 2.0',
     ):
         assert line in text, line
     assert "/metrics" not in text  # scrapes and probes are not counted

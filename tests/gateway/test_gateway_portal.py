@@ -130,5 +130,5 @@ async def test_metrics_endpoint(client: httpx.AsyncClient) -> None:
     await client.get("/")
     r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
-    assert 'gateway_requests_total{api="-",method="GET",operation="portal",status="200"} 1.0' \
-        in r.text
+    assert ('charter_gateway_requests_total{api="-",method="GET",operation="portal",'
+            'service="gateway",status="200"} 1.0') in r.text

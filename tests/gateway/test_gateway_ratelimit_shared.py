@@ -233,7 +233,7 @@ async def test_gateway_answers_without_redis_and_counts_it(
         metrics = (await http.get("/metrics")).text
     await gateway.upstreams.aclose()
     assert statuses == [401, 401, 429]  # burst 4 over two workers: 2 here
-    assert "gateway_rate_limit_backend_errors_total 3.0" in metrics
+    assert 'charter_gateway_rate_limit_backend_errors_total{service="gateway"} 3.0' in metrics
 
 
 # --- selection and the worker policy -------------------------------------------------------
@@ -354,7 +354,7 @@ RATE, BURST, SENT = 1.0, 10, 40
 def served_totals(url: str, scrapes: int = 30) -> set[int]:
     """Requests to ``list_products`` counted by whichever worker answered each scrape."""
     totals = set()
-    pattern = re.compile(r'gateway_requests_total\{[^}]*operation="list_products"[^}]*\} '
+    pattern = re.compile(r'charter_gateway_requests_total\{[^}]*operation="list_products"[^}]*\} '
                          r"([0-9.]+)")
     for _ in range(scrapes):  # a new connection each time: either worker may answer
         text = httpx.get(f"{url}/metrics", timeout=5).text
@@ -383,7 +383,7 @@ def test_two_workers_share_one_budget(two_workers: str) -> None:
     totals = served_totals(url)
     assert totals and max(totals) < SENT and min(totals) > 0, totals
     metrics = httpx.get(f"{url}/metrics", timeout=5).text
-    assert "gateway_rate_limit_backend_errors_total 0.0" in metrics
+    assert 'charter_gateway_rate_limit_backend_errors_total{service="gateway"} 0.0' in metrics
 
 
 def test_embedded_gateway_refuses_several_workers_without_redis(

@@ -38,8 +38,9 @@ async def test_a_100kb_header_is_refused_before_the_token_and_the_service(
     _assert_431(r)
     assert echo.seen == []
     sample = gateway.registry.get_sample_value(
-        "gateway_requests_total",
-        {"api": "-", "operation": "unrouted", "method": "GET", "status": "431"})
+        "charter_gateway_requests_total",
+        {"service": "gateway", "api": "-", "operation": "unrouted", "method": "GET",
+         "status": "431"})
     assert sample == 1.0
 
 

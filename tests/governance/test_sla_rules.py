@@ -86,7 +86,7 @@ def test_latency_sli_reads_the_threshold_bucket(objectives):
     assert 'charter_http_request_duration_seconds_bucket{service="catalog"' in expr
     assert 'le="0.05"' in expr
     gateway_read = next(o for o in objectives if (o.service, o.slo_class) == ("gateway", "read"))
-    assert 'gateway_request_duration_seconds_bucket{operation=~"' in rules.ratio_expr(
+    assert 'charter_gateway_request_duration_seconds_bucket{operation=~"' in rules.ratio_expr(
         gateway_read, "latency", "5m")
 
 

@@ -188,7 +188,7 @@ def test_revoked_token_is_refused_by_every_worker(platform: Platform,
     via_gateway = product_url.replace(platform.url("catalog"),
                                       f"{platform.url('gateway')}/catalog")
     # both workers of each component accept it first (and cache it as verified)
-    gateway_before = sum(per_worker(platform, "gateway", "gateway_requests_total",
+    gateway_before = sum(per_worker(platform, "gateway", "charter_gateway_requests_total",
                                     api="catalog").values())
     answered = {}
     for name, url in (("catalog", product_url), ("gateway", via_gateway)):
@@ -206,7 +206,8 @@ def test_revoked_token_is_refused_by_every_worker(platform: Platform,
     refusals: dict[str, tuple[str, str, dict[str, str]]] = {  # component → url, sample
         "catalog": (product_url, "charter_http_requests_total",
                     {"operation": GET_PRODUCT, "status": "401"}),
-        "gateway": (via_gateway, "gateway_requests_total", {"api": "catalog", "status": "401"}),
+        "gateway": (via_gateway, "charter_gateway_requests_total",
+                    {"api": "catalog", "status": "401"}),
     }
     for component, (url, sample, labels) in refusals.items():
         before = per_worker(platform, component, sample, **labels)
@@ -227,12 +228,12 @@ def test_revoked_token_is_refused_by_every_worker(platform: Platform,
 
     # the gateway's own /metrics page (not Flask's exporter) sums its workers too
     def gateway_counted() -> int:
-        found = per_worker(platform, "gateway", "gateway_requests_total", api="catalog")
+        found = per_worker(platform, "gateway", "charter_gateway_requests_total", api="catalog")
         return sum(found.values()) - gateway_before
 
     wait_until(lambda: gateway_counted() >= answered["gateway"], timeout=5, interval=0.05,
                what="every gateway answer counted")
     assert gateway_counted() == answered["gateway"]
     for _ in range(4):
-        assert scraped(platform, "gateway", "gateway_requests_total",
+        assert scraped(platform, "gateway", "charter_gateway_requests_total",
                        api="catalog") - gateway_before == answered["gateway"]
