@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from charter import config
+from governance import generated_files
 from governance.catalog import generate
 
 
 def cmd_catalog(args: argparse.Namespace) -> int:
     """Generate ``catalog/`` and ``catalog-info.yaml``, or check them with ``--check``."""
-    try:
-        rendered = generate.render()
-    except (generate.CatalogError, ValueError) as exc:
-        print(f"charter gov catalog: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        stale = generate.drift(rendered)
-        if stale:
-            print(f"the Backstage catalog is out of date ({', '.join(stale)}): "
-                  "run `charter gov catalog`", file=sys.stderr)
-            return 1
-        print("catalog/: up to date")
-        return 0
-    changed = generate.write(rendered)
-    for path in changed:
-        print(f"wrote {path.relative_to(config.ROOT)}")
-    if not changed:
-        print("catalog/: up to date")
-    return 0
+    return generated_files.run(
+        "catalog", "the Backstage catalog", "catalog/",
+        generated_files.Generator(generate.render, generate.drift, generate.write,
+                                  (generate.CatalogError,)),
+        check=args.check, root=config.ROOT)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

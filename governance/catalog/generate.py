@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from charter import config, dependencies, deprecation
+from governance import generated_files
 
 ROOT = config.ROOT
 CATALOG_DIR = ROOT / "catalog"
@@ -340,25 +341,9 @@ def render() -> dict[Path, str]:
 
 def drift(rendered: dict[Path, str] | None = None) -> list[str]:
     """Generated files missing or different on disk, and stray files in ``catalog/``."""
-    rendered = render() if rendered is None else rendered
-    stale = [str(p.relative_to(ROOT)) for p, text in rendered.items()
-             if not p.exists() or p.read_text(encoding="utf-8") != text]
-    stray = [str(p.relative_to(ROOT)) for p in sorted(CATALOG_DIR.glob("*.yaml"))
-             if p not in rendered]
-    return stale + [f"{s} (not generated)" for s in stray]
+    return generated_files.drift(render() if rendered is None else rendered, CATALOG_DIR, ROOT)
 
 
 def write(rendered: dict[Path, str] | None = None) -> list[Path]:
     """Write every generated file and remove stray ``catalog/*.yaml``; return what changed."""
-    rendered = render() if rendered is None else rendered
-    changed = []
-    for stray in sorted(CATALOG_DIR.glob("*.yaml")):
-        if stray not in rendered:
-            stray.unlink()
-            changed.append(stray)
-    for path, text in rendered.items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            changed.append(path)
-    return changed
+    return generated_files.write(render() if rendered is None else rendered, CATALOG_DIR)

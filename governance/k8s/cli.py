@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from charter import config
+from governance import generated_files
 from governance.k8s import generate
 
 
 def cmd_k8s(args: argparse.Namespace) -> int:
     """Generate the per-component manifests and NetworkPolicies, or check them."""
-    try:
-        rendered = generate.render()
-    except (generate.K8sError, ValueError) as exc:
-        print(f"charter gov k8s: {exc}", file=sys.stderr)
-        return 2
-    if args.check:
-        stale = generate.drift(rendered)
-        if stale:
-            print(f"the Kubernetes base is out of date ({', '.join(stale)}): "
-                  "run `charter gov k8s`", file=sys.stderr)
-            return 1
-        print("deploy/k8s/base/generated/: up to date")
-        return 0
-    changed = generate.write(rendered)
-    for path in changed:
-        print(f"wrote {path.relative_to(config.ROOT)}")
-    if not changed:
-        print("deploy/k8s/base/generated/: up to date")
-    return 0
+    return generated_files.run(
+        "k8s", "the Kubernetes base", "deploy/k8s/base/generated/",
+        generated_files.Generator(generate.render, generate.drift, generate.write,
+                                  (generate.K8sError,)),
+        check=args.check, root=config.ROOT)
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from charter import config, dependencies
+from governance import generated_files
 
 ROOT = config.ROOT
 CATALOG_COMPONENTS = ROOT / "catalog" / "components.yaml"
@@ -329,25 +330,9 @@ def render(components: list[Component] | None = None) -> dict[Path, str]:
 
 def drift(rendered: dict[Path, str] | None = None) -> list[str]:
     """Generated files missing or different on disk, and stray files in the folder."""
-    rendered = render() if rendered is None else rendered
-    stale = [str(p.relative_to(ROOT)) for p, text in rendered.items()
-             if not p.exists() or p.read_text(encoding="utf-8") != text]
-    stray = [str(p.relative_to(ROOT)) for p in sorted(OUT_DIR.glob("*.yaml"))
-             if p not in rendered]
-    return stale + [f"{s} (not generated)" for s in stray]
+    return generated_files.drift(render() if rendered is None else rendered, OUT_DIR, ROOT)
 
 
 def write(rendered: dict[Path, str] | None = None) -> list[Path]:
     """Write every generated file and remove stray ones; return what changed."""
-    rendered = render() if rendered is None else rendered
-    changed = []
-    for stray in sorted(OUT_DIR.glob("*.yaml")):
-        if stray not in rendered:
-            stray.unlink()
-            changed.append(stray)
-    for path, text in rendered.items():
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-            changed.append(path)
-    return changed
+    return generated_files.write(render() if rendered is None else rendered, OUT_DIR)

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from prometheus_client import CollectorRegistry
@@ -41,12 +43,9 @@ def test_operation_label_survives_scope_without_extensions() -> None:
     assert any(k == b"x-correlation-id" for k, _ in sent[0]["headers"])
 
 
-def _serve(path: str, status: int) -> list[logging.LogRecord]:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": status, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    middleware = ObservabilityMiddleware(app, RequestMetrics(CollectorRegistry(), "auth"))
+@contextmanager
+def _access_log() -> Iterator[list[logging.LogRecord]]:
+    """The access-log records written inside the block."""
     records: list[logging.LogRecord] = []
 
     class Keep(logging.Handler):
@@ -58,16 +57,27 @@ def _serve(path: str, status: int) -> list[logging.LogRecord]:
     access.addHandler(handler)
     access.setLevel(logging.INFO)
     try:
-        async def receive() -> dict[str, Any]:
-            return {"type": "http.request", "body": b""}
-
-        async def send(_message: dict[str, Any]) -> None:
-            return None
-
-        asyncio.run(middleware({"type": "http", "method": "GET", "path": path,
-                                "headers": []}, receive, send))
+        yield records
     finally:
         access.removeHandler(handler)
+
+
+def _serve(path: str, status: int) -> list[logging.LogRecord]:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": status, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = ObservabilityMiddleware(app, RequestMetrics(CollectorRegistry(), "auth"))
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(_message: dict[str, Any]) -> None:
+        return None
+
+    with _access_log() as records:
+        asyncio.run(middleware({"type": "http", "method": "GET", "path": path,
+                                "headers": []}, receive, send))
     return records
 
 
@@ -92,16 +102,6 @@ def test_outbound_request_lines_of_httpx_are_not_logged_at_info() -> None:
 def _counted(app: Any) -> tuple[CollectorRegistry, list[logging.LogRecord]]:
     registry = CollectorRegistry()
     middleware = ObservabilityMiddleware(app, RequestMetrics(registry, "catalog"))
-    records: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            records.append(record)
-
-    handler = Keep()
-    access = logging.getLogger("charter.access")
-    access.addHandler(handler)
-    access.setLevel(logging.INFO)
     scope = {"type": "http", "method": "POST", "path": "/v1/reservations", "headers": []}
 
     async def receive() -> dict[str, Any]:
@@ -110,12 +110,8 @@ def _counted(app: Any) -> tuple[CollectorRegistry, list[logging.LogRecord]]:
     async def send(message: dict[str, Any]) -> None:
         raise AssertionError("nothing may be sent")
 
-    try:
+    with _access_log() as records, suppress(RuntimeError):
         asyncio.run(middleware(scope, receive, send))
-    except RuntimeError:
-        pass
-    finally:
-        access.removeHandler(handler)
     return registry, records
 
 
