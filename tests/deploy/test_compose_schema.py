@@ -17,6 +17,7 @@ from dotenv import dotenv_values
 from charter.config import KNOWN_DEV_SECRETS, PORTS
 from charterctl import cli
 from tests.deploy import compose_support as cs
+from tests.support.databases import skip_or_fail
 
 SCHEMA_CHECK = [sys.executable, "-m", "check_jsonschema", "--builtin-schema",
                 "vendor.compose-spec"]
@@ -215,5 +216,5 @@ def test_the_generated_env_file_is_git_ignored() -> None:
     done = subprocess.run(["git", "check-ignore", "-q", cs.ENV_FILE], cwd=cs.ROOT,
                           capture_output=True, timeout=30)
     if done.returncode == 128:
-        pytest.skip("not a git checkout")
+        skip_or_fail("not a git checkout (git check-ignore needs one)")
     assert done.returncode == 0, f"{cs.ENV_FILE} is not git-ignored"
