@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    bindparam,
     delete,
     insert,
     inspect,
@@ -83,6 +84,15 @@ class Idempotency:
         self.table = table
         self.retention = retention if retention is not None else retention_from_env()
         self.clock = clock
+        # The per-request statements, built once with bound parameters (building a
+        # statement and its cache key per call costs more than running it on SQLite).
+        t = table
+        self._lookup = select(t.c.id, t.c.fingerprint, t.c.status, t.c.body, t.c.created_at
+                              ).where(t.c.scope == bindparam("b_scope"),
+                                      t.c.key == bindparam("b_key"))
+        self._complete = update(t).where(t.c.scope == bindparam("b_scope"),
+                                         t.c.key == bindparam("b_key"))
+        self._insert = insert(t)
 
     def cutoff(self, now: datetime | None = None) -> datetime:
         """Keys first used before this instant have expired."""
@@ -94,11 +104,7 @@ class Idempotency:
         An expired key is deleted here (in the caller's transaction) and treated as new.
         """
         t = self.table
-        row = session.execute(
-            select(t.c.id, t.c.fingerprint, t.c.status, t.c.body, t.c.created_at).where(
-                t.c.scope == scope, t.c.key == key
-            )
-        ).first()
+        row = session.execute(self._lookup, {"b_scope": scope, "b_key": key}).first()
         if row is None:
             return None
         if row.created_at < self.cutoff():
@@ -127,25 +133,16 @@ class Idempotency:
 
     def complete(self, session: Session, scope: str, key: str, status: int, body: Any) -> None:
         """Record the answer of a claimed key (same transaction as the claim)."""
-        t = self.table
-        session.execute(
-            update(t).where(t.c.scope == scope, t.c.key == key).values(status=status, body=body)
-        )
+        session.execute(self._complete, {"b_scope": scope, "b_key": key,
+                                         "status": status, "body": body})
 
     def store(
         self, session: Session, scope: str, key: str, fp: str, status: int, body: Any
     ) -> None:
         """Record an answer in the caller's transaction (flushed now, so a race fails here)."""
-        session.execute(
-            insert(self.table).values(
-                scope=scope,
-                key=key,
-                fingerprint=fp,
-                status=status,
-                body=body,
-                created_at=self.clock(),
-            )
-        )
+        session.execute(self._insert, {"scope": scope, "key": key, "fingerprint": fp,
+                                       "status": status, "body": body,
+                                       "created_at": self.clock()})
         session.flush()
 
     def run(

@@ -15,7 +15,7 @@ from datetime import datetime
 from functools import reduce
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Dialect, RowMapping, func, insert, select, text
+from sqlalchemy import Connection, Dialect, RowMapping, bindparam, func, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -148,6 +148,17 @@ class EventStore:
         self._clock = clock
         # One advisory-lock key per events table (advisory locks are per database).
         self._lock_key = zlib.crc32(f"charter.eventstore:{self._events.name}".encode())
+        # The hot statements, built once with bound parameters: building a statement and
+        # its cache key on every call cost several times its execution (SQLite).
+        table = self._events
+        self._insert = insert(table).returning(table.c.position)
+        self._load = (select(table)
+                      .where(table.c.stream_id == bindparam("b_stream"),
+                             table.c.version > bindparam("b_after"))
+                      .order_by(table.c.version))
+        self._version = (select(func.coalesce(func.max(table.c.version), 0))
+                         .where(table.c.stream_id == bindparam("b_stream")))
+        self._advisory_lock = select(func.pg_advisory_xact_lock(self._lock_key))
 
     def append(self, conn: Executor, stream_id: str, expected_version: int,
                events: Sequence[NewEvent]) -> list[RecordedEvent]:
@@ -170,21 +181,18 @@ class EventStore:
             raise ConcurrencyConflict(stream_id, expected_version, actual)
         recorded_at = self._clock()
         recorded: list[RecordedEvent] = []
-        table = self._events
         try:
             with conn.begin_nested():  # a refused insert must not poison the caller's txn
                 for version, event in enumerate(events, start=expected_version + 1):
-                    position = conn.execute(
-                        insert(table).values(
-                            stream_id=stream_id,
-                            version=version,
-                            event_id=event.metadata.event_id,
-                            type=event.type,
-                            data=dict(event.data),
-                            metadata=event.metadata.to_json(),
-                            recorded_at=recorded_at,
-                        ).returning(table.c.position)
-                    ).scalar_one()
+                    position = conn.execute(self._insert, {
+                        "stream_id": stream_id,
+                        "version": version,
+                        "event_id": event.metadata.event_id,
+                        "type": event.type,
+                        "data": dict(event.data),
+                        "metadata": event.metadata.to_json(),
+                        "recorded_at": recorded_at,
+                    }).scalar_one()
                     recorded.append(RecordedEvent(
                         position=int(position), stream_id=stream_id, version=version,
                         type=event.type, data=dict(event.data), metadata=event.metadata,
@@ -209,28 +217,19 @@ class EventStore:
         """
         name = _dialect(conn).name
         if name == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(self._lock_key)))
+            conn.execute(self._advisory_lock)
         elif name == "sqlite" and not _dbapi_in_transaction(conn):
             conn.execute(text("BEGIN IMMEDIATE"))
 
     def load(self, conn: Executor, stream_id: str, after_version: int = 0
              ) -> list[RecordedEvent]:
         """The events of ``stream_id`` with a version above ``after_version``, in order."""
-        table = self._events
-        rows = conn.execute(
-            select(table)
-            .where(table.c.stream_id == stream_id, table.c.version > after_version)
-            .order_by(table.c.version)
-        )
+        rows = conn.execute(self._load, {"b_stream": stream_id, "b_after": after_version})
         return [self._recorded(row._mapping) for row in rows]
 
     def version(self, conn: Executor, stream_id: str) -> int:
         """How many events ``stream_id`` holds (0 when it does not exist)."""
-        table = self._events
-        value = conn.execute(
-            select(func.coalesce(func.max(table.c.version), 0))
-            .where(table.c.stream_id == stream_id)
-        ).scalar_one()
+        value = conn.execute(self._version, {"b_stream": stream_id}).scalar_one()
         return int(value)
 
     def read_all(self, conn: Executor, after_position: int, limit: int

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Column, Index, MetaData, String, Table, delete, insert
+from sqlalchemy import Column, Index, Insert, MetaData, String, Table, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -50,6 +50,12 @@ class Inbox:
     def __init__(self, table: Table, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.table = table
         self.clock = clock
+        # ``INSERT … ON CONFLICT DO NOTHING RETURNING`` per dialect, built once (building a
+        # statement and its cache key per message cost more than running it on SQLite).
+        self._claims: dict[str, Insert] = {
+            name: module.insert(table).on_conflict_do_nothing().returning(table.c.message_id)
+            for name, module in (("postgresql", postgresql), ("sqlite", sqlite))
+        }
 
     def claim(self, session: Session, consumer: str, message_id: str) -> bool:
         """Record that ``consumer`` processes ``message_id`` in the caller's transaction.
@@ -64,12 +70,9 @@ class Inbox:
         if not message_id or len(message_id) > MESSAGE_ID_MAX:
             raise ValueError(f"message id must be 1 to {MESSAGE_ID_MAX} characters")
         row = {"consumer": consumer, "message_id": message_id, "processed_at": self.clock()}
-        dialect = session.get_bind().dialect.name
-        if dialect in ("postgresql", "sqlite"):
-            module = postgresql if dialect == "postgresql" else sqlite
-            stmt = (module.insert(self.table).values(**row).on_conflict_do_nothing()
-                    .returning(self.table.c.message_id))  # rowcount of an INSERT is -1 here
-            return session.execute(stmt).first() is not None
+        stmt = self._claims.get(session.get_bind().dialect.name)
+        if stmt is not None:  # (rowcount of an INSERT is -1 here, hence RETURNING)
+            return session.execute(stmt, row).first() is not None
         try:  # any other database: a savepoint keeps the outer transaction usable
             with session.begin_nested():
                 session.execute(insert(self.table).values(**row))

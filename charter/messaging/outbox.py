@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     delete,
     func,
     insert,
@@ -102,6 +103,19 @@ class Outbox:
     def __init__(self, table: Table, *, clock: Callable[[], datetime] = utcnow) -> None:
         self.table = table
         self.clock = clock
+        # The relay's and writers' statements, built once with bound parameters (building
+        # a statement and its cache key per call cost more than running it on SQLite).
+        t = table
+        self._insert = insert(t)
+        self._pending = (select(t.c.position, t.c.event_id, t.c.routing_key, t.c.body,
+                                t.c.created_at, t.c.attempts, t.c.last_error)
+                         .where(t.c.sent_at.is_(None))
+                         .order_by(t.c.position)
+                         .limit(bindparam("b_limit")))
+        self._mark_sent = (update(t)
+                           .where(t.c.position.in_(bindparam("b_positions", expanding=True)),
+                                  t.c.sent_at.is_(None))
+                           .values(sent_at=bindparam("b_at")))
 
     def add(self, session: Session, *envelopes: Envelope) -> None:
         """Insert ``envelopes`` in the caller's transaction (they commit with its change)."""
@@ -112,7 +126,7 @@ class Outbox:
         # The trace context is captured now, in the writing request's transaction: the
         # relay publishes later, from another thread (an envelope's own wins).
         traceparent = tracing.traceparent_of()
-        session.execute(insert(self.table), [
+        session.execute(self._insert, [
             {"event_id": env.id, "routing_key": env.routing_key,
              "body": (env if env.traceparent or traceparent is None
                       else replace(env, traceparent=traceparent)).to_json(),
@@ -122,14 +136,7 @@ class Outbox:
 
     def pending(self, session: Session, limit: int) -> list[OutboxRow]:
         """Up to ``limit`` unsent rows, oldest position first."""
-        t = self.table
-        rows = session.execute(
-            select(t.c.position, t.c.event_id, t.c.routing_key, t.c.body, t.c.created_at,
-                   t.c.attempts, t.c.last_error)
-            .where(t.c.sent_at.is_(None))
-            .order_by(t.c.position)
-            .limit(limit)
-        ).all()
+        rows = session.execute(self._pending, {"b_limit": limit}).all()
         return [OutboxRow(*row) for row in rows]
 
     def mark_sent(self, session: Session, positions: Iterable[int], at: datetime) -> int:
@@ -137,11 +144,7 @@ class Outbox:
         chosen = list(positions)
         if not chosen:
             return 0
-        t = self.table
-        result = session.execute(
-            update(t).where(t.c.position.in_(chosen), t.c.sent_at.is_(None))
-            .values(sent_at=at)
-        )
+        result = session.execute(self._mark_sent, {"b_positions": chosen, "b_at": at})
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
     def record_failure(self, session: Session, position: int, error: str) -> None:

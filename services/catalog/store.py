@@ -134,6 +134,19 @@ def _category(row: CategoryRow) -> Category:
 
 _PRODUCT_BY_ID = select(*ProductRow.__table__.columns).where(
     ProductRow.__table__.c.id == bindparam("product_id"))
+# The reservation path's reads, built once with bound parameters (building a statement
+# and its cache key per call cost more than running it on SQLite).
+_LOCK_STOCK = (select(StockRow)
+               .where(StockRow.product_id.in_(bindparam("b_ids", expanding=True)))
+               .order_by(StockRow.product_id)
+               .with_for_update()
+               .execution_options(populate_existing=True))
+_RESERVATION = select(ReservationRow).where(ReservationRow.order_id == bindparam("b_order"))
+_RESERVATION_LOCKED = (_RESERVATION.with_for_update()
+                       .execution_options(populate_existing=True))
+_RESERVATION_ITEMS = (select(ReservationItemRow)
+                      .where(ReservationItemRow.order_id == bindparam("b_order"))
+                      .order_by(ReservationItemRow.product_id))
 
 
 def _product(row: ProductRow | Row[Any]) -> Product:
@@ -304,13 +317,7 @@ class SqlCatalogRepository(KeyedSqlRepository):
     def lock_stock(self, product_ids: Iterable[int]) -> dict[int, StockLevel]:
         """Stock levels locked for update, taken in product-id order (no deadlocks)."""
         ids = sorted(set(product_ids))
-        rows = self.session.scalars(
-            select(StockRow)
-            .where(StockRow.product_id.in_(ids))
-            .order_by(StockRow.product_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        rows = self.session.scalars(_LOCK_STOCK, {"b_ids": ids})
         return {row.product_id: _level(row) for row in rows}
 
     def save_stock(self, levels: Iterable[StockLevel]) -> None:
@@ -330,17 +337,12 @@ class SqlCatalogRepository(KeyedSqlRepository):
     # reservations -----------------------------------------------------------------
     def reservation(self, order_id: str, *, lock: bool = False) -> Reservation | None:
         """The reservation of ``order_id`` with its lines (row locked when ``lock``)."""
-        query = select(ReservationRow).where(ReservationRow.order_id == order_id)
-        if lock:
-            query = query.with_for_update().execution_options(populate_existing=True)
-        row = self.session.scalars(query).first()
+        params = {"b_order": order_id}
+        row = self.session.scalars(_RESERVATION_LOCKED if lock else _RESERVATION,
+                                   params).first()
         if row is None:
             return None
-        items = self.session.scalars(
-            select(ReservationItemRow)
-            .where(ReservationItemRow.order_id == order_id)
-            .order_by(ReservationItemRow.product_id)
-        )
+        items = self.session.scalars(_RESERVATION_ITEMS, params)
         return Reservation(
             order_id=row.order_id,
             lines=[domain.ReservationLine(i.product_id, i.quantity) for i in items],

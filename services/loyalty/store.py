@@ -34,6 +34,7 @@ from sqlalchemy import (
     Integer,
     String,
     UniqueConstraint,
+    bindparam,
     func,
     select,
     text,
@@ -120,6 +121,27 @@ def _account(row: AccountRow) -> Account:
     return Account(row.customer_id, row.balance, row.updated_at)
 
 
+# The statements of every award, built once with bound parameters (building a statement
+# and its cache key per call cost more than running it on SQLite).
+_CREATE_ACCOUNT = {
+    "postgresql": postgresql.insert(AccountRow).on_conflict_do_nothing(),
+    "sqlite": sqlite.insert(AccountRow).on_conflict_do_nothing(),
+}
+_LOCK_ACCOUNT = (select(AccountRow)
+                 .where(AccountRow.customer_id == bindparam("b_customer"))
+                 .with_for_update()
+                 .execution_options(populate_existing=True))
+_SAVE_BALANCE = (update(AccountRow)
+                 .where(AccountRow.customer_id == bindparam("b_customer"))
+                 .values(balance=bindparam("b_balance"), updated_at=bindparam("b_updated_at"))
+                 .execution_options(synchronize_session=False))
+_ENTRIES = (select(EntryRow)
+            .where(EntryRow.order_id == bindparam("b_order"),
+                   EntryRow.type == bindparam("b_type"))
+            .order_by(EntryRow.id))
+_CUSTOMER_ENTRIES = _ENTRIES.where(EntryRow.customer_id == bindparam("b_customer"))
+
+
 class SqlLoyaltyRepository(LedgerLookups):
     """:class:`~services.loyalty.ports.LoyaltyRepository` on one Session (the unit of work)."""
 
@@ -133,42 +155,32 @@ class SqlLoyaltyRepository(LedgerLookups):
 
     def lock_account(self, customer_id: str) -> Account:
         """The customer's account, created if missing, locked until the transaction ends."""
-        dialect = self.session.get_bind().dialect.name
         now = utcnow()
         values = {"customer_id": customer_id, "balance": 0, "created_at": now,
                   "updated_at": now}
-        if dialect == "postgresql":
-            self.session.execute(
-                postgresql.insert(AccountRow).values(**values).on_conflict_do_nothing())
-        elif dialect == "sqlite":
-            self.session.execute(
-                sqlite.insert(AccountRow).values(**values).on_conflict_do_nothing())
+        create = _CREATE_ACCOUNT.get(self.session.get_bind().dialect.name)
+        if create is not None:
+            self.session.execute(create, values)
         elif self.session.get(AccountRow, customer_id) is None:  # pragma: no cover
             self.session.add(AccountRow(**values))
             self.session.flush()
-        row = self.session.scalars(
-            select(AccountRow)
-            .where(AccountRow.customer_id == customer_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).one()
+        row = self.session.scalars(_LOCK_ACCOUNT, {"b_customer": customer_id}).one()
         return _account(row)
 
     def save_balance(self, account: Account) -> None:
         """Store the account's new balance (its row is locked by :meth:`lock_account`)."""
-        self.session.execute(
-            update(AccountRow).where(AccountRow.customer_id == account.customer_id)
-            .values(balance=account.balance, updated_at=utcnow())
-            .execution_options(synchronize_session=False))
+        self.session.execute(_SAVE_BALANCE, {"b_customer": account.customer_id,
+                                             "b_balance": account.balance,
+                                             "b_updated_at": utcnow()})
 
     # entries ------------------------------------------------------------------------
     def _entries(self, order_id: str, type_: EntryType,
                  customer_id: str | None = None) -> list[Entry]:
-        query = select(EntryRow).where(EntryRow.order_id == order_id,
-                                       EntryRow.type == str(type_))
-        if customer_id is not None:
-            query = query.where(EntryRow.customer_id == customer_id)
-        return [_entry(r) for r in self.session.scalars(query.order_by(EntryRow.id))]
+        params = {"b_order": order_id, "b_type": str(type_)}
+        if customer_id is None:
+            return [_entry(r) for r in self.session.scalars(_ENTRIES, params)]
+        params["b_customer"] = customer_id
+        return [_entry(r) for r in self.session.scalars(_CUSTOMER_ENTRIES, params)]
 
     def add(self, entry: Entry) -> Entry:
         """Record ``entry``; :class:`WriteConflict` when a concurrent writer was first."""

@@ -40,6 +40,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     false,
     func,
     insert,
@@ -148,6 +149,23 @@ transaction as the events that caused it; the relay sends it (``charter.messagin
 
 idempotency_keys = idempotency_table(metadata)
 
+# The statements every checkout runs several times, built once with bound parameters
+# (building a statement and its cache key per call cost more than running it on SQLite).
+_INSERT_ORDER = insert(orders)
+_INSERT_LINES = insert(order_lines)
+_UPDATE_ORDER = update(orders).where(orders.c.id == bindparam("b_order"))
+_CONTACT = (select(order_contacts.c.email, order_contacts.c.payment_method)
+            .where(order_contacts.c.order_id == bindparam("b_order")))
+_PAYMENT_METHOD = (select(order_contacts.c.payment_method)
+                   .where(order_contacts.c.order_id == bindparam("b_order")))
+_LOCK_ORDER = select(orders.c.id).where(orders.c.id == bindparam("b_order")).with_for_update()
+_checkpoints = event_tables.checkpoints
+_MOVE_CHECKPOINT = (update(_checkpoints)
+                    .where(_checkpoints.c.name == PROJECTION,
+                           _checkpoints.c.position < bindparam("b_position"))
+                    .values(position=bindparam("b_position"),
+                            updated_at=bindparam("b_updated_at")))
+
 # What recovery looks for (see OrderService.resume_pending).
 OPEN_FOLLOW_UPS = (FollowUp.PENDING.value, FollowUp.PENDING_RETRY.value)
 
@@ -213,11 +231,10 @@ def integration_events(order: Order, new: Sequence[DomainEvent]) -> list[Envelop
 def write_read_model(session: Session, order: Order, *, new: bool) -> None:
     """The order's row (and, when ``new``, its lines) in the read model."""
     if not new:
-        session.execute(update(orders).where(orders.c.id == order.id)
-                        .values(**_row_values(order)))
+        session.execute(_UPDATE_ORDER, {"b_order": order.id, **_row_values(order)})
         return
-    session.execute(insert(orders).values(id=order.id, **_row_values(order)))
-    session.execute(insert(order_lines), [
+    session.execute(_INSERT_ORDER, {"id": order.id, **_row_values(order)})
+    session.execute(_INSERT_LINES, [
         {"order_id": order.id, "product_id": line.product_id, "position": position,
          "sku": line.sku, "name": line.name, "unit_price": line.unit_price,
          "currency": line.currency, "quantity": line.quantity}
@@ -229,10 +246,8 @@ def move_checkpoint(session: Session, position: int) -> None:
     """The read model now holds every event up to ``position`` (appends are serialised by
     the event store, so inline updates arrive in position order)."""
     checkpoints = event_tables.checkpoints
-    moved = session.execute(update(checkpoints)
-                            .where(checkpoints.c.name == PROJECTION,
-                                   checkpoints.c.position < position)
-                            .values(position=position, updated_at=utcnow()))
+    moved = session.execute(_MOVE_CHECKPOINT, {"b_position": position,
+                                               "b_updated_at": utcnow()})
     if moved.rowcount:  # type: ignore[attr-defined]
         return
     current = session.execute(
@@ -320,10 +335,7 @@ class SqlOrderRepository(KeyedSqlRepository):
             return
         order.stored_contact = current
         values = {"email": order.customer_email, "payment_method": order.payment_method}
-        found = self.session.execute(
-            select(order_contacts.c.email, order_contacts.c.payment_method)
-            .where(order_contacts.c.order_id == order.id)
-        ).mappings().first()
+        found = self.session.execute(_CONTACT, {"b_order": order.id}).mappings().first()
         if found is None:
             self.session.execute(insert(order_contacts).values(order_id=order.id, **values))
         elif dict(found) != values:
@@ -333,9 +345,7 @@ class SqlOrderRepository(KeyedSqlRepository):
 
     def payment_method(self, order_id: str) -> str | None:
         """The provider token a checkout pays with (kept outside the events)."""
-        return self.session.execute(
-            select(order_contacts.c.payment_method).where(order_contacts.c.order_id == order_id)
-        ).scalar_one_or_none()
+        return self.session.execute(_PAYMENT_METHOD, {"b_order": order_id}).scalar_one_or_none()
 
     # -- reads ---------------------------------------------------------------------------
     def get(self, order_id: str, *, lock: bool = False) -> Order | None:
@@ -347,16 +357,12 @@ class SqlOrderRepository(KeyedSqlRepository):
         """
         if lock and self.session.get_bind().dialect.name != "sqlite":
             # (SQLite: the write transaction already holds the database's write lock)
-            self.session.execute(select(orders.c.id).where(orders.c.id == order_id)
-                                 .with_for_update())
+            self.session.execute(_LOCK_ORDER, {"b_order": order_id})
         stored = event_store.load(self.session, order_id)
         if not stored:
             return None
         order = Order.from_events(order_id, [domain_event(e) for e in stored])
-        contact = self.session.execute(
-            select(order_contacts.c.email, order_contacts.c.payment_method)
-            .where(order_contacts.c.order_id == order_id)
-        ).first()
+        contact = self.session.execute(_CONTACT, {"b_order": order_id}).first()
         if contact is not None:
             order.customer_email, order.payment_method = contact
             order.stored_contact = (order.customer_email, order.payment_method)

@@ -25,6 +25,7 @@ from sqlalchemy import (
     Index,
     String,
     Table,
+    bindparam,
     func,
     insert,
     select,
@@ -100,6 +101,16 @@ refunds = Table(
 
 idempotency_keys = idempotency_table(metadata)
 
+# The statements of every authorisation and capture, built once with bound parameters
+# (building a statement and its cache key per call cost more than running it on SQLite).
+_PAYMENT = select(payments).where(payments.c.id == bindparam("b_payment"))
+_PAYMENT_LOCKED = _PAYMENT.with_for_update()
+_REFUNDS = (select(refunds)
+            .where(refunds.c.payment_id.in_(bindparam("b_payments", expanding=True)))
+            .order_by(refunds.c.created_at, refunds.c.id))
+_INSERT_PAYMENT = insert(payments)
+_UPDATE_PAYMENT = update(payments).where(payments.c.id == bindparam("b_payment"))
+
 
 def _refund(row: Any) -> Refund:
     return Refund(id=row.id, payment_id=row.payment_id, amount=int(row.amount),
@@ -142,18 +153,16 @@ class SqlPaymentsRepository(KeyedSqlRepository):
 
     keys_table = idempotency_keys
 
-    def _write(self, statement: Executable) -> None:
+    def _write(self, statement: Executable, params: dict[str, Any] | None = None) -> None:
         """Execute a write; a constraint refusing it becomes :class:`WriteConflict`."""
         with write_conflicts():
-            self.session.execute(statement)
+            self.session.execute(statement, params)
 
     # reads -----------------------------------------------------------------------------
     def get(self, payment_id: str, *, lock: bool = False) -> Payment | None:
         """The payment with its refunds (its row locked for update when ``lock``)."""
-        query = select(payments).where(payments.c.id == payment_id)
-        if lock:
-            query = query.with_for_update()
-        row = self.session.execute(query).first()
+        row = self.session.execute(_PAYMENT_LOCKED if lock else _PAYMENT,
+                                   {"b_payment": payment_id}).first()
         if row is None:
             return None
         return _payment(row, self._refunds_of([payment_id])[payment_id])
@@ -162,11 +171,7 @@ class SqlPaymentsRepository(KeyedSqlRepository):
         found: dict[str, list[Refund]] = {pid: [] for pid in payment_ids}
         if not payment_ids:
             return found
-        rows = self.session.execute(
-            select(refunds)
-            .where(refunds.c.payment_id.in_(list(payment_ids)))
-            .order_by(refunds.c.created_at, refunds.c.id)
-        )
+        rows = self.session.execute(_REFUNDS, {"b_payments": list(payment_ids)})
         for row in rows:
             found[row.payment_id].append(_refund(row))
         return found
@@ -195,7 +200,7 @@ class SqlPaymentsRepository(KeyedSqlRepository):
         assert payment.method is not None, "a payment is stored with its method"
         payment.created_at = payment.updated_at = utcnow()
         self._write(
-            insert(payments).values(
+            _INSERT_PAYMENT, dict(
                 id=payment.id,
                 order_id=payment.order_id,
                 customer_id=payment.customer_id,
@@ -223,9 +228,8 @@ class SqlPaymentsRepository(KeyedSqlRepository):
         """Store the payment's state and references; its ``updated_at`` becomes now."""
         payment.updated_at = utcnow()
         self._write(
-            update(payments)
-            .where(payments.c.id == payment.id)
-            .values(
+            _UPDATE_PAYMENT, dict(
+                b_payment=payment.id,
                 status=str(payment.status),
                 captured_amount=payment.captured_amount,
                 refunded_amount=payment.refunded_amount,
