@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run demo test install node promtool alerting wrk browser lint pact-verify fuzz gov bench bench-quick chaos clean
+.PHONY: run demo test install node promtool alerting wrk browser lint pact-verify fuzz gov bench bench-quick chaos report clean backup
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -79,6 +79,18 @@ bench-quick: $(STAMP) wrk
 ## invariants table (docs/operations.md, Chaos run); CHAOS_ARGS="--amqp" for RabbitMQ
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.chaos --n 200 $(CHAOS_ARGS)
+
+## backup: a consistent copy of every service's database in var/backups/<UTC timestamp>/
+## (charter backup; BACKUP_DIR=… elsewhere); restore: charter restore <that folder>
+## (docs/operations.md, Backup and restore)
+backup: $(STAMP)
+	$(BIN)/charter backup $(if $(BACKUP_DIR),--to $(BACKUP_DIR))
+
+## report: the fault-tolerance report (failover, chaos, bench, replication lag, restore
+## drill) in reports/<date>/index.html and index.md (docs/operations.md); REPORT_QUICK=1
+## for short runs (a smoke test), REPORT_ARGS="--skip bench" to leave a part out
+report: $(STAMP) wrk
+	$(BIN)/python -m bench.fault_report $(if $(REPORT_QUICK),--quick) $(REPORT_ARGS)
 
 ## pact-verify: verify every provider against the committed pacts (contracts/pacts/)
 pact-verify: $(STAMP)

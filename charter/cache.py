@@ -1,12 +1,14 @@
 """Cache-aside for read paths: an in-process TTL cache by default, Redis when configured.
 
-:func:`make_cache` picks the backend from ``charter.config.redis_url()`` and the worker
-processes of the service (``CHARTER_WORKERS``): Redis when configured (shared by every
-worker and replica); else, with several workers, :class:`WorkerSharedCache` — entries in
-each worker's memory, namespace versions in a file every worker maps
-(:class:`SharedVersions`), so an invalidation in one worker reaches all of them —
-or, for entries no write invalidates (they only expire), a :class:`TTLCache` per worker;
-with one worker, the in-process :class:`TTLCache`. Values are JSON documents (what a handler
+:func:`make_cache` picks the backend from ``charter.config.redis_url()`` and the processes
+that serve the service: its worker processes (``CHARTER_WORKERS``) times its instances
+(``CHARTER_REPLICAS``, set by ``charter up --replicas``). Redis when configured (shared by
+every worker and replica); else, with several processes, :class:`WorkerSharedCache` —
+entries in each process's memory, namespace versions in a file every worker of every
+instance maps (``<var>/cache/<service>.versions``, :class:`SharedVersions`; instances on
+one host share the var dir), so an invalidation in one process reaches all of them —
+or, for entries no write invalidates (they only expire), a :class:`TTLCache` per process;
+with one process, the in-process :class:`TTLCache`. Values are JSON documents (what a handler
 returns). Two ways to invalidate:
 
 * :meth:`Cache.invalidate_prefix` drops every key starting with a prefix (the in-process
@@ -437,41 +439,58 @@ def worker_processes() -> int:
             from exc
 
 
+def replica_instances() -> int:
+    """How many instances of this service run on this host (``CHARTER_REPLICAS``, set by
+    ``charter up --replicas``; default 1)."""
+    raw = (config.env("CHARTER_REPLICAS", "1") or "1").strip()
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise config.ConfigError(f"CHARTER_REPLICAS must be an integer ≥ 1, not {raw!r}")
+    return count
+
+
 _announced: set[tuple[str, str]] = set()
 
 
 def make_cache(service: str, default_ttl: float | None = None, *,
                write_invalidated: bool = True) -> Cache:
     """The service's cache: Redis (``REDIS_URL``, keys prefixed ``charter:<service>:``),
-    else :class:`NullCache` with several workers, else an in-process :class:`TTLCache`.
+    else with several processes (workers × instances) a :class:`WorkerSharedCache` (or a
+    :class:`NullCache` when its version file cannot be opened), else an in-process
+    :class:`TTLCache`.
 
     ``write_invalidated=False`` declares that nothing the service does invalidates the
-    entries (they only expire, e.g. a copy of an upstream's data): a per-worker
-    :class:`TTLCache` is then as right as a shared one and is kept with several workers.
+    entries (they only expire, e.g. a copy of an upstream's data): a per-process
+    :class:`TTLCache` is then as right as a shared one and is kept with several processes.
     The choice and its reason are logged once per process and service.
     """
     ttl = default_ttl if default_ttl is not None else config.settings().cache_ttl_seconds
     url = config.redis_url()
-    workers = worker_processes()
+    workers, instances = worker_processes(), replica_instances()
+    many = f"CHARTER_WORKERS={workers}" + (
+        f" × CHARTER_REPLICAS={instances}" if instances > 1 else "")
     cache: Cache
     if url:
         cache, why = (RedisCache(url, prefix=f"charter:{service}", default_ttl=ttl),
-                      "REDIS_URL is set: shared by every worker")
-    elif workers > 1 and write_invalidated:
+                      "REDIS_URL is set: shared by every worker and instance")
+    elif workers * instances > 1 and write_invalidated:
         try:
             versions = SharedVersions(config.var_dir() / "cache" / f"{service}.versions")
             cache, why = WorkerSharedCache(versions, default_ttl=ttl), (
-                f"CHARTER_WORKERS={workers} and no REDIS_URL: entries per worker, "
-                f"namespace versions shared by every worker ({versions.path})")
+                f"{many} and no REDIS_URL: entries per process, namespace versions "
+                f"shared by every worker of every instance ({versions.path})")
         except OSError as exc:
             cache, why = NullCache(), (
-                f"CHARTER_WORKERS={workers}, no REDIS_URL and no shared version file "
-                f"({type(exc).__name__}: {exc}): an invalidation in one worker would not "
+                f"{many}, no REDIS_URL and no shared version file "
+                f"({type(exc).__name__}: {exc}): an invalidation in one process would not "
                 "reach the others; set REDIS_URL to cache")
-    elif workers > 1:
+    elif workers * instances > 1:
         cache, why = TTLCache(default_ttl=ttl), (
-            f"CHARTER_WORKERS={workers} and no REDIS_URL: entries only expire, so each "
-            "worker keeps its own")
+            f"{many} and no REDIS_URL: entries only expire (after {ttl:g}s), so each "
+            "process keeps its own")
     else:
         cache, why = TTLCache(default_ttl=ttl), "one worker and no REDIS_URL"
     kind = type(cache).__name__

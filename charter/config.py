@@ -418,6 +418,13 @@ def database_url(service: str) -> str:
     return f"sqlite:///{var_dir() / (service + '.db')}"
 
 
+def database_read_url(service: str) -> str | None:
+    """``<SERVICE>_DATABASE_READ_URL``: a streaming-replication standby of the service's
+    PostgreSQL database for its read-only use cases (:meth:`charter.db.Database.read`), or
+    ``None`` (every read on the primary)."""
+    return env(f"{service.upper()}_DATABASE_READ_URL") or None
+
+
 @dataclass(frozen=True)
 class AuthSettings:
     """What a resource server needs to verify access tokens."""

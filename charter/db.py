@@ -21,6 +21,7 @@ from sqlalchemy.types import TypeDecorator
 
 from charter.clock import as_utc, rfc3339, utcnow
 from charter.observability import tracing
+from charter.read_replica import ReadReplica, primary_position
 from charter.unit_of_work import WriteConflict
 
 __all__ = [  # the time helpers live in charter.clock (no ORM) and are re-exported here
@@ -63,8 +64,9 @@ class Base(DeclarativeBase):
     """Declarative base; each service defines its own subclass so metadata stays separate."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine with sane defaults for SQLite (WAL, foreign keys) and PostgreSQL."""
+def make_engine(url: str, *, connect_timeout: int | None = None) -> Engine:
+    """An engine with sane defaults for SQLite (WAL, foreign keys) and PostgreSQL
+    (``connect_timeout`` seconds to connect, libpq's default when ``None``)."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -88,7 +90,9 @@ def make_engine(url: str) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    connect_args = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                           connect_args=connect_args)
     tracing.instrument_engine(engine)
     return engine
 
@@ -132,13 +136,24 @@ class Database:
 
     ``session()`` is a read (or deferred) transaction; ``write()`` is the unit of work of
     a use case that changes state: one transaction, the write lock taken first on SQLite,
-    committed on success and rolled back on any exception.
+    committed on success and rolled back on any exception. ``read()`` is a read-only use
+    case's transaction: on the ``read_url`` streaming-replication standby (PostgreSQL) when
+    it has replayed every write committed before the read began, else on the primary
+    (:mod:`charter.read_replica`; ``service`` labels its metrics, default
+    ``CHARTER_SERVICE``); without ``read_url`` it is ``session()``.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, read_url: str | None = None,
+                 service: str | None = None) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.replica: ReadReplica | None = None
+        if read_url:
+            if self.engine.dialect.name != "postgresql" or not read_url.startswith("postgresql"):
+                raise ValueError("a read replica needs PostgreSQL for both URLs")
+            self.replica = ReadReplica(make_engine(read_url, connect_timeout=2),
+                                       service=service)
         # SQLite has one writer at a time; its busy handler makes a waiting writer sleep
         # in growing steps (up to 100 ms), so threads of one process queue on this lock
         # instead (first come, first served); other processes still meet the busy handler.
@@ -147,15 +162,21 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A transaction: commits on success, rolls back on any exception."""
-        session = self._sessions()
-        try:
+        with _transaction(self._sessions()) as session:
             yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
-        finally:
-            session.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A read-only use case's transaction: on the replica when it is caught up with
+        the primary's position at this call (never staler than the primary), else on the
+        primary."""
+        session: Session | None = None
+        if self.replica is not None:
+            position = primary_position(self.engine)
+            if position is not None:
+                session = self.replica.session_at(position)
+        with _transaction(session if session is not None else self._sessions()) as active:
+            yield active
 
     @contextmanager
     def write(self) -> Iterator[Session]:
@@ -177,6 +198,21 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+        if self.replica is not None:
+            self.replica.dispose()
+
+
+@contextmanager
+def _transaction(session: Session) -> Iterator[Session]:
+    """``session`` as one transaction: commit on success, roll back on any exception."""
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
 
 
 @contextmanager
@@ -205,8 +241,9 @@ class SqlUnitOfWork(Generic[R]):
 
     @contextmanager
     def read(self) -> Iterator[R]:
-        """A read transaction's repositories."""
-        with self.db.session() as session:
+        """A read transaction's repositories (on the replica when allowed, see
+        :meth:`Database.read`)."""
+        with self.db.read() as session:
             yield self._repositories(session)
 
     @contextmanager

@@ -10,7 +10,7 @@ import sys
 import httpx
 
 from charter import config
-from charterctl import container, dlq, gov, logs, projections, registry
+from charterctl import backup, container, dlq, gov, logs, projections, registry
 
 
 def client_secret(client: str, given: str | None) -> str:
@@ -86,18 +86,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     Without ``--dev`` every component's production settings are checked first; any missing
     or bad variable stops here with all of them named (exit status 2).
     """
-    from charterctl import registry, runner
+    from charterctl import registry, replicas, runner
 
     if args.dev:
         use_development_mode()
     components = registry.select(args.only)
+    try:
+        counts = replicas.parse(args.replicas, set(registry.COMPONENTS))
+    except replicas.ReplicaError as exc:
+        print(f"charter up: {exc}", file=sys.stderr)
+        return 2
     problems = runner.check_config(components)
     if problems:
         print("charter up: refusing to start:\n" + "\n".join(problems), file=sys.stderr)
         if not config.is_development():
             print("(for a laptop run: charter up --dev, or make run)", file=sys.stderr)
         return 2
-    return runner.up(components, seed=not args.no_seed)
+    return runner.up(components, seed=not args.no_seed, replica_counts=counts)
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -225,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "CA, random development secrets and demo users")
     p.add_argument("--only", help="comma-separated components, e.g. auth,catalog")
     p.add_argument("--no-seed", action="store_true", help="do not load demo data")
+    p.add_argument("--replicas", metavar="SERVICE=N,…",
+                   help="run N instances of these services, e.g. catalog=2,exchange=2 "
+                   "(docs/operations.md, Replicas and failover)")
     p.set_defaults(func=cmd_up)
 
     p = sub.add_parser("token", help="print a client-credentials access token")
@@ -245,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = db.add_parser("purge", help="delete expired idempotency keys (see IDEMPOTENCY_*)")
     p.add_argument("--only")
     p.set_defaults(func=cmd_db_purge)
+    from charterctl import replica  # charter db replica (catalog's standby)
+    replica.register(db)
 
     p = sub.add_parser("seed", help="load demo data (idempotent)")
     p.add_argument("--only")
@@ -279,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     gov.register(sub)
     container.register(sub)
     projections.register(sub)
+    backup.register(sub)  # backup and restore
     logs.register(sub)
     dlq.register(sub, known_queues=registry.consumer_queues)
     messaging = sub.add_parser("messaging", help="the event topology").add_subparsers(

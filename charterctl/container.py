@@ -146,6 +146,9 @@ def compose_secrets(*, public_url: str = DEFAULT_PUBLIC_URL, issuer: str = DEFAU
         values[f"{stem}_DB_PASSWORD"] = password
         values[f"{stem}_DATABASE_URL"] = (
             f"postgresql+psycopg://{role}:{password}@postgres:5432/{role}")
+    # catalog's read-only use cases on the streaming standby (docker-compose.yml)
+    values["CATALOG_DATABASE_READ_URL"] = values["CATALOG_DATABASE_URL"].replace(
+        "@postgres:5432/", "@catalog-db-replica:5432/")
     rabbit = _token()
     redis = _token()
     values.update({

@@ -12,7 +12,9 @@ SIGTERM stops every child cleanly. Meanwhile :mod:`charterctl.supervisor` restar
 child that exits, with an exponential back-off, while the others keep serving; only a
 component that keeps crashing at start-up stops everything (exit code 1, the component
 named). Restarts are logged and counted in ``<var>/supervisor.json``
-(``docs/operations.md``, *Supervision*).
+(``docs/operations.md``, *Supervision*). ``--replicas`` runs several instances of a service,
+each on its own port with its usual workers (:mod:`charterctl.replicas`;
+``docs/operations.md``, *Replicas and failover*).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from charter import config, serve
 from charter.db import Database, ensure_database
 from charter.migrations import upgrade
 from charter.observability import logfile
-from charterctl import pki, registry, supervisor, workers
+from charterctl import pki, registry, replicas, supervisor, workers
 from charterctl.registry import Component
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -116,9 +118,11 @@ def worker_count(comp: Component) -> int:
     return workers.workers_for(comp.name)
 
 
-def command(comp: Component, count: int | None = None) -> list[str]:
+def command(comp: Component, count: int | None = None,
+            port: int | None = None) -> list[str]:
     """The command line of one process of ``comp`` with ``count`` workers (default:
-    :func:`worker_count`); start it with :func:`child_env`'s environment.
+    :func:`worker_count`) on ``port`` (default: its own; another for a replica instance);
+    start it with :func:`child_env`'s environment.
 
     One worker: uvicorn's own command line. Several: ``python -m charter.serve worker``,
     started ``count`` times; each binds the port with ``SO_REUSEPORT`` so the kernel
@@ -127,12 +131,13 @@ def command(comp: Component, count: int | None = None) -> list[str]:
     normalise_workers_env()
     count = worker_count(comp) if count is None else count
     host = config.env("CHARTER_HOST", "127.0.0.1") or "127.0.0.1"
+    port = comp.port if port is None else port
     if count > 1:
         return [sys.executable, "-m", "charter.serve", "worker", comp.name,
-                comp.asgi_factory, host, str(comp.port)]
+                comp.asgi_factory, host, str(port)]
     return [
         sys.executable, "-m", "uvicorn", "--factory", comp.asgi_factory,
-        "--host", host, "--port", str(comp.port),
+        "--host", host, "--port", str(port),
         "--no-access-log", "--log-level", "warning",
         "--timeout-graceful-shutdown", "5",
         *serve.uvicorn_keepalive_args(),  # longer than the gateway's pool keeps one idle
@@ -141,19 +146,30 @@ def command(comp: Component, count: int | None = None) -> list[str]:
     ]
 
 
-def metrics_dir(comp: Component) -> Path:
-    """``<var>/metrics/<component>``: the multiprocess metrics files of its workers."""
-    return config.var_dir() / "metrics" / comp.name
+def metrics_dir(comp: Component, instance: int = 1) -> Path:
+    """``<var>/metrics/<component>`` (``<component>.<k>`` for instance k ≥ 2): the
+    multiprocess metrics files of one instance's workers (each instance has its own
+    ``/metrics``)."""
+    name = comp.name if instance == 1 else f"{comp.name}.{instance}"
+    return config.var_dir() / "metrics" / name
 
 
-def child_env(comp: Component, count: int) -> dict[str, str]:
+def child_env(comp: Component, count: int,
+              instance: replicas.Instance | None = None, instances: int = 1) -> dict[str, str]:
     """The environment of ``comp``'s process: ours, ``serve.service_env``,
-    ``CHARTER_WORKERS=count`` and, with several workers, ``PROMETHEUS_MULTIPROC_DIR``
-    (emptied here: files of a previous run would be summed in)."""
+    ``CHARTER_WORKERS=count``, with several instances ``CHARTER_INSTANCE`` and
+    ``CHARTER_REPLICAS`` (:func:`charterctl.replicas.instance_env`) and, with several
+    workers, ``PROMETHEUS_MULTIPROC_DIR`` (emptied here: files of a previous run would be
+    summed in)."""
     env = {**os.environ, **serve.service_env(comp.name), workers.ENV: str(count)}
-    env.pop(MULTIPROC_ENV, None)  # one directory per component, never an inherited one
+    env.pop(MULTIPROC_ENV, None)  # one directory per instance, never an inherited one
+    for name in (replicas.INSTANCE_ENV, replicas.REPLICAS_ENV):
+        env.pop(name, None)
+    number = instance.number if instance is not None else 1
+    if instances > 1 and instance is not None:
+        env.update(replicas.instance_env(instance, instances))
     if count > 1:
-        directory = metrics_dir(comp)
+        directory = metrics_dir(comp, number)
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         env[MULTIPROC_ENV] = str(directory)
@@ -162,6 +178,7 @@ def child_env(comp: Component, count: int) -> dict[str, str]:
 
 STATUS_FILE = "supervisor.json"
 READY_TIMEOUT = 90.0  # seconds for a batch of components to answer /health/ready
+READY_TIMEOUT_ENV = "CHARTER_READY_TIMEOUT"  # overrides it (a loaded CI machine)
 POLL_INTERVAL = 0.3
 
 
@@ -175,18 +192,23 @@ LOGS_DIR = "logs"
 
 def log_file(component: str, worker: int) -> Path:
     """``<var>/logs/<component>.<worker>.jsonl``: one worker's JSON log lines (its own
-    file: processes never share one), read by ``charter logs`` (:mod:`charterctl.logs`)."""
+    file: processes never share one), read by ``charter logs`` (:mod:`charterctl.logs`).
+    Workers are numbered across instances: with 2 workers, instance 2's are 3 and 4."""
     return config.var_dir() / LOGS_DIR / f"{component}.{worker}.jsonl"
 
 
-def _spawners(comp: Component, count: int) -> list[supervisor.Spawn]:
-    """One ``spawn`` per worker of ``comp``: the same command and environment every time
-    (a restarted worker reuses the port, its log file and the metrics directory, which is
-    emptied once); each worker's ``CHARTER_LOG_FILE`` is its own :func:`log_file`."""
-    argv, env = command(comp, count), child_env(comp, count)
+def _spawners(comp: Component, count: int, instance: replicas.Instance | None = None,
+              instances: int = 1) -> list[supervisor.Spawn]:
+    """One ``spawn`` per worker of ``comp`` (of its ``instance``, default the first): the
+    same command and environment every time (a restarted worker reuses the port, its log
+    file and the metrics directory, which is emptied once); each worker's
+    ``CHARTER_LOG_FILE`` is its own :func:`log_file`."""
+    port = instance.port if instance is not None else None
+    argv, env = command(comp, count, port), child_env(comp, count, instance, instances)
+    first = ((instance.number if instance is not None else 1) - 1) * count
 
     def spawner(worker: int) -> supervisor.Spawn:
-        worker_env = {**env, logfile.LOG_FILE_ENV: str(log_file(comp.name, worker))}
+        worker_env = {**env, logfile.LOG_FILE_ENV: str(log_file(comp.name, first + worker))}
 
         def spawn() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, env=worker_env)
@@ -196,13 +218,14 @@ def _spawners(comp: Component, count: int) -> list[supervisor.Spawn]:
     return [spawner(worker) for worker in range(1, count + 1)]
 
 
-def metrics_reaper(comp: Component, count: int) -> Callable[[int], None] | None:
+def metrics_reaper(comp: Component, count: int,
+                   instance: int = 1) -> Callable[[int], None] | None:
     """``on_exit`` for ``comp``'s processes: mark an exited worker's multiprocess metrics
     dead (its ``live*`` gauges leave the sum; a killed worker cannot do it itself).
     ``None`` with one worker (no multiprocess directory)."""
     if count < 2:
         return None
-    directory = str(metrics_dir(comp))
+    directory = str(metrics_dir(comp, instance))
 
     def mark_dead(pid: int) -> None:
         with contextlib.suppress(OSError):
@@ -211,23 +234,46 @@ def metrics_reaper(comp: Component, count: int) -> Callable[[int], None] | None:
     return mark_dead
 
 
+def ready_timeout() -> float:
+    """Seconds a batch of components may take to become ready: ``CHARTER_READY_TIMEOUT``
+    (a number > 0), else :data:`READY_TIMEOUT`."""
+    raw = config.env(READY_TIMEOUT_ENV)
+    if not raw:
+        return READY_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise config.ConfigError(f"{READY_TIMEOUT_ENV} must be a number of seconds > 0, "
+                                 f"not {raw!r}")
+    return value
+
+
 def _await_ready(sup: supervisor.Supervisor, batch: list[Component],
-                 stopping: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
-    """Supervise until every component of ``batch`` answers ``/health/ready``.
+                 stopping: Callable[[], bool], timeout: float = READY_TIMEOUT,
+                 plan: dict[str, list[replicas.Instance]] | None = None) -> None:
+    """Supervise until every instance of every component of ``batch`` answers
+    ``/health/ready`` (``plan``: the instances; default one per component).
 
     A process that exits meanwhile is restarted (:meth:`Supervisor.check`), so a crash
     loop raises :class:`supervisor.CrashLoop`; RuntimeError when time runs out.
     """
-    pending = {c.name: f"{config.service_url(c.name)}/health/ready" for c in batch}
+    plan = plan or {}
+    pending: dict[tuple[str, int], tuple[str, str]] = {}
+    for c in batch:
+        for inst in plan.get(c.name) or replicas.instances(c.name, 1):
+            pending[(c.name, inst.number)] = (inst.label, f"{inst.url}/health/ready")
     deadline = time.monotonic() + timeout
     while pending and not stopping():
         sup.check()
-        for name, url in list(pending.items()):
+        for (name, number), (_label, url) in list(pending.items()):
             # presents the charter-cli certificate on mTLS
-            if sup.alive(name) and serve.probe(url, timeout=1.0):
-                del pending[name]
+            if sup.alive(name, number) and serve.probe(url, timeout=1.0):
+                del pending[(name, number)]
         if pending and time.monotonic() >= deadline:
-            raise RuntimeError(f"{', '.join(pending)} not ready after {timeout:.0f}s")
+            labels = ", ".join(label for label, _url in pending.values())
+            raise RuntimeError(f"{labels} not ready after {timeout:.0f}s")
         if pending:
             time.sleep(0.2)
 
@@ -258,17 +304,23 @@ def declare_topology() -> str:
 
 
 def up(components: list[Component], *, seed: bool = True, migrate_first: bool = True,
-       policy: supervisor.Policy | None = None) -> int:
+       policy: supervisor.Policy | None = None,
+       replica_counts: dict[str, int] | None = None) -> int:
     """Run and supervise the platform until interrupted; returns the process exit code.
 
-    0 after Ctrl-C/SIGTERM; 1 when a component keeps crashing at start-up
-    (:class:`supervisor.CrashLoop`) or never becomes ready; 2 for a bad worker count.
+    ``replica_counts`` (``--replicas``) runs several instances of those services
+    (:mod:`charterctl.replicas`). 0 after Ctrl-C/SIGTERM; 1 when a component keeps
+    crashing at start-up (:class:`supervisor.CrashLoop`) or never becomes ready; 2 for a
+    bad worker count or replica plan.
     """
     try:
         normalise_workers_env()
-    except config.ConfigError as exc:
+        plan = replicas.plan([c.name for c in components], replica_counts or {})
+        timeout = ready_timeout()
+    except (config.ConfigError, replicas.ReplicaError) as exc:
         print(f"charter: {exc}", file=sys.stderr, flush=True)
         return 2
+    os.environ.update(replicas.urls_env(plan))  # every process started from now on
     pki.ensure_pki()  # first start: a development CA and one certificate per service
     seeded = migrate(components, seed=seed) if migrate_first else []
     print(f"charter: {declare_topology()}", flush=True)
@@ -292,12 +344,15 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
                 if stopping:
                     break
                 count = worker_count(comp)
-                reaper = metrics_reaper(comp, count)
-                for spawn in _spawners(comp, count):  # worker n is slot n
-                    sup.start(comp.name, spawn, on_exit=reaper)
-            _await_ready(sup, batch, lambda: stopping)
+                group = plan[comp.name]
+                for inst in group:
+                    reaper = metrics_reaper(comp, count, inst.number)
+                    for spawn in _spawners(comp, count, inst, len(group)):
+                        sup.start(comp.name, spawn, on_exit=reaper, instance=inst.number,
+                                  port=inst.port)
+            _await_ready(sup, batch, lambda: stopping, timeout, plan=plan)
         if not stopping:
-            _banner(components, seeded)
+            _banner(components, seeded, plan)
         while not stopping:
             sup.check()
             due = sup.next_restart_in()
@@ -313,7 +368,8 @@ def up(components: list[Component], *, seed: bool = True, migrate_first: bool = 
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _banner(components: list[Component], seeded: list[str]) -> None:
+def _banner(components: list[Component], seeded: list[str],
+            plan: dict[str, list[replicas.Instance]] | None = None) -> None:
     print("\nCharter is up.\n", flush=True)
     names = {c.name for c in components}
     gateway = config.service_url("gateway")
@@ -332,6 +388,8 @@ def _banner(components: list[Component], seeded: list[str]) -> None:
         count = worker_count(comp)
         plural = f"   ({count} workers)" if count > 1 else ""
         print(f"  {comp.name:<14} {base}{extra}{plural}")
+        for inst in (plan or {}).get(comp.name, [])[1:]:
+            print(f"  {inst.label:<14} {inst.url}   (instance {inst.number}){plural}")
     if seeded:
         print("\nDemo data (development mode; secrets under var/secrets/):")
         for line in seeded:

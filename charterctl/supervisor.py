@@ -21,7 +21,9 @@ Every child process (each worker of each component) is a *slot*, supervised on i
 The supervisor is pure policy over a Popen-like seam (:class:`Proc`, a ``spawn`` callable)
 and an injectable clock, so it is tested without starting anything. It never sleeps and
 owns no thread: the caller calls :meth:`Supervisor.check` in its loop. A small status file
-(``component → restarts, last exit, pids``) is rewritten on every change for tools and tests.
+(``component → restarts, last exit, pids``, the same per instance of ``charter up
+--replicas``) is rewritten on every change for tools and tests. An instance's processes are
+slots like any other (``catalog#2[worker 1]``), restarted and counted on their own.
 Hand-written because the platform's processes must run in the foreground of one command on
 a bare laptop (no systemd, supervisord or container runtime to lean on), and the logic is
 about sixty lines of bookkeeping.
@@ -106,9 +108,10 @@ def _print(line: str) -> None:
 @dataclass
 class _Slot:
     component: str
-    index: int  # 1-based worker number
+    index: int  # 1-based worker number within its instance
     spawn: Spawn
     on_exit: Callable[[int], None] | None
+    instance: int = 1  # 1-based instance number (charter up --replicas)
     proc: Proc | None = None
     started_at: float = 0.0
     crashes: int = 0  # in a row, since the last stable run (drives the back-off)
@@ -117,7 +120,19 @@ class _Slot:
 
     @property
     def name(self) -> str:
-        return f"{self.component}[worker {self.index}]"
+        """``catalog[worker 2]``; ``catalog#2[worker 1]`` for another instance."""
+        label = self.component if self.instance == 1 else f"{self.component}#{self.instance}"
+        return f"{label}[worker {self.index}]"
+
+
+@dataclass
+class _Instance:
+    port: int | None = None
+    workers: int = 0
+    restarts: int = 0
+    last_exit: int | None = None
+    last_exit_at: float | None = None
+    last_restart_at: float | None = None  # wall-clock time of the last restart
 
 
 @dataclass
@@ -127,6 +142,7 @@ class _Record:
     last_exit: int | None = None
     last_exit_at: float | None = None  # wall-clock time (status file)
     slots: list[_Slot] = field(default_factory=list)
+    instances: dict[int, _Instance] = field(default_factory=dict)
 
 
 class Supervisor:
@@ -146,19 +162,24 @@ class Supervisor:
     # -- starting and watching ------------------------------------------------------------
 
     def start(self, component: str, spawn: Spawn, count: int = 1, *,
-              on_exit: Callable[[int], None] | None = None) -> None:
-        """Start ``count`` processes of ``component``, each with ``spawn()``.
+              on_exit: Callable[[int], None] | None = None, instance: int = 1,
+              port: int | None = None) -> None:
+        """Start ``count`` processes of ``component``'s ``instance``, each with ``spawn()``.
 
         ``spawn`` is called again for every restart (same command, same environment);
         ``on_exit(pid)`` runs for every process that ended (e.g. to mark its metrics dead).
+        ``port`` is only reported (status file).
         """
         if count < 1:
             raise ValueError("count must be at least 1")
         record = self._components.setdefault(component, _Record())
+        info = record.instances.setdefault(instance, _Instance(port=port))
         for _ in range(count):
-            slot = _Slot(component, len(record.slots) + 1, spawn, on_exit)
+            index = sum(1 for s in record.slots if s.instance == instance) + 1
+            slot = _Slot(component, index, spawn, on_exit, instance=instance)
             record.slots.append(slot)
             record.workers += 1
+            info.workers += 1
             self._launch(slot)
         self.write_status()
 
@@ -180,6 +201,7 @@ class Supervisor:
                         changed = True
                 elif slot.restart_at is not None and self._clock() >= slot.restart_at:
                     self._launch(slot)
+                    record.instances[slot.instance].last_restart_at = time.time()
                     self._log(f"{slot.name} restarted (pid {self._pid(slot)})")
                     changed = True
         if changed:
@@ -204,6 +226,8 @@ class Supervisor:
         if slot.on_exit is not None and pid is not None:
             slot.on_exit(pid)
         record.last_exit, record.last_exit_at = code, time.time()
+        info = record.instances[slot.instance]
+        info.last_exit, info.last_exit_at = record.last_exit, record.last_exit_at
         exit_text = describe_exit(code)
         policy = self.policy
         slot.startup_crashes = slot.startup_crashes + 1 if uptime < policy.startup_window else 0
@@ -218,6 +242,7 @@ class Supervisor:
         delay = policy.delay(slot.crashes)
         slot.restart_at = self._clock() + delay
         record.restarts += 1
+        info.restarts += 1
         self._log(f"{slot.name} exited with {exit_text}; restarting in {delay:g}s "
                   f"(restart #{record.restarts})")
 
@@ -227,25 +252,41 @@ class Supervisor:
     def _pid(slot: _Slot) -> int | None:
         return slot.proc.pid if slot.proc is not None else None
 
-    def alive(self, component: str) -> bool:
-        """True when at least one process of ``component`` is running."""
+    def alive(self, component: str, instance: int | None = None) -> bool:
+        """True when at least one process of ``component`` (of its ``instance`` when
+        given) is running."""
         record = self._components.get(component)
         return record is not None and any(
-            s.proc is not None and s.proc.poll() is None for s in record.slots)
+            s.proc is not None and s.proc.poll() is None for s in record.slots
+            if instance is None or s.instance == instance)
 
     def restarts(self, component: str) -> int:
         """How many times a process of ``component`` was scheduled for a restart."""
         record = self._components.get(component)
         return record.restarts if record is not None else 0
 
-    def pids(self, component: str) -> list[int]:
-        """The process ids of ``component``'s running processes, by worker number."""
+    def pids(self, component: str, instance: int | None = None) -> list[int]:
+        """The process ids of ``component``'s running processes (of its ``instance`` when
+        given), by instance and worker number."""
         record = self._components.get(component)
         slots = record.slots if record is not None else []
-        return [s.proc.pid for s in slots if s.proc is not None]
+        return [s.proc.pid for s in slots if s.proc is not None
+                and (instance is None or s.instance == instance)]
+
+    def _instances(self, name: str, record: _Record) -> list[dict[str, Any]]:
+        return [{"instance": number, "port": info.port, "workers": info.workers,
+                 "restarts": info.restarts, "last_exit": info.last_exit,
+                 "last_exit_at": info.last_exit_at, "last_restart_at": info.last_restart_at,
+                 "pids": self.pids(name, number)}
+                for number, info in sorted(record.instances.items())]
 
     def status(self) -> dict[str, Any]:
-        """``{"pid", "stopping", "updated_at", "components": {name: {...}}}`` (JSON-able)."""
+        """``{"pid", "stopping", "updated_at", "components": {name: {...}}}`` (JSON-able).
+
+        Each component: totals over its instances (``workers``, ``restarts``, ``last_exit``,
+        ``last_exit_at``, ``pids``) and ``instances``, one entry per instance with the same
+        fields of its own plus ``instance``, ``port`` and ``last_restart_at``.
+        """
         return {
             "pid": os.getpid(),
             "stopping": self._stopping,
@@ -253,7 +294,7 @@ class Supervisor:
             "components": {
                 name: {"workers": r.workers, "restarts": r.restarts,
                        "last_exit": r.last_exit, "last_exit_at": r.last_exit_at,
-                       "pids": self.pids(name)}
+                       "pids": self.pids(name), "instances": self._instances(name, r)}
                 for name, r in self._components.items()
             },
         }

@@ -20,6 +20,7 @@ from charter.idempotency_store import keyed_unit_of_work, start_purger
 from charter.messaging import runtime
 from charter.messaging.broker import Broker
 from charter.messaging.runtime import Messaging
+from charter.read_replica import replica_checks
 from charter.security.tokens import TokenVerifier
 from charter.serve import fails_fast
 
@@ -58,8 +59,11 @@ def create_app(
     down) when it fails: reads fall through to the database.
     ``messaging`` (see :func:`catalog_messaging`) adds the readiness check ``broker``; the
     caller starts it.
+    With ``CATALOG_DATABASE_READ_URL`` (a standby), read-only use cases run on it when it
+    is caught up (:meth:`charter.db.Database.read`) and the readiness check
+    ``database-replica`` reports it ``degraded`` (never down) when it cannot serve them.
     """
-    db = db or Database(config.database_url(NAME))
+    db = db or catalog_database()
     cache = cache if cache is not None else make_cache(NAME)
     catalog = catalog_service(db, cache, low_stock_threshold=low_stock_threshold)
     deps: dict[str, Any] = {"catalog": catalog, "cache": cache}
@@ -69,9 +73,16 @@ def create_app(
         db=db,
         verifier=verifier,
         deps=deps,
-        checks=redis_checks(cache),
+        checks={**redis_checks(cache), **replica_checks(db.replica)},
         messaging=messaging,
     )
+
+
+def catalog_database() -> Database:
+    """``CATALOG_DATABASE_URL`` (or ``DATABASE_URL``) for writes, ``CATALOG_DATABASE_READ_URL``
+    (optional standby) for read-only use cases."""
+    return Database(config.database_url(NAME), read_url=config.database_read_url(NAME),
+                    service=NAME)
 
 
 def catalog_messaging(db: Database, *, broker: Broker | Callable[[], Broker] | None = None,
@@ -88,7 +99,7 @@ def create_asgi() -> connexion.FlaskApp:
     """ASGI entry point for uvicorn: JSON logs, the configured database, the app."""
     cfg = load_config()  # fails closed: every missing or bad variable in one message
     service.configure_logging(NAME)
-    db = Database(config.database_url(NAME))
+    db = catalog_database()
     messaging = catalog_messaging(db) if runtime.enabled() else None
     app = create_app(db, low_stock_threshold=cfg.catalog_low_stock_threshold,
                      messaging=messaging)

@@ -12,13 +12,15 @@ from .events import DEFAULT_LOW_STOCK_THRESHOLD
 
 
 class CatalogConfig(ComponentSettings):
-    """The shared settings (``CACHE_TTL_SECONDS`` included), ``CATALOG_DATABASE_URL`` and
+    """The shared settings (``CACHE_TTL_SECONDS`` included), ``CATALOG_DATABASE_URL``,
+    ``CATALOG_DATABASE_READ_URL`` (optional PostgreSQL standby for read-only use cases) and
     ``CATALOG_LOW_STOCK_THRESHOLD`` (``catalog.LowStock`` when available units drop to or
     below it; a whole number from 0 to 1,000,000, default 5)."""
 
     component: ClassVar[str] = "catalog"
 
     catalog_database_url: str | None = None
+    catalog_database_read_url: str | None = Field(None, pattern=r"^postgresql(\+psycopg)?://")
     catalog_low_stock_threshold: int = Field(DEFAULT_LOW_STOCK_THRESHOLD, ge=0, le=1_000_000)
 
 

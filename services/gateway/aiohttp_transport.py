@@ -125,11 +125,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         headers = [(name.decode("latin-1"), value.decode("latin-1"))
                    for name, value in request.headers.raw]
         body = request.content or None
+        # DNS-discovered instance: connected to by address, TLS-verified by name
+        sni = request.extensions.get("sni_hostname")
+        extra: dict[str, Any] = {"server_hostname": sni} if sni else {}
         token = _SENDING.set(request)
         try:
             response = await session.request(
                 request.method, URL(str(request.url), encoded=True), headers=headers,
-                data=body, allow_redirects=False, timeout=timeout, compress=None)
+                data=body, allow_redirects=False, timeout=timeout, compress=None, **extra)
         except aiohttp.ServerDisconnectedError as exc:
             raise httpx.RemoteProtocolError(_NO_RESPONSE, request=request) from exc
         except (aiohttp.ConnectionTimeoutError, aiohttp.ClientConnectorError) as exc:

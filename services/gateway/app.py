@@ -22,7 +22,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from . import tracing as gw_tracing
 from .compression import Compression
 from .cors import Cors
 from .deprecations import POLICY_CONTENT_TYPE, Retiring
+from .discovery import Resolver
 from .metrics import SERVICE, GatewayMetrics
 from .portal import REDIRECT_PAGE, Portal
 from .problem_pages import CACHE_CONTROL, ProblemPages
@@ -110,6 +111,8 @@ class Gateway:
         # one process: the token and JWKS cache reads (charter_cache_requests_total) too
         self.registry.register(families.ProcessFamilies())
         upstreams.on_retry = self.metrics.count_retry  # stale keep-alive retries
+        upstreams.series = self.metrics.instances.series  # per upstream instance
+        upstreams.on_forget = self.metrics.instances.forget
         self.limiter: Limiter | None = make_limiter(
             settings.rate_limit, settings.rate_burst, settings.redis_url, settings.workers,
             on_error=self.metrics.count_rate_limit_backend_error,
@@ -151,7 +154,8 @@ class Gateway:
             if message["type"] == "lifespan.startup":
                 if not self.verifier.jwks.kids:  # auth may have started after us
                     await asyncio.to_thread(self.verifier.jwks.refresh)
-                self.upstreams.prepare()  # pools (and mTLS contexts) made on this loop
+                # pools (and mTLS contexts) made on this loop; health checks, DNS
+                await self.upstreams.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.upstreams.aclose()
@@ -360,6 +364,13 @@ class Gateway:
                 errors_log.warning("not ready: revocation feed: %s", exc)
                 checks["revocations"] = "failed"
                 ok = False
+        summary = self.upstreams.rotation_summary()  # the health checker's view
+        empty = [api for api, (healthy, known) in summary.items() if known and not healthy]
+        checks["upstreams"] = (f"ok ({len(summary)} services)" if not empty
+                               else "degraded: no instance in rotation for "
+                               + ", ".join(empty))
+        if empty and self.settings.ready_requires_upstreams:
+            ok = False
         doc: dict[str, Any] = {"status": "ok" if ok else "unavailable", "service": NAME,
                                "checks": checks}
         if b"upstreams=1" in scope.get("query_string", b""):
@@ -537,12 +548,10 @@ class Gateway:
 
         query = scope.get("query_string", b"")
         try:
-            base = self.upstreams.base_url(op.api)
-            url = f"{base}{match.upstream_path}" + (
-                f"?{query.decode('latin-1')}" if query else "")
-            request = httpx.Request(scope["method"], url, headers=out, content=body)
-            async with asyncio.timeout(settings.upstream_timeout):
-                response = await self.upstreams.send(op.api, request)
+            target = match.upstream_path + (f"?{query.decode('latin-1')}" if query else "")
+            # an instance of the service, failover and the time budget: upstreams.py
+            response = await self.upstreams.forward(op.api, scope["method"], target, out,
+                                                    body)
         except httpx.InvalidURL:
             await self._problem(send, ex, cid, 400, "Bad Request", "Invalid request target.",
                                 limit_headers)
@@ -639,12 +648,13 @@ async def _raw_chunks(response: httpx.Response) -> AsyncIterator[bytes]:
 def create_app(
     *,
     spec_dir: Path | None = None,
-    upstreams: Mapping[str, str] | None = None,
+    upstreams: Mapping[str, str | Sequence[str]] | None = None,
     verifier: TokenVerifier | None = None,
     settings: GatewaySettings | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     registry: CollectorRegistry | None = None,
     access_log: bool | None = None,
+    resolver: Resolver | None = None,
 ) -> Gateway:
     """Build the gateway.
 
@@ -652,13 +662,15 @@ def create_app(
     becomes routes. ``upstreams`` maps an API name to its service's base URL (default
     ``charter.config.service_url(api)``); ``verifier`` defaults to one fed by the
     authorization server's JWKS (prefetched); ``settings`` default to the environment;
-    ``transport`` replaces the network for every upstream (tests).
+    ``transport`` replaces the network for every upstream (tests). An API may map to
+    several base URLs (its instances); ``resolver`` (``host -> addresses``) replaces the
+    system's DNS for services discovered by DNS (tests).
     """
     settings = settings or GatewaySettings.from_env()
     routes = RouteTable.from_specs(spec_dir)
     if verifier is None:
         verifier = build_verifier(config.auth_settings())
-    pools = Upstreams([a.api for a in routes.apis], settings, upstreams, transport)
+    pools = Upstreams([a.api for a in routes.apis], settings, upstreams, transport, resolver)
     if access_log is None:
         access_log = GatewayConfig.parse().gateway_access_log
     return Gateway(routes, verifier, pools, settings, registry, access_log)

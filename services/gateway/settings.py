@@ -49,6 +49,20 @@ class GatewayConfig(ComponentSettings):
     gateway_compression_min_bytes: int = Field(1024, ge=0)
     # Grafana's base URL: the portal links each API to its dashboard (none: no link).
     gateway_dashboard_url: str | None = None
+    # Load balancing and failover over each service's instances (docs/gateway.md):
+    # discovery default (per service: <SERVICE>_DISCOVERY), DNS re-resolution, active
+    # health checks, passive ejection with a doubling back-off.
+    gateway_discovery: Literal["static", "dns"] = "static"
+    gateway_dns_refresh: float = Field(5.0, gt=0)
+    gateway_health_interval: float = Field(1.0, gt=0)
+    gateway_health_timeout: float = Field(1.0, gt=0)
+    gateway_healthy_threshold: int = Field(1, ge=1)
+    gateway_unhealthy_threshold: int = Field(2, ge=1)
+    gateway_eject_after: int = Field(3, ge=1)
+    gateway_eject_base: float = Field(2.0, gt=0)
+    gateway_eject_max: float = Field(30.0, gt=0)
+    # /health/ready also needs >= 1 instance in rotation for every service.
+    gateway_ready_requires_upstreams: bool = False
 
     @property
     def rate_limited(self) -> bool:
@@ -132,6 +146,12 @@ class GatewaySettings:
     ``cors_allow_credentials``). ``compression``: JSON answers of at least
     ``compression_min_bytes`` are compressed (br or gzip, as the client accepts).
     ``dashboard_url``: Grafana's base URL, for the portal's dashboard links.
+    ``discovery`` … ``ready_requires_upstreams``: load balancing over each service's
+    instances — the default discovery (``static``/``dns``), DNS re-resolution period,
+    active health check interval, timeout and thresholds, passive ejection after
+    ``eject_after`` consecutive failures for ``eject_base`` seconds doubling up to
+    ``eject_max``, and whether readiness needs every service in rotation
+    (docs/gateway.md, *Load balancing and failover*).
     """
 
     rate_limit: float = 100.0
@@ -154,6 +174,16 @@ class GatewaySettings:
     compression: bool = True
     compression_min_bytes: int = 1024
     dashboard_url: str | None = None
+    discovery: str = "static"
+    dns_refresh: float = 5.0
+    health_interval: float = 1.0
+    health_timeout: float = 1.0
+    healthy_threshold: int = 1
+    unhealthy_threshold: int = 2
+    eject_after: int = 3
+    eject_base: float = 2.0
+    eject_max: float = 30.0
+    ready_requires_upstreams: bool = False
     redis_url: str | None = field(default=None, repr=False)  # may hold a password
     workers: int = 1
 
@@ -182,6 +212,16 @@ class GatewaySettings:
             compression=cfg.gateway_compression,
             compression_min_bytes=cfg.gateway_compression_min_bytes,
             dashboard_url=(cfg.gateway_dashboard_url or "").rstrip("/") or None,
+            discovery=cfg.gateway_discovery,
+            dns_refresh=cfg.gateway_dns_refresh,
+            health_interval=cfg.gateway_health_interval,
+            health_timeout=cfg.gateway_health_timeout,
+            healthy_threshold=cfg.gateway_healthy_threshold,
+            unhealthy_threshold=cfg.gateway_unhealthy_threshold,
+            eject_after=cfg.gateway_eject_after,
+            eject_base=cfg.gateway_eject_base,
+            eject_max=cfg.gateway_eject_max,
+            ready_requires_upstreams=cfg.gateway_ready_requires_upstreams,
             redis_url=cfg.redis_url,
             workers=cfg.charter_workers,
         )

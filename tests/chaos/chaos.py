@@ -10,7 +10,9 @@ waits (bounded) until every order is settled and every queue and outbox is drain
 checks the invariants from the services' own databases and the broker. It prints the
 table ``invariant | expected | actual | ok`` and exits 1 if any invariant fails (a run
 that never settles fails the "terminal" row) or the platform does not start, 2 when
-``--amqp`` names an unreachable RabbitMQ. See ``docs/operations.md``, Chaos run.
+``--amqp`` names an unreachable RabbitMQ. ``--json PATH`` also writes the run as JSON
+(invariants, kills and checkouts per second with their times, settle time) for
+``make report`` (``bench/fault_report``). See ``docs/operations.md``, Chaos run.
 """
 
 from __future__ import annotations
@@ -92,6 +94,14 @@ class Checkout:
     order_id: str | None = None
     refused: str | None = None
     attempts: int = 0
+    finished: float | None = None  # time.monotonic() when the client stopped trying
+
+    @property
+    def outcome(self) -> str:
+        """``accepted`` (202), ``refused`` (a final 4xx) or ``gave_up`` (deadline)."""
+        if self.order_id:
+            return "accepted"
+        return "gave_up" if (self.refused or "").startswith("gave up") else "refused"
 
 
 @dataclass
@@ -105,6 +115,9 @@ class ChaosReport:
     statuses: Counter[str] = field(default_factory=Counter)
     settled_after: float | None = None
     var_dir: Path | None = None
+    started: float | None = None  # time.monotonic() of the load's start (kill times' zero)
+    load_ended: float | None = None  # … when the last checkout was answered
+    settle_started: float | None = None  # … when every service was back
 
     @property
     def ok(self) -> bool:
@@ -319,7 +332,7 @@ class Killer(threading.Thread):
         self.var, self.rng, self.config, self.done, self.out = var, rng, config, done, out
         self.kills: list[tuple[float, str, int]] = []
         self.stop = threading.Event()
-        self._t0 = time.monotonic()
+        self.t0 = time.monotonic()
 
     def _finished(self) -> bool:
         limit = self.config.max_kills
@@ -357,7 +370,7 @@ class Killer(threading.Thread):
             for victim in chosen:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(victim, signal.SIGKILL)
-                    at = time.monotonic() - self._t0
+                    at = time.monotonic() - self.t0
                     self.kills.append((at, name, victim))
                     self.out(f"kill -9 {name} (pid {victim})")
             next_kill = time.monotonic() + self.rng.uniform(low, high)
@@ -416,13 +429,16 @@ def place(http: httpx.Client, gateway: str, token: str, checkout: Checkout,
         else:
             if r.status_code == 202:
                 checkout.order_id = str(r.json()["id"])
+                checkout.finished = time.monotonic()
                 return checkout
             if r.status_code < 500 and r.status_code not in (409, 429):
                 checkout.refused = f"{r.status_code} {r.text[:200]}"
+                checkout.finished = time.monotonic()
                 return checkout
             last = str(r.status_code)
         if time.monotonic() + delay > end:
             checkout.refused = f"gave up after {checkout.attempts} attempts (last: {last})"
+            checkout.finished = time.monotonic()
             return checkout
         time.sleep(delay + random.uniform(0, delay / 2))
         delay = min(delay * 2, 2.0)
@@ -659,6 +675,7 @@ def run(config: ChaosConfig, workdir: Path, out: Out = print) -> ChaosReport:
         say(f"{config.n} checkouts from {config.concurrency} clients, killing "
             f"{', '.join(KILLABLE)} at random")
         started = time.monotonic()
+        report.started = killer.t0
         if config.faults:
             set_fault_phase(var, True)
         killer.start()
@@ -672,6 +689,7 @@ def run(config: ChaosConfig, workdir: Path, out: Out = print) -> ChaosReport:
             done.set()
             if config.faults:
                 set_fault_phase(var, False)
+        report.load_ended = time.monotonic()
         accepted = sum(1 for c in checkouts if c.order_id)
         say(f"{accepted} of {config.n} checkouts accepted in "
             f"{time.monotonic() - started:.1f}s; waiting for the last kills")
@@ -688,7 +706,7 @@ def run(config: ChaosConfig, workdir: Path, out: Out = print) -> ChaosReport:
                 time.sleep(0.3)
         say("every service is back; waiting until every order is settled and the "
             "queues are drained")
-        settle_start = time.monotonic()
+        settle_start = report.settle_started = time.monotonic()
         if wait_quiet(var, probe, config.settle_timeout, say):
             report.settled_after = time.monotonic() - settle_start
         else:
@@ -748,8 +766,46 @@ def summary(report: ChaosReport) -> str:
     return "\n".join(lines)
 
 
-def parse(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
-    """The command line."""
+def as_json(report: ChaosReport, config: ChaosConfig) -> dict[str, Any]:
+    """The run for ``--json``: the invariant rows, the kills and the checkouts answered per
+    second by outcome (times in seconds since the load started), the settle time."""
+    zero = report.started if report.started is not None else 0.0
+
+    def since(moment: float | None) -> float | None:
+        return None if moment is None or report.started is None else round(moment - zero, 2)
+
+    per_second: dict[int, Counter[str]] = defaultdict(Counter)
+    for c in report.checkouts:
+        at = since(c.finished)
+        if at is not None:
+            per_second[max(0, int(at))][c.outcome] += 1
+    last = max(per_second, default=-1)
+    outcomes = ("accepted", "refused", "gave_up")
+    return {
+        "n": config.n,
+        "concurrency": config.concurrency,
+        "broker": "rabbitmq" if config.amqp_url else "embedded",
+        "faults": config.faults,
+        "ok": report.ok,
+        "invariants": [{"name": i.name, "expected": i.expected, "actual": i.actual,
+                        "ok": i.ok} for i in report.invariants],
+        "kills": [{"t": round(at, 2), "service": name, "pid": pid}
+                  for at, name, pid in report.kills],
+        "restarts": dict(report.restarts),
+        "statuses": dict(report.statuses),
+        "checkouts": {o: sum(1 for c in report.checkouts if c.outcome == o) for o in outcomes},
+        "attempts": sum(c.attempts for c in report.checkouts),
+        "seconds": [{"t": t, **{o: per_second[t][o] for o in outcomes}}
+                    for t in range(last + 1)],
+        "load_ended_s": since(report.load_ended),
+        "settle_started_s": since(report.settle_started),
+        "settled_after_s": (round(report.settled_after, 2)
+                            if report.settled_after is not None else None),
+    }
+
+
+def arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The command line, parsed."""
     p = argparse.ArgumentParser(prog="python -m tests.chaos.chaos", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200, help="checkouts (default 200)")
@@ -768,9 +824,16 @@ def parse(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
     p.add_argument("--settle-timeout", type=float, default=180.0)
     p.add_argument("--workdir", type=Path, default=None,
                    help="keep the run's files here (default: a temporary directory)")
+    p.add_argument("--json", type=Path, default=None, metavar="PATH",
+                   help="also write the run as JSON here (for make report)")
     a = p.parse_args(argv)
     if a.n < 1 or a.concurrency < 1 or a.min_kills < 0:
         p.error("--n and --concurrency must be at least 1, --min-kills at least 0")
+    return a
+
+
+def configuration(a: argparse.Namespace) -> tuple[ChaosConfig, Path | None]:
+    """The run's configuration and work directory from the parsed command line."""
     low, high = a.kill_interval
     config = ChaosConfig(n=a.n, concurrency=a.concurrency, min_kills=a.min_kills,
                          max_kills=a.max_kills, kill_interval=(low, high),
@@ -779,9 +842,15 @@ def parse(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
     return config, a.workdir
 
 
+def parse(argv: list[str] | None) -> tuple[ChaosConfig, Path | None]:
+    """The command line: the run's configuration and work directory."""
+    return configuration(arguments(argv))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: 0 when every invariant holds, 1 otherwise."""
-    config, workdir = parse(argv)
+    args = arguments(argv)
+    config, workdir = configuration(args)
     if config.amqp_url:
         from kombu import Connection
 
@@ -804,6 +873,10 @@ def main(argv: list[str] | None = None) -> int:
         print(table(report))
         print()
         print("chaos: every invariant holds" if report.ok else "chaos: INVARIANTS FAIL")
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(as_json(report, config), indent=2) + "\n")
+            print(f"chaos: JSON in {args.json}")
     return 0 if report.ok else 1
 
 

@@ -18,6 +18,7 @@ from charter.observability import logfile
 from charter.observability.logs import JSONFormatter
 from charterctl import cli, logs, runner
 from charterctl.registry import Component
+from charterctl.replicas import Instance
 
 CID = "corr-0123456789abcdef"
 
@@ -280,8 +281,8 @@ def test_without_the_setting_nothing_but_stderr(monkeypatch: pytest.MonkeyPatch)
 def test_charter_up_gives_each_worker_its_own_log_file(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHARTER_VAR_DIR", str(tmp_path / "var"))
-    monkeypatch.setattr(runner, "command", lambda comp, count: ["serve", comp.name])
-    monkeypatch.setattr(runner, "child_env", lambda comp, count: {"A": "1"})
+    monkeypatch.setattr(runner, "command", lambda comp, count, *_: ["serve", comp.name])
+    monkeypatch.setattr(runner, "child_env", lambda comp, count, *_: {"A": "1"})
     started: list[dict[str, str]] = []
 
     def popen(argv: list[str], env: dict[str, str]) -> Any:
@@ -297,6 +298,12 @@ def test_charter_up_gives_each_worker_its_own_log_file(
     base = tmp_path / "var" / "logs"
     assert files == [str(base / f"orders.{n}.jsonl") for n in (1, 2, 3, 2)]
     assert all(env["A"] == "1" for env in started)
+    # charter up --replicas orders=2: instance 2's workers continue the numbering
+    second = Instance("orders", 2, 9000, "https://127.0.0.1:9000")
+    for spawn in runner._spawners(comp, 3, second, 2):
+        spawn()
+    assert [env[logfile.LOG_FILE_ENV] for env in started[4:]] == [
+        str(base / f"orders.{n}.jsonl") for n in (4, 5, 6)]
 
 
 @pytest.mark.parametrize("name, value", [(logfile.MAX_BYTES_ENV, "12"),

@@ -260,9 +260,13 @@ def test_status_file_counts_restarts_and_names_pids_and_last_exit(
         components: dict[str, dict[str, object]] = json.loads(path.read_text())["components"]
         return components
 
+    pids = [p.pid for p in catalog.started]
     assert read()["catalog"] == {"workers": 2, "restarts": 0, "last_exit": None,
-                                 "last_exit_at": None,
-                                 "pids": [p.pid for p in catalog.started]}
+                                 "last_exit_at": None, "pids": pids,
+                                 "instances": [{"instance": 1, "port": None, "workers": 2,
+                                                "restarts": 0, "last_exit": None,
+                                                "last_exit_at": None,
+                                                "last_restart_at": None, "pids": pids}]}
     clock.advance(60)
     crash_and_restart(sup, clock, catalog, code=-9)
     got = read()["catalog"]
@@ -313,3 +317,31 @@ def test_the_runner_marks_a_dead_workers_live_gauges_dead(
     assert sorted(p.name for p in directory.iterdir()) == [
         "counter_4242.db", "gauge_livesum_4343.db"]
     reaper(4242)  # twice (exit seen, then shutdown) is harmless
+
+
+def test_instances_are_supervised_and_counted_each_on_its_own(
+        sup: Supervisor, clock: SettableClock, lines: list[str], tmp_path: Path) -> None:
+    """``charter up --replicas catalog=2``: a killed instance is restarted with back-off and
+    its restart is counted for it alone; the status file lists each instance."""
+    first, second = Factory(), Factory()
+    sup.start("catalog", first, instance=1, port=8101)
+    sup.start("catalog", second, 2, instance=2, port=8111)
+    assert sup.alive("catalog", 2) and sup.pids("catalog", 2) == [p.pid for p in second.started]
+    clock.advance(60)
+    for proc in second.started:
+        proc.exit(-9)
+    sup.check()
+    assert not sup.alive("catalog", 2) and sup.alive("catalog", 1) and sup.alive("catalog")
+    assert "catalog#2[worker 1] exited with -9 (SIGKILL); restarting in 0.5s" in lines[0]
+    clock.advance(0.5)
+    sup.check()
+    assert sup.alive("catalog", 2) and len(second.started) == 4 and len(first.started) == 1
+    status = json.loads((tmp_path / "var" / "supervisor.json").read_text())
+    catalog = status["components"]["catalog"]
+    assert catalog["restarts"] == 2 and catalog["workers"] == 3
+    one, two = catalog["instances"]
+    assert (one["instance"], one["port"], one["restarts"], one["pids"]) == (
+        1, 8101, 0, [first.started[0].pid])
+    assert (two["instance"], two["port"], two["workers"], two["restarts"]) == (2, 8111, 2, 2)
+    assert two["last_exit"] == -9 and two["last_restart_at"] is not None
+    assert two["pids"] == [p.pid for p in second.started[2:]]

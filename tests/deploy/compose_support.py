@@ -30,7 +30,8 @@ APP_SERVICES = ("auth", "catalog", "cart", "orders", "payments", "exchange", "lo
                 "notifications", "gateway")
 JOBS = ("pki", "migrate", "rates", "topology")
 # Servers the run test finds on this machine instead of in containers.
-LOCAL_SERVERS = ("postgres", "rabbitmq", "redis")
+LOCAL_SERVERS = ("postgres", "rabbitmq", "redis",
+                 "catalog-db-replica")  # not started here: catalog reads fall back to the primary
 # Third-party images the run test does not start (no engine here); the schema and the
 # structure tests cover them.
 OBSERVABILITY = ("prometheus", "node-exporter", "alertmanager", "grafana", "jaeger", "loki",

@@ -16,6 +16,8 @@ from dotenv import dotenv_values
 
 from charter.config import KNOWN_DEV_SECRETS, PORTS
 from charterctl import cli
+from services.gateway.settings import GatewayConfig, GatewaySettings
+from services.gateway.upstreams import Upstreams
 from tests.deploy import compose_support as cs
 from tests.support.databases import skip_or_fail
 
@@ -87,6 +89,25 @@ def test_no_fixed_names_or_host_ports_on_scalable_services(
     published = {name for name, service in svcs.items() if service.get("ports")}
     assert published == {"gateway"}
     assert svcs["gateway"]["ports"] == [f"{PORTS['gateway']}:{PORTS['gateway']}"]
+
+
+def test_gateway_discovers_scaled_services_by_dns(
+        svcs: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--scale catalog=3``: the gateway resolves every service name to all its
+    addresses (docs/gateway.md, *Load balancing and failover*)."""
+    env = cs.service_environment(svcs["gateway"])
+    assert env["GATEWAY_DISCOVERY"] == "dns"
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    cfg = GatewayConfig.parse()
+    assert cfg.gateway_discovery == "dns"
+    apps = [a for a in PORTS if a not in ("auth", "gateway")]
+    ups = Upstreams(apps, GatewaySettings.from_env(cfg))
+    for app in apps:
+        assert ups.dns[app], app
+        assert ups.instance_urls[app] == (env[f"{app.upper()}_URL"],), app
+    for app in (*apps, "auth"):
+        assert not svcs[app].get("ports") and "container_name" not in svcs[app], app
 
 
 def test_healthchecks_everywhere_and_dependencies_wait_for_them(
