@@ -8,7 +8,10 @@ Per service (``<SERVICE>`` is the API name upper-cased, ``-`` → ``_``):
 * ``<SERVICE>_DISCOVERY`` — ``static`` (the URLs are the instances) or ``dns``: each URL's
   host name is resolved to ALL its A/AAAA records, one instance per address, and
   re-resolved every ``GATEWAY_DNS_REFRESH`` seconds (compose ``--scale``, a Kubernetes
-  headless Service). The default for every service is ``GATEWAY_DISCOVERY``.
+  headless Service). The default for every service is ``GATEWAY_DISCOVERY``;
+* ``<SERVICE>_DISCOVERY_HOST`` — with ``dns``, the name resolved instead of the URL's host
+  (Kubernetes: the headless ``<service>-instances`` Service), the URL's host staying the
+  ``Host`` and TLS name.
 
 With DNS the gateway connects to the address but keeps the name: ``Host`` is the URL's
 ``host:port`` and, for ``https``, the TLS server name (SNI and certificate check) is the
@@ -110,9 +113,12 @@ def resolved_endpoints(url: str, addresses: Sequence[str]) -> list[Endpoint]:
                      header, sni) for a in addresses]
 
 
-def dns_host(url: str) -> str:
-    """The host name of ``url`` (what DNS discovery resolves)."""
-    return _split(url)[1]
+def dns_host(url: str, api: str | None = None) -> str:
+    """What DNS discovery resolves for ``url``: ``<API>_DISCOVERY_HOST`` when set (a
+    Kubernetes headless Service beside the ClusterIP one, whose name stays the ``Host``
+    and TLS name), else the URL's host name."""
+    override = config.env(f"{env_prefix(api)}_DISCOVERY_HOST") if api else None
+    return override.strip() if override and override.strip() else _split(url)[1]
 
 
 def _is_ip(host: str) -> bool:

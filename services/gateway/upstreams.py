@@ -407,7 +407,7 @@ class Upstreams:
         urls = balancer.dns_urls
         found: dict[str, Endpoint] = {}
         for url in urls:
-            host = dns_host(url)
+            host = dns_host(url, balancer.api)
             try:
                 async with asyncio.timeout(max(self.settings.health_timeout, 1.0)):
                     addresses = await resolve(self.resolver, host)

@@ -279,6 +279,29 @@ def test_generated_base_has_no_drift():
     assert generate.render() == generate.render()
 
 
+def test_the_gateway_discovers_every_pod_of_each_service_it_reaches():
+    """Each upstream of the gateway has a headless ``<name>-instances`` Service (one A record
+    per ready pod) beside its ClusterIP one, and the gateway resolves it (DNS discovery)
+    while still addressing — and TLS-verifying — the ClusterIP Service's name."""
+    docs = [d for text in generate.render().values() for d in yaml.safe_load_all(text)
+            if isinstance(d, dict) and "kind" in d]
+    services = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Service"}
+    gateway = next(d for d in docs if d["kind"] == "ConfigMap"
+                   and d["metadata"]["name"] == "gateway-config")["data"]
+    upstreams = sorted(k[:-len("_URL")].lower() for k in gateway if k.endswith("_URL"))
+    assert {"catalog", "orders", "exchange"} <= set(upstreams)
+    for name in upstreams:
+        key = name.upper()
+        assert gateway[f"{key}_DISCOVERY"] == "dns"
+        assert gateway[f"{key}_DISCOVERY_HOST"] == f"{name}-instances"
+        assert gateway[f"{key}_URL"].split("://")[1].startswith(f"{name}:")
+        headless, cluster = services[f"{name}-instances"]["spec"], services[name]["spec"]
+        assert headless["clusterIP"] == "None" and "clusterIP" not in cluster
+        assert headless["selector"] == cluster["selector"]
+        assert headless["ports"] == cluster["ports"]
+    assert "gateway-instances" not in services  # nothing balances over the gateway itself
+
+
 # --------------------------------------------------------------------------- the canary
 
 

@@ -336,6 +336,34 @@ async def test_dns_discovery_spreads_drains_and_adds_instances(
         assert "catalog.test" in asked
 
 
+async def test_a_discovery_host_is_resolved_while_the_url_keeps_the_name(
+        instances: Started, gateway_for: Callable[..., Gateway],
+        headers: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kubernetes: the headless ``catalog-instances`` Service is resolved; ``Host`` (and
+    the TLS name) stay the ClusterIP Service's name, the one the certificate carries."""
+    other = await instances("other")
+    one = await instances("one", host="127.0.0.1")
+    two = await instances("two", host="127.0.0.2", port=one.port)
+    answer = {"catalog-instances.test": ["127.0.0.1", "127.0.0.2"]}
+    asked: list[str] = []
+
+    def resolver(host: str) -> list[str]:
+        asked.append(host)
+        return answer.get(host, [])
+
+    monkeypatch.setenv("CATALOG_DISCOVERY", "dns")
+    monkeypatch.setenv("CATALOG_DISCOVERY_HOST", "catalog-instances.test")
+    gateway = gateway_for(other, [f"http://catalog.test:{one.port}"], resolver=resolver)
+    async with running(gateway) as http:
+        balancer = gateway.upstreams.balancer("catalog")
+        await eventually(lambda: balancer.healthy_count() == 2)
+        for _ in range(4):
+            assert (await http.get(READ, headers=headers)).status_code == 200
+        assert (one.hits, two.hits) == (2, 2)
+        assert one.hosts_seen == two.hosts_seen == {f"catalog.test:{one.port}"}
+        assert set(asked) == {"catalog-instances.test"}
+
+
 async def test_unresolvable_name_keeps_the_known_instances(
         instances: Started, gateway_for: Callable[..., Gateway], headers: dict[str, str],
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
