@@ -135,9 +135,12 @@ def bench_run(doc: dict[str, Any], name: str,
 
 
 def bench_rows(doc: dict[str, Any]) -> list[Row]:
-    """The governed read and the v2 checkout at the headline concurrency."""
+    """The governed read and the v2 checkout (a waiting client, ``Prefer: wait``, and a
+    polling one) at the headline concurrency."""
     rows = []
-    for name, label in (("governed_read", "governed read"), ("checkout_v2", "checkout v2")):
+    for name, label in (("governed_read", "governed read"),
+                        ("checkout_v2_wait", "checkout v2 waiting"),
+                        ("checkout_v2", "checkout v2")):
         run = bench_run(doc, name)
         if run is None:
             continue

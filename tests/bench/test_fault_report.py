@@ -60,6 +60,12 @@ SAMPLES: dict[str, dict[str, Any]] = {
               "runs": [{"name": "governed_read", "connections": 20, "requests": 5000,
                         "seconds": 2.0, "rps": 2500.0, "p50_ms": 6.0, "p99_ms": 21.5,
                         "non_2xx": 0, "errors": 0, "statuses": {}},
+                       {"name": "checkout_v2_wait", "connections": 20, "requests": 40,
+                        "seconds": 2.0, "rps": 20.0, "p50_ms": 80.0, "p99_ms": 1788.0,
+                        "non_2xx": 0, "errors": 0, "statuses": {}},
+                       {"name": "checkout_v2_wait", "connections": 1, "requests": 10,
+                        "seconds": 1.0, "rps": 10.0, "p50_ms": 82.0, "p99_ms": 99.0,
+                        "non_2xx": 0, "errors": 0, "statuses": {}},
                        {"name": "checkout_v2", "connections": 20, "requests": 20,
                         "seconds": 2.0, "rps": 10.0, "p50_ms": 90.0, "p99_ms": 140.2,
                         "non_2xx": 0, "errors": 1, "statuses": {}}]},
@@ -107,6 +113,8 @@ def test_the_report_renders_every_part_with_the_right_numbers(tmp_path: Path) ->
     assert rows["bench governed read @20 (quick)"] == [
         "5,000", "0", "–", "–", "21.5", "2,500 req/s"]
     assert rows["bench checkout v2 @20 (quick)"][1] == "1"
+    assert rows["bench checkout v2 waiting @20 (quick)"] == [
+        "40", "0", "–", "–", "1,788.0", "20 req/s"]
     assert rows["replication lag"][-1] == "max 12.5 ms, p50 4 ms"
     assert rows["restore drill (2 databases)"][-1] == (
         "0.250 s of RTO 900 s ok; 3/3 orders back")
