@@ -38,7 +38,6 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,7 +49,8 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.platform import COMPONENTS, ROOT, BenchError, Platform, stop
+from bench.__main__ import client_credentials
+from bench.platform import COMPONENTS, BenchError, Platform, launch, stop
 from charterctl.ports import free_ports
 
 REPLICAS = {"catalog": 2, "exchange": 2}
@@ -124,31 +124,7 @@ def start_platform(work: Path, replicas: dict[str, int], workers: str | None = N
         env[f"{service.upper()}_REPLICA_PORTS"] = ",".join(
             str(next(spare)) for _ in range(count - 1))
     spec = ",".join(f"{s}={n}" for s, n in replicas.items())
-    log = work / "charter-up.log"
-    argv = [sys.executable, "-m", "charterctl.cli", "--dev", "up", "--replicas", spec,
-            "--only", ",".join(ONLY)]
-    proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-    platform = Platform(env, proc, log)
-    deadline = time.monotonic() + timeout
-    while "Charter is up" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(platform)
-            tail = log.read_text(errors="replace")[-3000:]
-            raise BenchError(f"charter up --replicas {spec} did not start:\n{tail}")
-        time.sleep(0.3)
-    return platform
-
-
-def token(platform: Platform) -> str:
-    """A demo-cli access token (client credentials; catalog and exchange reads)."""
-    resp = httpx.post(f"{platform.url('auth')}/oauth/token",
-                      data={"grant_type": "client_credentials"},
-                      auth=("demo-cli", platform.secret("DEMO_CLI_SECRET")), timeout=10)
-    if resp.status_code != 200:
-        raise BenchError(f"demo-cli token: {resp.status_code} {resp.text[:300]}")
-    value: str = resp.json()["access_token"]
-    return value
+    return launch(work, env, ["--replicas", spec, "--only", ",".join(ONLY)], timeout)
 
 
 def instance_status(platform: Platform, service: str, number: int) -> dict[str, Any]:
@@ -352,7 +328,7 @@ def run(work: Path, *, rate: float = 200, duration: float = 30,
     platform = start_platform(work, {s: REPLICAS[s] for s in names}, workers)
     scenarios = []
     try:
-        bearer = token(platform)
+        bearer = client_credentials(platform)
         for service in names:
             result, samples = _run_async(
                 _scenario(platform, bearer, service, rate, duration, settle))

@@ -83,8 +83,14 @@ def start(work: Path, timeout: float = 180.0) -> Platform:
                 "CHARTER_ENV": "development"})
     for comp, port in zip(COMPONENTS, free_ports(len(COMPONENTS)), strict=True):
         env[f"{comp.upper()}_PORT"] = str(port)
+    return launch(work, env, [], timeout)
+
+
+def launch(work: Path, env: dict[str, str], up_args: list[str], timeout: float) -> Platform:
+    """Run ``charter --dev up <up_args>`` in ``env`` (log in ``work/charter-up.log``) and
+    wait for its banner; stop it and raise :class:`BenchError` if it does not come."""
     log = work / "charter-up.log"
-    argv = [sys.executable, "-m", "charterctl.cli", "--dev", "up"]
+    argv = [sys.executable, "-m", "charterctl.cli", "--dev", "up", *up_args]
     proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=log.open("wb"),
                             stderr=subprocess.STDOUT, start_new_session=True)
     platform = Platform(env, proc, log)
@@ -92,7 +98,8 @@ def start(work: Path, timeout: float = 180.0) -> Platform:
     while "Charter is up" not in log.read_text(errors="replace"):
         if proc.poll() is not None or time.monotonic() > deadline:
             stop(platform)
-            raise BenchError(f"charter up did not start:\n{_log_tail(log)}")
+            what = " ".join(["charter up", *up_args])
+            raise BenchError(f"{what} did not start:\n{_log_tail(log)}")
         time.sleep(0.3)
     return platform
 
